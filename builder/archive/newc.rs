@@ -1,0 +1,296 @@
+//! The newc ("070701") cpio format the kernel unpacks as an initramfs
+//! (Documentation/driver-api/early-userspace/buffer-format.rst), written from the tree
+//! in path order with renumbered inodes, smelt's owners and clamped mtimes.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use anyhow::{bail, Context as _};
+
+use crate::stage::tree::{Kind, Tree};
+
+const MAGIC: &[u8] = b"070701";
+const TRAILER: &str = "TRAILER!!!";
+
+/// Writes one newc header and name, padded to four bytes; counts every byte so a short
+/// write can never pass unnoticed.
+pub struct NewcWriter<W: Write> {
+    out: W,
+    written: u64,
+}
+
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub ino: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub mtime: u32,
+    pub size: u32,
+    pub rdev: (u32, u32),
+}
+
+impl<W: Write> NewcWriter<W> {
+    pub fn new(out: W) -> Self {
+        NewcWriter { out, written: 0 }
+    }
+
+    pub fn header(&mut self, h: &Header) -> io::Result<()> {
+        let namesize = h.name.len() + 1;
+        let fields = [
+            h.ino,
+            h.mode,
+            h.uid,
+            h.gid,
+            h.nlink,
+            h.mtime,
+            h.size,
+            0,
+            0,
+            h.rdev.0,
+            h.rdev.1,
+            namesize as u32,
+            0,
+        ];
+        let mut buf = Vec::with_capacity(112 + namesize + 3);
+        buf.extend_from_slice(MAGIC);
+        for f in fields {
+            write!(buf, "{f:08X}")?;
+        }
+        buf.extend_from_slice(h.name.as_bytes());
+        buf.push(0);
+        buf.resize(buf.len().next_multiple_of(4), 0);
+        self.put(&buf)
+    }
+
+    /// Copies exactly `size` bytes of file data from `src`, then pads.
+    pub fn data(&mut self, src: &mut dyn Read, size: u64) -> io::Result<()> {
+        let copied = io::copy(&mut src.take(size), &mut Counted(self))?;
+        if copied != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "read {copied} of {size} bytes: the file shrank while the archive was written"
+                ),
+            ));
+        }
+        self.pad()
+    }
+
+    fn pad(&mut self) -> io::Result<()> {
+        let pad = (4 - (self.written % 4) as usize) % 4;
+        self.put(&[0u8; 3][..pad])
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.header(&Header {
+            name: TRAILER,
+            ino: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: 0,
+            size: 0,
+            rdev: (0, 0),
+        })?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+struct Counted<'a, W: Write>(&'a mut NewcWriter<W>);
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.out.write(buf)?;
+        self.0.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.out.flush()
+    }
+}
+
+/// Writes the whole tree as one archive. `epoch` clamps every mtime (`SOURCE_DATE_EPOCH`);
+/// `progress` is told the bytes of each file written.
+pub fn write_tree<W: Write>(
+    tree: &Tree,
+    epoch: Option<i64>,
+    out: W,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<W> {
+    let inodes = number_inodes(tree);
+    let subdirs = count_subdirs(tree);
+    let mut w = NewcWriter::new(out);
+    let clamp = |t: i64| epoch.map_or(t, |e| t.min(e)).clamp(0, u32::MAX as i64) as u32;
+    let root_mtime = tree.iter().map(|(_, e)| e.mtime).max().unwrap_or(0);
+    w.header(&Header {
+        name: ".",
+        ino: 1,
+        mode: 0o040755,
+        uid: 0,
+        gid: 0,
+        nlink: 2 + subdirs.get("").copied().unwrap_or(0),
+        mtime: clamp(root_mtime),
+        size: 0,
+        rdev: (0, 0),
+    })?;
+    let mut data_written: std::collections::BTreeSet<(u64, u64)> = Default::default();
+    for (i, (path, entry)) in tree.iter().enumerate() {
+        let (ino, nlink) = inodes[i];
+        let mut size = entry.size();
+        let mut rdev = (0, 0);
+        match &entry.kind {
+            Kind::Char(ma, mi) | Kind::Block(ma, mi) => rdev = (*ma, *mi),
+            Kind::File {
+                link: Some(key), ..
+            } if nlink > 1 => {
+                // The kernel links later entries to the first one with the same inode
+                // and takes the data from the first (init/initramfs.c, maybe_link).
+                if !data_written.insert(*key) {
+                    size = 0;
+                }
+            }
+            _ => {}
+        }
+        if size > u32::MAX as u64 {
+            bail!("{path} is {size} bytes: newc cpio cannot hold files of 4 GiB or more");
+        }
+        let nlink = match entry.kind {
+            Kind::Dir => 2 + subdirs.get(path.as_str()).copied().unwrap_or(0),
+            _ => nlink,
+        };
+        w.header(&Header {
+            name: path.as_str(),
+            ino,
+            mode: entry.kind.type_bits() | entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            nlink,
+            mtime: clamp(entry.mtime),
+            size: size as u32,
+            rdev,
+        })
+        .context("writing the cpio archive")?;
+        match &entry.kind {
+            Kind::File { source, .. } if size > 0 => {
+                let mut src = source
+                    .open()
+                    .with_context(|| format!("opening {} for {path}", source.describe()))?;
+                w.data(&mut src, size)
+                    .with_context(|| format!("archiving {} as {path}", source.describe()))?;
+                progress(size);
+            }
+            Kind::Symlink(target) => w
+                .data(&mut target.as_bytes(), size)
+                .context("writing the cpio archive")?,
+            _ => {}
+        }
+    }
+    Ok(w.finish().context("finishing the cpio archive")?)
+}
+
+/// Inode numbers from 2 (the root is 1) in path order; hard links share the number of
+/// their first member and carry the member count as nlink.
+fn number_inodes(tree: &Tree) -> Vec<(u32, u32)> {
+    let mut members: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+    for (_, e) in tree.iter() {
+        if let Kind::File {
+            link: Some(key), ..
+        } = e.kind
+        {
+            *members.entry(key).or_default() += 1;
+        }
+    }
+    let mut first: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+    let mut next = 2u32;
+    tree.iter()
+        .map(|(_, e)| match e.kind {
+            Kind::File {
+                link: Some(key), ..
+            } if members[&key] > 1 => {
+                let ino = *first.entry(key).or_insert_with(|| {
+                    next += 1;
+                    next - 1
+                });
+                (ino, members[&key])
+            }
+            _ => {
+                next += 1;
+                (next - 1, 1)
+            }
+        })
+        .collect()
+}
+
+fn count_subdirs(tree: &Tree) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for (path, e) in tree.iter() {
+        if let Kind::Dir = e.kind {
+            let parent = path
+                .parent()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            *counts.entry(parent).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::ImagePath;
+    use crate::stage::tree::Entry;
+
+    #[test]
+    fn header_layout_matches_the_kernel_format() {
+        let mut w = NewcWriter::new(Vec::new());
+        w.header(&Header {
+            name: "init",
+            ino: 2,
+            mode: 0o100755,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: 1,
+            size: 5,
+            rdev: (0, 0),
+        })
+        .unwrap();
+        let out = w.out;
+        assert_eq!(out.len(), 116); // 110 + "init\0" = 115, padded to 116
+        assert_eq!(&out[..14], b"07070100000002");
+        assert_eq!(&out[14..22], b"000081ED");
+        assert_eq!(&out[94..102], b"00000005"); // namesize
+    }
+
+    #[test]
+    fn archive_is_padded_and_ends_with_trailer() {
+        let mut tree = Tree::default();
+        tree.insert(
+            &ImagePath::new("a").unwrap(),
+            Entry::bytes(b"xyz".to_vec(), 0o644, 5, "e"),
+        )
+        .unwrap();
+        let out = write_tree(&tree, Some(3), Vec::new(), |_| {}).unwrap();
+        assert_eq!(out.len() % 4, 0);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("TRAILER!!!"));
+        // mtime 5 is clamped to the epoch, 3.
+        let a = text.find("a\0").unwrap();
+        assert_eq!(&text[a - 110 + 46..a - 110 + 54], "00000003");
+    }
+}

@@ -1,0 +1,93 @@
+//! The command line, as SPEC.md defines it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "smelt",
+    version,
+    about = "Build reproducible Linux initramfs and ISO images from ordered elements, rootless, with size budgets",
+    help_expected = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the image's outputs and report.json
+    Build(BuildArgs),
+    /// Show what a build would do (elements, hooks, params, outputs, budget) without building
+    Plan(BuildArgs),
+    /// List the elements on the element path, or show one
+    Elements {
+        #[command(subcommand)]
+        what: Option<ElementsCmd>,
+        /// Directory of elements searched before the built-in ones (repeatable)
+        #[arg(long = "elements-path", value_name = "DIR", global = true)]
+        elements_path: Vec<PathBuf>,
+        /// Print JSON on stdout
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Validate an image.toml, client.toml or size-budget.toml, reporting every problem
+    Check {
+        /// The file to check
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ElementsCmd {
+    /// Every element on the path, one line each
+    List,
+    /// One element's manifest, params with defaults, files and hooks
+    Show {
+        /// The element's name
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The image.toml to build
+    pub image: PathBuf,
+    /// Client inventory (client.toml) rendered into templates
+    #[arg(long, value_name = "CLIENT.toml")]
+    pub client: Option<PathBuf>,
+    /// Directory the outputs and report.json are written to
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        value_name = "OUTDIR",
+        default_value = "out"
+    )]
+    pub outdir: PathBuf,
+    /// Directory of elements searched before SMELT_ELEMENTS_PATH and the built-in ones (repeatable)
+    #[arg(long = "elements-path", value_name = "DIR")]
+    pub elements_path: Vec<PathBuf>,
+    /// Set an element's param, overriding image.toml (repeatable); VALUE is TOML or plain text
+    #[arg(long = "set", value_name = "ELEMENT.PARAM=VALUE")]
+    pub sets: Vec<String>,
+    /// One image per node of the client
+    #[arg(long)]
+    pub per_node: bool,
+    /// Reach no network: hooks run in a namespace without one
+    #[arg(long)]
+    pub offline: bool,
+    /// Clamp every timestamp to this time (seconds since 1970) for reproducible output
+    #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+    /// Print the report (build) or plan as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Print only errors and warnings
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print each element's and hook's work
+    #[arg(short, long)]
+    pub verbose: bool,
+}

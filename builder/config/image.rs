@@ -1,0 +1,236 @@
+//! `image.toml`: the raw file as written, and the checked [`Image`] the build uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::source::{suggest, Diagnostic, Diagnostics, TomlFile};
+use crate::io::compress::Compression;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawFile {
+    image: RawImage,
+    #[serde(default)]
+    params: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawImage {
+    name: String,
+    elements: Vec<String>,
+    outputs: Option<Vec<String>>,
+    compression: Option<String>,
+    compression_level: Option<i32>,
+    kernel: Option<String>,
+    cmdline: Option<String>,
+    iso_label: Option<String>,
+    budget: Option<String>,
+}
+
+/// What a build can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    Initramfs,
+    Iso,
+    RamdiskTar,
+    ConfigDrive,
+    Dir,
+}
+
+impl OutputKind {
+    pub const ALL: [(&'static str, OutputKind); 5] = [
+        ("initramfs", OutputKind::Initramfs),
+        ("iso", OutputKind::Iso),
+        ("ramdisk-tar", OutputKind::RamdiskTar),
+        ("config-drive", OutputKind::ConfigDrive),
+        ("dir", OutputKind::Dir),
+    ];
+
+    pub fn from_name(name: &str) -> Option<OutputKind> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// Where the kernel of a bootable output comes from.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kernel {
+    /// The host's newest `/boot/vmlinuz-*`.
+    Auto,
+    Path(PathBuf),
+}
+
+/// A checked `image.toml`.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub file: PathBuf,
+    pub name: String,
+    pub elements: Vec<String>,
+    pub outputs: Vec<OutputKind>,
+    pub compression: Compression,
+    pub kernel: Option<Kernel>,
+    pub cmdline: String,
+    pub iso_label: String,
+    /// The budget file named by the image, resolved against the image's directory.
+    pub budget: Option<PathBuf>,
+    /// `[params.ELEMENT]` tables, before `--set` and element defaults are applied.
+    pub params: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl Image {
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Image> {
+    let file = TomlFile::read(path)?;
+    Ok(check(&file)?)
+}
+
+pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
+    let raw: RawFile = file.parse()?;
+    let r = raw.image;
+    let mut errs: Vec<Diagnostic> = Vec::new();
+
+    if r.name.is_empty()
+        || !r
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        errs.push(file.error_at(
+            &["image", "name"],
+            format!("image name `{}` cannot be used as a file name stem", r.name),
+            Some("use letters, digits, `.`, `_` and `-` only".into()),
+        ));
+    }
+    if r.elements.is_empty() {
+        errs.push(file.error_at(&["image", "elements"], "the image lists no elements", None));
+    }
+    let mut outputs = Vec::new();
+    for (i, name) in r
+        .outputs
+        .clone()
+        .unwrap_or_else(|| vec!["initramfs".into()])
+        .iter()
+        .enumerate()
+    {
+        match OutputKind::from_name(name) {
+            Some(kind) if !outputs.contains(&kind) => outputs.push(kind),
+            Some(_) => errs.push(file.error_at(
+                &["image", "outputs", &i.to_string()],
+                format!("output `{name}` is listed twice"),
+                None,
+            )),
+            None => errs.push(file.error_at(
+                &["image", "outputs", &i.to_string()],
+                format!("unknown output `{name}`"),
+                Some(format!(
+                    "outputs are {}",
+                    OutputKind::ALL.map(|(n, _)| n).join(", ")
+                )),
+            )),
+        }
+    }
+    let compression = match Compression::from_config(r.compression.as_deref(), r.compression_level)
+    {
+        Ok(c) => c,
+        Err(msg) => {
+            let key = if r.compression_level.is_some() && msg.contains("level") {
+                "compression-level"
+            } else {
+                "compression"
+            };
+            errs.push(file.error_at(&["image", key], msg, None));
+            Compression::default()
+        }
+    };
+    let dir = file.path.parent().unwrap_or(Path::new("."));
+    let kernel = r.kernel.map(|k| match k.as_str() {
+        "auto" => Kernel::Auto,
+        p => Kernel::Path(dir.join(p)),
+    });
+    if !errs.is_empty() {
+        return Err(Diagnostics(errs));
+    }
+    Ok(Image {
+        file: file.path.clone(),
+        iso_label: r
+            .iso_label
+            .unwrap_or_else(|| r.name.to_uppercase().replace(['.', '-'], "_")),
+        name: r.name,
+        elements: r.elements,
+        outputs,
+        compression,
+        kernel,
+        cmdline: r
+            .cmdline
+            .unwrap_or_else(|| "console=tty0 console=ttyS0,115200".into()),
+        budget: r.budget.map(|b| dir.join(b)),
+        params: raw.params,
+    })
+}
+
+/// Diagnostics for `[params.X]` tables that name elements not in the build, located in
+/// the image file.
+pub fn unknown_param_tables(file: &TomlFile, image: &Image, known: &[&str]) -> Vec<Diagnostic> {
+    image
+        .params
+        .keys()
+        .filter(|e| !known.contains(&e.as_str()))
+        .map(|e| {
+            file.error_at(
+                &["params", e],
+                format!("[params.{e}] names an element that is not in this image"),
+                Some(match suggest(e, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "add the element to [image] elements, or remove the table".into(),
+                }),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Image, Diagnostics> {
+        check(&TomlFile::from_text(
+            Path::new("/x/image.toml"),
+            text.into(),
+        ))
+    }
+
+    #[test]
+    fn defaults() {
+        let img = parse("[image]\nname = \"a\"\nelements = [\"init\"]\n").unwrap();
+        assert_eq!(img.outputs, vec![OutputKind::Initramfs]);
+        assert_eq!(img.compression, Compression::Zstd(3));
+    }
+
+    #[test]
+    fn every_error_at_once() {
+        let e = parse(
+            "[image]\nname = \"a b\"\nelements = []\noutputs = [\"isoo\"]\ncompression = \"lz4\"\n",
+        )
+        .unwrap_err();
+        let msgs: Vec<_> = e.0.iter().map(|d| (d.message.as_str(), d.at)).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert_eq!(msgs[2], ("unknown output `isoo`", Some((4, 12))));
+    }
+}

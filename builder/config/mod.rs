@@ -1,0 +1,7 @@
+//! Input files: each is parsed raw (serde), then checked once into a model that later
+//! code uses without re-validating. Errors point into the file with line and column.
+
+pub mod budget;
+pub mod image;
+pub mod size;
+pub mod source;

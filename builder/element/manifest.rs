@@ -1,0 +1,335 @@
+//! What an element declares: `element.toml` (native form) or `element-deps` /
+//! `element-provides` (diskimage-builder form), checked into one [`Manifest`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::source::{Diagnostic, Diagnostics, TomlFile};
+use crate::path::ImagePath;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawManifest {
+    description: Option<String>,
+    #[serde(default)]
+    depends: Vec<String>,
+    #[serde(default)]
+    provides: Vec<String>,
+    #[serde(default)]
+    conflicts: Vec<String>,
+    #[serde(default)]
+    params: BTreeMap<String, RawParam>,
+    prune: Option<RawPrune>,
+    #[serde(default)]
+    devices: Vec<RawDevice>,
+    #[serde(default)]
+    permissions: Vec<RawPermission>,
+}
+
+#[derive(Deserialize)]
+struct RawParam {
+    default: Option<Value>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPrune {
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    keep: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawDevice {
+    path: String,
+    kind: String,
+    #[serde(default)]
+    major: u32,
+    #[serde(default)]
+    minor: u32,
+    mode: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawPermission {
+    path: String,
+    mode: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Form {
+    Native,
+    Dib,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Param {
+    pub default: Option<Value>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// A device node (or FIFO) the element puts into the image; no root needed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Device {
+    pub path: ImagePath,
+    pub kind: DeviceKind,
+    pub major: u32,
+    pub minor: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Ownership and mode set on every image path matching a glob, after staging.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Permission {
+    pub glob: String,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Prune {
+    pub remove: Vec<String>,
+    pub keep: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Manifest {
+    pub form: Form,
+    pub description: String,
+    pub depends: Vec<String>,
+    pub provides: Vec<String>,
+    pub conflicts: Vec<String>,
+    pub params: BTreeMap<String, Param>,
+    pub prune: Prune,
+    pub devices: Vec<Device>,
+    pub permissions: Vec<Permission>,
+}
+
+impl Manifest {
+    /// The DIB form: `element-deps` and `element-provides`, one name a line.
+    pub fn from_dib(deps: Option<&str>, provides: Option<&str>) -> Manifest {
+        let names = |text: Option<&str>| -> Vec<String> {
+            text.unwrap_or("")
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        Manifest {
+            form: Form::Dib,
+            description: String::new(),
+            depends: names(deps),
+            provides: names(provides),
+            conflicts: Vec::new(),
+            params: BTreeMap::new(),
+            prune: Prune::default(),
+            devices: Vec::new(),
+            permissions: Vec::new(),
+        }
+    }
+
+    /// The native form, `element.toml`; `file` names it in errors.
+    pub fn from_toml(file: &TomlFile) -> Result<Manifest, Diagnostics> {
+        let raw: RawManifest = file.parse()?;
+        let mut errs: Vec<Diagnostic> = Vec::new();
+        let mode =
+            |keys: &[&str], text: &Option<String>, default: u32, errs: &mut Vec<Diagnostic>| {
+                match text {
+                    None => default,
+                    Some(t) => parse_mode(t).unwrap_or_else(|m| {
+                        errs.push(file.error_at(keys, m, None));
+                        default
+                    }),
+                }
+            };
+        let mut devices = Vec::new();
+        for (i, d) in raw.devices.iter().enumerate() {
+            let kind = match d.kind.as_str() {
+                "char" => DeviceKind::Char,
+                "block" => DeviceKind::Block,
+                "fifo" => DeviceKind::Fifo,
+                other => {
+                    errs.push(file.error_at(
+                        &["devices", &i.to_string(), "kind"],
+                        format!("unknown device kind `{other}`: use char, block or fifo"),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            let path = match ImagePath::new(&d.path) {
+                Ok(p) if !p.is_root() => p,
+                Ok(_) => {
+                    errs.push(file.error_at(
+                        &["devices", &i.to_string(), "path"],
+                        "a device cannot be the image root",
+                        None,
+                    ));
+                    continue;
+                }
+                Err(m) => {
+                    errs.push(file.error_at(
+                        &["devices", &i.to_string(), "path"],
+                        format!("device {m}"),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            let m = mode(
+                &["devices", &i.to_string(), "mode"],
+                &d.mode,
+                0o600,
+                &mut errs,
+            );
+            devices.push(Device {
+                path,
+                kind,
+                major: d.major,
+                minor: d.minor,
+                mode: m,
+                uid: d.uid.unwrap_or(0),
+                gid: d.gid.unwrap_or(0),
+            });
+        }
+        let mut permissions = Vec::new();
+        for (i, p) in raw.permissions.iter().enumerate() {
+            if let Err(m) = ImagePath::new(&p.path) {
+                errs.push(file.error_at(&["permissions", &i.to_string(), "path"], m, None));
+                continue;
+            }
+            let m = p.mode.as_ref().map(|_| {
+                mode(
+                    &["permissions", &i.to_string(), "mode"],
+                    &p.mode,
+                    0,
+                    &mut errs,
+                )
+            });
+            permissions.push(Permission {
+                glob: p.path.trim_start_matches('/').into(),
+                mode: m,
+                uid: p.uid,
+                gid: p.gid,
+            });
+        }
+        let prune = raw
+            .prune
+            .map(|p| Prune {
+                remove: p.remove,
+                keep: p.keep,
+            })
+            .unwrap_or_default();
+        for (key, globs) in [("remove", &prune.remove), ("keep", &prune.keep)] {
+            for (i, g) in globs.iter().enumerate() {
+                if let Err(e) = globset::Glob::new(g.trim_start_matches('/')) {
+                    errs.push(file.error_at(
+                        &["prune", key, &i.to_string()],
+                        format!("bad glob `{g}`: {e}"),
+                        None,
+                    ));
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Diagnostics(errs));
+        }
+        Ok(Manifest {
+            form: Form::Native,
+            description: raw.description.unwrap_or_default(),
+            depends: raw.depends,
+            provides: raw.provides,
+            conflicts: raw.conflicts,
+            params: raw
+                .params
+                .into_iter()
+                .map(|(k, p)| {
+                    (
+                        k,
+                        Param {
+                            default: p.default,
+                            description: p.description,
+                        },
+                    )
+                })
+                .collect(),
+            prune,
+            devices,
+            permissions,
+        })
+    }
+}
+
+/// An octal mode such as `0600` or `755`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("mode `{text}` is not an octal mode such as \"0644\""))
+}
+
+/// Reads the manifest of an element directory on disk.
+pub fn read_dir_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let toml = dir.join("element.toml");
+    if toml.exists() {
+        let file = TomlFile::read(&toml)?;
+        return Ok(Manifest::from_toml(&file)?);
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    Ok(Manifest::from_dib(
+        read("element-deps").as_deref(),
+        read("element-provides").as_deref(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dib_lists_skip_comments() {
+        let m = Manifest::from_dib(Some("a\n# c\n\nb # why\n"), None);
+        assert_eq!(m.depends, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn device_paths_cannot_escape() {
+        let f = TomlFile::from_text(
+            Path::new("element.toml"),
+            "[[devices]]\npath = \"../../dev/sda\"\nkind = \"block\"\nmajor = 8\n".into(),
+        );
+        let e = Manifest::from_toml(&f).unwrap_err().0;
+        assert_eq!(
+            e[0].message,
+            "device path `../../dev/sda` escapes the image root"
+        );
+        assert_eq!(e[0].at, Some((2, 8)));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert!(parse_mode("rw").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! Elements: the unit of composition. An element is a directory (or one built into
+//! smelt) holding a manifest, `root/` overlays, `templates/`, phase hooks and
+//! `environment.d/`.
+
+pub mod library;
+pub mod manifest;
+pub mod resolve;
+
+use std::path::PathBuf;
+
+use crate::io::source::Source;
+pub use manifest::Manifest;
+
+/// Where an element was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    BuiltIn,
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::BuiltIn => write!(f, "built-in"),
+            Origin::Dir(d) => write!(f, "{}", d.display()),
+        }
+    }
+}
+
+/// One entry of an element's directory, relative to it (`root/etc/motd`).
+#[derive(Debug, Clone)]
+pub struct ElementFile {
+    pub rel: String,
+    pub kind: FileKind,
+    /// Permission bits (`0o755`).
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum FileKind {
+    Dir,
+    File(Source),
+    Symlink(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Element {
+    pub name: String,
+    pub origin: Origin,
+    pub manifest: Manifest,
+    /// Every entry of the element, sorted by relative path.
+    pub files: Vec<ElementFile>,
+}
+
+impl Element {
+    /// Entries under a top-level folder of the element (`root`, `templates`,
+    /// `install.d`), with paths relative to that folder.
+    pub fn files_under<'a>(
+        &'a self,
+        folder: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ElementFile)> + 'a {
+        self.files.iter().filter_map(move |f| {
+            let rest = f.rel.strip_prefix(folder)?.strip_prefix('/')?;
+            Some((rest, f))
+        })
+    }
+
+    /// A digest of everything in the element, so `buildinfo` can say what was built from
+    /// what without naming host paths.
+    pub fn digest(&self) -> anyhow::Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for f in &self.files {
+            h.update(f.rel.as_bytes());
+            h.update(f.mode.to_le_bytes());
+            match &f.kind {
+                FileKind::Dir => h.update(b"d"),
+                FileKind::Symlink(t) => h.update(t.as_bytes()),
+                FileKind::File(src) => h.update(src.read_all()?),
+            }
+        }
+        Ok(h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+}

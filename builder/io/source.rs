@@ -1,0 +1,42 @@
+//! Where a file's bytes come from: a host file (staged by reference, never copied until
+//! written into an archive) or bytes smelt made or ships.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file on the host, read when the archive is written.
+    Host(PathBuf),
+    /// Bytes embedded in the smelt binary (built-in elements).
+    Static(&'static [u8]),
+    /// Bytes made during the build (rendered templates, generated files).
+    Bytes(Arc<[u8]>),
+}
+
+impl Source {
+    pub fn open(&self) -> io::Result<Box<dyn Read + '_>> {
+        Ok(match self {
+            Source::Host(p) => Box::new(File::open(p)?),
+            Source::Static(b) => Box::new(*b),
+            Source::Bytes(b) => Box::new(&b[..]),
+        })
+    }
+
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open()?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// A short description for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Host(p) => p.display().to_string(),
+            Source::Static(_) => "(built into smelt)".into(),
+            Source::Bytes(_) => "(generated)".into(),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The `smelt` command: parse, dispatch to one operation, print, exit with SPEC's codes
+//! (0 ok, 1 error, 2 bad command line, 3 over budget).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use smelt::budget::OverBudget;
+use smelt::cli::{BuildArgs, Cli, Command, ElementsCmd};
+use smelt::config::source::Diagnostics;
+use smelt::ops;
+use smelt::plan::Inputs;
+use smelt::ui::{Ui, Verbosity};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(out) => {
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            if let Some(d) = err.downcast_ref::<Diagnostics>() {
+                eprintln!("{d}");
+            } else {
+                eprintln!("smelt: {err:#}");
+            }
+            if err.downcast_ref::<OverBudget>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// Runs the command and returns what goes to stdout.
+fn run(cli: Cli) -> anyhow::Result<String> {
+    match cli.command {
+        Command::Build(args) => {
+            let ui = Ui::new(verbosity(&args));
+            let opts = ops::build::BuildOptions {
+                inputs: inputs(&args),
+                outdir: args.outdir.clone(),
+                per_node: args.per_node,
+            };
+            let report = ops::build::build(&opts, &ui)?;
+            Ok(if args.json {
+                serde_json::to_string_pretty(&report)? + "\n"
+            } else {
+                String::new()
+            })
+        }
+        Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
+        Command::Elements {
+            what,
+            elements_path,
+            json,
+        } => match what {
+            None | Some(ElementsCmd::List) => ops::elements::list(&elements_path, json),
+            Some(ElementsCmd::Show { name }) => ops::elements::show(&elements_path, &name, json),
+        },
+        Command::Check { file } => ops::check::check(&file),
+    }
+}
+
+fn inputs(args: &BuildArgs) -> Inputs {
+    Inputs {
+        image: args.image.clone(),
+        client: args.client.clone(),
+        elements_path: args.elements_path.clone(),
+        sets: args.sets.clone(),
+        offline: args.offline,
+        source_date_epoch: args.source_date_epoch,
+    }
+}
+
+fn verbosity(args: &BuildArgs) -> Verbosity {
+    if args.quiet || args.json {
+        Verbosity::Quiet
+    } else if args.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    }
+}

@@ -1,0 +1,100 @@
+//! `smelt elements list|show`: what is on the element path.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::config::source::suggest;
+use crate::element::library::Library;
+use crate::element::FileKind;
+use crate::stage::hooks::PHASES;
+
+pub fn list(elements_path: &[PathBuf], as_json: bool) -> anyhow::Result<String> {
+    let lib = Library::from_env(elements_path);
+    let mut rows = Vec::new();
+    for (name, origin) in lib.names() {
+        let e = lib.load(&name)?.context("listed")?;
+        rows.push((name, origin.to_string(), e.manifest.description.clone()));
+    }
+    if as_json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|(n, o, d)| json!({"name": n, "origin": o, "description": d}))
+            .collect();
+        return Ok(serde_json::to_string_pretty(&doc)? + "\n");
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    Ok(rows
+        .iter()
+        .map(|(n, o, d)| format!("{n:<width$}  {d}  [{o}]\n"))
+        .collect())
+}
+
+pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Result<String> {
+    let lib = Library::from_env(elements_path);
+    let Some(e) = lib.load(name)? else {
+        let names = lib.names();
+        let hint = suggest(name, names.iter().map(|(n, _)| n.as_str()))
+            .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+        anyhow::bail!(
+            "element `{name}` not found (searched: {}){hint}",
+            lib.describe()
+        );
+    };
+    let hooks: Vec<(String, String)> = PHASES
+        .iter()
+        .flat_map(|(phase, _)| {
+            e.files_under(phase)
+                .map(move |(n, _)| (phase.to_string(), n.to_string()))
+        })
+        .collect();
+    if as_json {
+        let doc = json!({
+            "name": e.name,
+            "origin": e.origin.to_string(),
+            "manifest": e.manifest,
+            "files": e.files.iter().map(|f| &f.rel).collect::<Vec<_>>(),
+            "hooks": hooks.iter().map(|(p, n)| format!("{p}/{n}")).collect::<Vec<_>>(),
+        });
+        return Ok(serde_json::to_string_pretty(&doc)? + "\n");
+    }
+    let m = &e.manifest;
+    let mut s = format!(
+        "{} ({:?} form, {})\n  {}\n",
+        e.name, m.form, e.origin, m.description
+    );
+    for (label, list) in [
+        ("depends", &m.depends),
+        ("provides", &m.provides),
+        ("conflicts", &m.conflicts),
+    ] {
+        if !list.is_empty() {
+            s.push_str(&format!("{label}: {}\n", list.join(", ")));
+        }
+    }
+    if !m.params.is_empty() {
+        s.push_str("params:\n");
+        for (k, p) in &m.params {
+            let default = p
+                .default
+                .as_ref()
+                .map_or("(no default)".to_string(), |d| d.to_string());
+            s.push_str(&format!(
+                "  {k} = {default}\n      {}\n",
+                p.description.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    if !hooks.is_empty() {
+        s.push_str("hooks:\n");
+        for (p, n) in &hooks {
+            s.push_str(&format!("  {p}/{n}\n"));
+        }
+    }
+    s.push_str("files:\n");
+    for f in e.files.iter().filter(|f| !matches!(f.kind, FileKind::Dir)) {
+        s.push_str(&format!("  {}\n", f.rel));
+    }
+    Ok(s)
+}

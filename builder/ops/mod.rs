@@ -1,0 +1,7 @@
+//! One operation per command, each a plain function over an options value so it can be
+//! called and tested without the command line.
+
+pub mod build;
+pub mod check;
+pub mod elements;
+pub mod plan;

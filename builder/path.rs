@@ -1,0 +1,134 @@
+//! Paths inside the image: relative to its root, normalised, never escaping it.
+
+use std::fmt;
+
+/// A normalised path inside the image, without a leading `/` (`usr/bin/sh`). The root
+/// itself is the empty path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    pub fn root() -> ImagePath {
+        ImagePath(String::new())
+    }
+
+    /// Accepts `/etc/x`, `etc/x`, `./etc//x/`; rejects `..` anywhere and NUL bytes: an
+    /// image path never walks out of the image root.
+    pub fn new(raw: &str) -> Result<ImagePath, String> {
+        if raw.contains('\0') {
+            return Err(format!("path {raw:?} contains a NUL byte"));
+        }
+        let mut parts = Vec::new();
+        for part in raw.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => return Err(format!("path `{raw}` escapes the image root")),
+                p => parts.push(p),
+            }
+        }
+        Ok(ImagePath(parts.join("/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn parent(&self) -> Option<ImagePath> {
+        if self.is_root() {
+            return None;
+        }
+        Some(ImagePath(
+            self.0.rsplit_once('/').map_or("", |(p, _)| p).to_string(),
+        ))
+    }
+
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or("")
+    }
+
+    pub fn join(&self, name: &str) -> Result<ImagePath, String> {
+        ImagePath::new(&format!("{}/{name}", self.0))
+    }
+
+    /// Whether `self` is `prefix` or lies below it.
+    pub fn starts_with(&self, prefix: &ImagePath) -> bool {
+        prefix.is_root()
+            || self.0 == prefix.0
+            || (self.0.starts_with(&prefix.0)
+                && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+    }
+
+    /// Resolves a symlink target found at `self` to the image path it names, as the
+    /// kernel would inside the image: absolute targets from the image root, `..` clamped
+    /// at the root.
+    pub fn resolve_link(&self, target: &str) -> ImagePath {
+        let base = if target.starts_with('/') {
+            String::new()
+        } else {
+            self.parent().map(|p| p.0).unwrap_or_default()
+        };
+        let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+        for part in target.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        ImagePath(parts.join("/"))
+    }
+}
+
+impl fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises() {
+        assert_eq!(ImagePath::new("/etc//x/./y/").unwrap().as_str(), "etc/x/y");
+        assert!(ImagePath::new("").unwrap().is_root());
+        assert_eq!(
+            ImagePath::new("a/../../etc/passwd").unwrap_err(),
+            "path `a/../../etc/passwd` escapes the image root"
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        let p = ImagePath::new("usr/share/doc/x").unwrap();
+        assert!(p.starts_with(&ImagePath::new("usr/share").unwrap()));
+        assert!(!p.starts_with(&ImagePath::new("usr/sh").unwrap()));
+        assert!(p.starts_with(&ImagePath::root()));
+    }
+
+    #[test]
+    fn links_resolve_inside_the_image() {
+        let p = ImagePath::new("lib64/ld.so").unwrap();
+        assert_eq!(p.resolve_link("../lib/x/ld.so").as_str(), "lib/x/ld.so");
+        assert_eq!(
+            p.resolve_link("/usr/lib64/ld.so").as_str(),
+            "usr/lib64/ld.so"
+        );
+        assert_eq!(p.resolve_link("../../../../etc").as_str(), "etc");
+        assert_eq!(
+            ImagePath::new("bin")
+                .unwrap()
+                .resolve_link("usr/bin")
+                .as_str(),
+            "usr/bin"
+        );
+    }
+}

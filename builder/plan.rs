@@ -1,0 +1,250 @@
+//! The plan: everything a build will do, decided before anything is written — the
+//! checked image, resolved elements, their params, hooks in run order, the budget.
+//! `smelt plan` prints it; `smelt build` carries it out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use crate::config::budget::{self, Budget};
+use crate::config::image::{self, Image};
+use crate::config::source::{suggest, Diagnostics, TomlFile};
+use crate::element::library::Library;
+use crate::element::manifest::Form;
+use crate::element::resolve::{resolve, Resolved};
+use crate::stage::hooks::{self, Hooks};
+
+/// What the user handed to `build` or `plan`.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub image: PathBuf,
+    pub client: Option<PathBuf>,
+    pub elements_path: Vec<PathBuf>,
+    /// `ELEMENT.PARAM=VALUE`
+    pub sets: Vec<String>,
+    pub offline: bool,
+    pub source_date_epoch: Option<i64>,
+}
+
+pub type Params = BTreeMap<String, Value>;
+
+pub struct Plan {
+    pub image: Image,
+    pub resolved: Resolved,
+    /// Every element's params: defaults, then `[params.X]`, then `--set`.
+    pub params: BTreeMap<String, Params>,
+    pub hooks: Hooks,
+    pub budget: Budget,
+    /// The client inventory as a template sees it, and its nodes.
+    pub client: Value,
+    pub nodes: Vec<Value>,
+    pub epoch: Option<i64>,
+    pub offline: bool,
+}
+
+pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
+    let file = TomlFile::read(&inputs.image)?;
+    let image = image::check(&file)?;
+    let lib = Library::from_env(&inputs.elements_path);
+    let resolved = resolve(&lib, &image.elements)?;
+    let diags = image::unknown_param_tables(&file, &image, &resolved.names());
+    if !diags.is_empty() {
+        return Err(Diagnostics(diags).into());
+    }
+    let params = merge_params(&file, &image, &resolved, &inputs.sets)?;
+    let hooks = hooks::collect(&resolved.elements)?;
+    let budget = find_budget(&image)?;
+    let (client, nodes) = match &inputs.client {
+        Some(path) => load_client(path)?,
+        None => (Value::Null, Vec::new()),
+    };
+    Ok(Plan {
+        image,
+        resolved,
+        params,
+        hooks,
+        budget,
+        client,
+        nodes,
+        epoch: inputs.source_date_epoch,
+        offline: inputs.offline,
+    })
+}
+
+/// The image's own budget file, else `size-budget.toml` beside it, else the built-in.
+fn find_budget(image: &Image) -> anyhow::Result<Budget> {
+    if let Some(path) = &image.budget {
+        if !path.exists() {
+            bail!(
+                "the budget file {} named in {} does not exist",
+                path.display(),
+                image.file.display()
+            );
+        }
+        return budget::load(path);
+    }
+    let beside = image.dir().join("size-budget.toml");
+    if beside.exists() {
+        return budget::load(&beside);
+    }
+    Ok(budget::built_in())
+}
+
+fn merge_params(
+    file: &TomlFile,
+    image: &Image,
+    resolved: &Resolved,
+    sets: &[String],
+) -> anyhow::Result<BTreeMap<String, Params>> {
+    let mut all: BTreeMap<String, Params> = BTreeMap::new();
+    let mut diags = Vec::new();
+    for e in &resolved.elements {
+        let declared = &e.manifest.params;
+        let mut params: Params = declared
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), p.default.clone()?)))
+            .collect();
+        for (k, v) in image.params.get(&e.name).into_iter().flatten() {
+            if e.manifest.form == Form::Native && !declared.contains_key(k) {
+                diags.push(file.error_at(
+                    &["params", &e.name, k],
+                    format!("element `{}` has no param `{k}`", e.name),
+                    Some(param_hint(k, declared.keys())),
+                ));
+            }
+            params.insert(k.clone(), v.clone());
+        }
+        all.insert(e.name.clone(), params);
+    }
+    if !diags.is_empty() {
+        return Err(Diagnostics(diags).into());
+    }
+    for set in sets {
+        let (key, raw) = set
+            .split_once('=')
+            .with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
+        let (element, param) = key
+            .split_once('.')
+            .with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
+        let Some(e) = resolved.get(element) else {
+            bail!("--set {set}: element `{element}` is not in this image");
+        };
+        if e.manifest.form == Form::Native && !e.manifest.params.contains_key(param) {
+            bail!(
+                "--set {set}: element `{element}` has no param `{param}`; {}",
+                param_hint(param, e.manifest.params.keys())
+            );
+        }
+        all.get_mut(element)
+            .expect("every element has params")
+            .insert(param.into(), parse_value(raw));
+    }
+    Ok(all)
+}
+
+fn param_hint<'a>(name: &str, known: impl Iterator<Item = &'a String> + Clone) -> String {
+    match suggest(name, known.clone().map(String::as_str)) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => {
+            let list: Vec<&str> = known.map(String::as_str).collect();
+            if list.is_empty() {
+                "it takes no params".into()
+            } else {
+                format!("its params are {}", list.join(", "))
+            }
+        }
+    }
+}
+
+/// A `--set` value: any TOML value (`3`, `true`, `["a", "b"]`), else the text itself.
+fn parse_value(raw: &str) -> Value {
+    #[derive(serde::Deserialize)]
+    struct One {
+        v: Value,
+    }
+    toml_edit::de::from_str::<One>(&format!("v = {raw}"))
+        .map(|o| o.v)
+        .unwrap_or_else(|_| Value::String(raw.into()))
+}
+
+/// The client inventory, as templates see it: `client` is the `[client]` table and
+/// `nodes` the `[[nodes]]` list. (Full inventory checks live with the network element.)
+fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>)> {
+    let file = TomlFile::read(path)?;
+    #[derive(serde::Deserialize)]
+    struct RawClient {
+        client: serde_json::Map<String, Value>,
+        #[serde(default)]
+        nodes: Vec<serde_json::Map<String, Value>>,
+    }
+    let raw: RawClient = file.parse()?;
+    let mut diags = Vec::new();
+    for (i, n) in raw.nodes.iter().enumerate() {
+        if !n.get("name").is_some_and(|v| {
+            v.as_str()
+                .is_some_and(|s| !s.is_empty() && !s.contains('/'))
+        }) {
+            diags.push(file.error_at(
+                &["nodes", &i.to_string()],
+                "every node needs a `name` without `/`",
+                None,
+            ));
+        }
+    }
+    if !diags.is_empty() {
+        return Err(Diagnostics(diags).into());
+    }
+    Ok((
+        Value::Object(raw.client),
+        raw.nodes.into_iter().map(Value::Object).collect(),
+    ))
+}
+
+/// Checks a client inventory on its own (`smelt check`); returns its node count.
+pub fn check_client(path: &Path) -> anyhow::Result<usize> {
+    Ok(load_client(path)?.1.len())
+}
+
+/// A param as a hook sees it in `SMELT_PARAM_*`: strings as they are, lists of plain
+/// values joined by spaces, anything else as JSON.
+pub fn param_env_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
+            .iter()
+            .map(param_env_value)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub fn param_env_name(element: &str, param: &str) -> String {
+    format!("SMELT_PARAM_{}_{}", element, param)
+        .to_uppercase()
+        .replace(['-', '.'], "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values() {
+        assert_eq!(parse_value("3"), Value::from(3));
+        assert_eq!(parse_value("[\"a\"]"), serde_json::json!(["a"]));
+        assert_eq!(parse_value("poweroff"), Value::from("poweroff"));
+    }
+
+    #[test]
+    fn env_names_and_values() {
+        assert_eq!(
+            param_env_name("base-host", "binaries"),
+            "SMELT_PARAM_BASE_HOST_BINARIES"
+        );
+        assert_eq!(param_env_value(&serde_json::json!(["sh", "ls"])), "sh ls");
+    }
+}

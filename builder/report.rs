@@ -1,0 +1,149 @@
+//! `report.json` and the closing table on stderr: every output with its size and
+//! checksum, the tree's totals, each element's share, the largest paths, every budget
+//! check, and every entry as the archive holds it.
+
+use serde::Serialize;
+
+use crate::budget::{Check, Measure};
+use crate::config::size::human;
+use crate::stage::tree::{Kind, Tree};
+
+#[derive(Serialize)]
+pub struct Report {
+    pub image: String,
+    pub smelt_version: &'static str,
+    pub source_date_epoch: Option<i64>,
+    pub outputs: Vec<OutputReport>,
+    pub tree: Measure,
+    pub largest: Vec<Largest>,
+    pub budget: BudgetReport,
+    pub entries: Vec<EntryReport>,
+}
+
+#[derive(Serialize)]
+pub struct OutputReport {
+    pub kind: &'static str,
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: Option<String>,
+    /// `ok`, `over`, or `unchecked` when the budget has no limit for it.
+    pub budget: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct Largest {
+    pub path: String,
+    pub bytes: u64,
+    pub element: String,
+}
+
+#[derive(Serialize)]
+pub struct BudgetReport {
+    pub source: String,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Serialize)]
+pub struct EntryReport {
+    pub path: String,
+    /// `ls -l`'s type letter: `-`, `d`, `l`, `c`, `b`, `p`.
+    pub kind: char,
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<(u32, u32)>,
+    pub element: String,
+}
+
+pub fn entries(tree: &Tree) -> Vec<EntryReport> {
+    tree.iter()
+        .map(|(p, e)| EntryReport {
+            path: p.to_string(),
+            kind: e.kind.letter(),
+            mode: format!("{:04o}", e.mode),
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size(),
+            target: match &e.kind {
+                Kind::Symlink(t) => Some(t.clone()),
+                _ => None,
+            },
+            rdev: match e.kind {
+                Kind::Char(a, b) | Kind::Block(a, b) => Some((a, b)),
+                _ => None,
+            },
+            element: e.element.clone(),
+        })
+        .collect()
+}
+
+impl Report {
+    /// The human table printed at the end of `build`.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let t = &self.tree;
+        s.push_str(&format!(
+            "tree: {} files, {} dirs, {} symlinks, {} devices; {} apparent, {} allocated\n",
+            t.files,
+            t.dirs,
+            t.symlinks,
+            t.devices,
+            human(t.apparent_bytes),
+            human(t.allocated_bytes)
+        ));
+        s.push_str(&format!(
+            "\n{:<24} {:>12} {:>12} {:>8}\n",
+            "element", "apparent", "allocated", "files"
+        ));
+        let mut elements: Vec<_> = t.elements.iter().collect();
+        elements.sort_by(|a, b| {
+            b.1.apparent_bytes
+                .cmp(&a.1.apparent_bytes)
+                .then(a.0.cmp(b.0))
+        });
+        for (name, e) in elements {
+            s.push_str(&format!(
+                "{:<24} {:>12} {:>12} {:>8}\n",
+                name,
+                human(e.apparent_bytes),
+                human(e.allocated_bytes),
+                e.files
+            ));
+        }
+        s.push_str(&format!(
+            "\n{:<44} {:>12}  {}\n",
+            "largest paths", "bytes", "element"
+        ));
+        for l in self.largest.iter().take(10) {
+            s.push_str(&format!(
+                "{:<44} {:>12}  {}\n",
+                l.path,
+                human(l.bytes),
+                l.element
+            ));
+        }
+        s.push_str(&format!("\nbudget ({}):\n", self.budget.source));
+        for c in &self.budget.checks {
+            s.push_str(&format!("  {} {c}\n", if c.ok { "ok  " } else { "OVER" }));
+        }
+        if !self.outputs.is_empty() {
+            s.push_str(&format!(
+                "\n{:<44} {:>12}  {}\n",
+                "output", "bytes", "sha256"
+            ));
+        }
+        for o in &self.outputs {
+            s.push_str(&format!(
+                "{:<44} {:>12}  {}\n",
+                o.path,
+                human(o.bytes),
+                o.sha256.as_deref().map_or("-", |h| &h[..16])
+            ));
+        }
+        s
+    }
+}

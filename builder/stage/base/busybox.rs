@@ -1,0 +1,79 @@
+//! `base-busybox`: a static busybox at `/bin/busybox` and a link for each applet.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use super::host::{find_program, host_file_entry};
+use crate::path::ImagePath;
+use crate::stage::tree::{Entry, Tree};
+
+pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<usize> {
+    let busybox = match params.get("busybox").and_then(Value::as_str) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => find_program("busybox").context(
+            "element `base-busybox`: no busybox on PATH; install busybox-static (Debian/Ubuntu) \
+             or set base-busybox.busybox to a static busybox",
+        )?,
+    };
+    let bytes = std::fs::read(&busybox)
+        .with_context(|| format!("element `base-busybox`: reading {}", busybox.display()))?;
+    let elf = goblin::elf::Elf::parse(&bytes).with_context(|| {
+        format!(
+            "element `base-busybox`: {} is not an ELF program",
+            busybox.display()
+        )
+    })?;
+    if elf.interpreter.is_some() {
+        bail!(
+            "element `base-busybox`: {} is dynamically linked, and the image has no libraries for it; \
+             install busybox-static or set base-busybox.busybox to a static busybox",
+            busybox.display()
+        );
+    }
+    let out = Command::new(&busybox)
+        .arg("--list-full")
+        .output()
+        .with_context(|| {
+            format!(
+                "element `base-busybox`: running {} --list-full",
+                busybox.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "element `base-busybox`: {} --list-full failed: {}",
+            busybox.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut entry = host_file_entry(&busybox, element)?;
+    entry.mode = 0o755;
+    tree.insert(&ImagePath::new("bin/busybox").expect("valid"), entry)
+        .map_err(anyhow::Error::msg)?;
+    let mut count = 1;
+    let mtime = tree
+        .get(
+            &tree
+                .resolve_parents(&ImagePath::new("bin/busybox").expect("valid"))
+                .map_err(anyhow::Error::msg)?,
+        )
+        .map_or(0, |e| e.mtime);
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = ImagePath::new(applet.trim()).map_err(anyhow::Error::msg)?;
+        if path.is_root() || path.as_str() == "bin/busybox" || path.as_str() == "linuxrc" {
+            continue;
+        }
+        // An applet never replaces a real program another element put there.
+        let at = tree.resolve_parents(&path).map_err(anyhow::Error::msg)?;
+        if tree.get(&at).is_some() {
+            continue;
+        }
+        tree.insert(&at, Entry::symlink("/bin/busybox", mtime, element))
+            .map_err(anyhow::Error::msg)?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,92 @@
+//! `[prune]`, `[[permissions]]` and `[[devices]]`: the last word on what the image
+//! holds, applied to the records after every hook has run.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::tree::{Entry, Kind, Tree};
+use crate::element::manifest::DeviceKind;
+use crate::element::Element;
+use crate::path::ImagePath;
+
+fn globs<'a>(patterns: impl Iterator<Item = &'a String>) -> anyhow::Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p.trim_start_matches('/'))?);
+    }
+    Ok(b.build()?)
+}
+
+/// Removes paths matching any element's `remove` globs unless they match a `keep` glob.
+/// Directories that still hold kept paths stay. Returns (paths, bytes) removed.
+pub fn prune(tree: &mut Tree, elements: &[Element]) -> anyhow::Result<(usize, u64)> {
+    let remove = globs(elements.iter().flat_map(|e| &e.manifest.prune.remove))?;
+    if remove.is_empty() {
+        return Ok((0, 0));
+    }
+    let keep = globs(elements.iter().flat_map(|e| &e.manifest.prune.keep))?;
+    let doomed = |p: &ImagePath| remove.is_match(p.as_str()) && !keep.is_match(p.as_str());
+    let mut needed = std::collections::BTreeSet::new();
+    for (path, _) in tree.iter().filter(|(p, _)| !doomed(p)) {
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| !p.is_root()) {
+            if !needed.insert(p.clone()) {
+                break;
+            }
+            parent = p.parent();
+        }
+    }
+    let mut bytes = 0;
+    let count = tree.retain(|p, e| {
+        let gone = doomed(p) && !needed.contains(p);
+        if gone {
+            bytes += e.size();
+        }
+        !gone
+    });
+    Ok((count, bytes))
+}
+
+/// Applies every element's `[[permissions]]`, in element order.
+pub fn permissions(tree: &mut Tree, elements: &[Element]) -> anyhow::Result<()> {
+    for e in elements {
+        for perm in &e.manifest.permissions {
+            let glob = Glob::new(&perm.glob)?.compile_matcher();
+            for (_, entry) in tree.iter_mut().filter(|(p, _)| glob.is_match(p.as_str())) {
+                if let Some(m) = perm.mode {
+                    entry.mode = m;
+                }
+                if let Some(u) = perm.uid {
+                    entry.uid = u;
+                }
+                if let Some(g) = perm.gid {
+                    entry.gid = g;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds every element's `[[devices]]`: no root is needed, as they only exist as records.
+pub fn devices(tree: &mut Tree, elements: &[Element], mtime: i64) -> anyhow::Result<()> {
+    for e in elements {
+        for d in &e.manifest.devices {
+            let kind = match d.kind {
+                DeviceKind::Char => Kind::Char(d.major, d.minor),
+                DeviceKind::Block => Kind::Block(d.major, d.minor),
+                DeviceKind::Fifo => Kind::Fifo,
+            };
+            let entry = Entry {
+                kind,
+                mode: d.mode,
+                uid: d.uid,
+                gid: d.gid,
+                mtime,
+                element: e.name.clone(),
+            };
+            tree.insert(&d.path, entry)
+                .map_err(|m| anyhow::anyhow!("element `{}`: device {}: {m}", e.name, d.path))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `templates/`: tera templates rendered into the image. `templates/etc/motd.tera`
+//! becomes `/etc/motd`; a path holding `{node}` is rendered once per client node.
+
+use anyhow::anyhow;
+use serde_json::{json, Value};
+
+use super::tree::{Entry, Tree};
+use crate::element::{Element, FileKind};
+use crate::path::ImagePath;
+
+/// What every template sees, apart from its element's `params` (and `node`).
+pub struct Context {
+    pub base: serde_json::Map<String, Value>,
+    pub nodes: Vec<Value>,
+}
+
+/// Renders the templates of `element` into the tree; returns how many files it wrote.
+pub fn apply(
+    tree: &mut Tree,
+    element: &Element,
+    params: &Value,
+    ctx: &Context,
+    mtime: i64,
+) -> anyhow::Result<usize> {
+    let templates: Vec<(&str, &crate::element::ElementFile)> = element
+        .files_under("templates")
+        .filter(|(rel, f)| rel.ends_with(".tera") && matches!(f.kind, FileKind::File(_)))
+        .collect();
+    if templates.is_empty() {
+        return Ok(0);
+    }
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(Vec::<&str>::new());
+    for (rel, file) in &templates {
+        let FileKind::File(src) = &file.kind else {
+            unreachable!()
+        };
+        let text = String::from_utf8(src.read_all()?).map_err(|_| {
+            anyhow!(
+                "element `{}`: template templates/{rel} is not UTF-8",
+                element.name
+            )
+        })?;
+        tera.add_raw_template(rel, &text).map_err(|e| {
+            anyhow!(
+                "element `{}`: template templates/{rel}: {}",
+                element.name,
+                flat(&e)
+            )
+        })?;
+    }
+    let mut count = 0;
+    for (rel, file) in templates {
+        let out = rel.strip_suffix(".tera").unwrap_or(rel);
+        let per_node = out.contains("{node}");
+        let targets: Vec<(String, Option<&Value>)> = if per_node {
+            ctx.nodes
+                .iter()
+                .map(|n| {
+                    (
+                        out.replace("{node}", n["name"].as_str().unwrap_or("")),
+                        Some(n),
+                    )
+                })
+                .collect()
+        } else {
+            vec![(out.to_string(), None)]
+        };
+        for (dest, node) in targets {
+            let mut map = ctx.base.clone();
+            map.insert("params".into(), params.clone());
+            if let Some(n) = node {
+                map.insert("node".into(), n.clone());
+            }
+            let context = tera::Context::from_serialize(&Value::Object(map))
+                .map_err(|e| anyhow!("building the template context: {}", flat(&e)))?;
+            let text = tera.render(rel, &context).map_err(|e| {
+                anyhow!(
+                    "element `{}`: template templates/{rel}: {}",
+                    element.name,
+                    flat(&e)
+                )
+            })?;
+            let path = ImagePath::new(&dest).map_err(|e| {
+                anyhow!("element `{}`: template templates/{rel}: {e}", element.name)
+            })?;
+            tree.insert(
+                &path,
+                Entry::bytes(text.into_bytes(), file.mode, mtime, &element.name),
+            )
+            .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// A tera error with its causes on one line.
+fn flat(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The `build` part of the context.
+pub fn build_info(epoch: i64, elements: &[(String, String, String)]) -> Value {
+    json!({
+        "date": crate::ui::rfc3339(epoch),
+        "epoch": epoch,
+        "smelt_version": env!("CARGO_PKG_VERSION"),
+        "elements": elements.iter().map(|(n, o, d)| json!({"name": n, "origin": o, "digest": d})).collect::<Vec<_>>(),
+    })
+}

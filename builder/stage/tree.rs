@@ -1,0 +1,353 @@
+//! The staged image as records: a sorted map from image path to what goes there, whose
+//! bytes come from, who owns it and which element put it there. Files are staged by
+//! reference; nothing is copied until an archive is written.
+
+use std::collections::BTreeMap;
+
+use crate::io::source::Source;
+use crate::path::ImagePath;
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Dir,
+    File {
+        source: Source,
+        /// Apparent bytes.
+        size: u64,
+        /// Bytes the file occupies on a filesystem (allocated blocks).
+        alloc: u64,
+        /// Files sharing a key are hard links of one another.
+        link: Option<(u64, u64)>,
+    },
+    Symlink(String),
+    Char(u32, u32),
+    Block(u32, u32),
+    Fifo,
+}
+
+impl Kind {
+    pub fn letter(&self) -> char {
+        match self {
+            Kind::Dir => 'd',
+            Kind::File { .. } => '-',
+            Kind::Symlink(_) => 'l',
+            Kind::Char(..) => 'c',
+            Kind::Block(..) => 'b',
+            Kind::Fifo => 'p',
+        }
+    }
+
+    /// The `S_IFMT` bits of a `st_mode`.
+    pub fn type_bits(&self) -> u32 {
+        match self {
+            Kind::Dir => 0o040000,
+            Kind::File { .. } => 0o100000,
+            Kind::Symlink(_) => 0o120000,
+            Kind::Char(..) => 0o020000,
+            Kind::Block(..) => 0o060000,
+            Kind::Fifo => 0o010000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: Kind,
+    /// Permission bits only (`0o755`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the epoch; clamped to `SOURCE_DATE_EPOCH` when archived.
+    pub mtime: i64,
+    /// The element that put it there (`smelt` for parents made automatically).
+    pub element: String,
+}
+
+impl Entry {
+    pub fn dir(mode: u32, mtime: i64, element: &str) -> Entry {
+        Entry {
+            kind: Kind::Dir,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            element: element.into(),
+        }
+    }
+
+    pub fn symlink(target: &str, mtime: i64, element: &str) -> Entry {
+        Entry {
+            kind: Kind::Symlink(target.into()),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime,
+            element: element.into(),
+        }
+    }
+
+    /// A file made by smelt (a rendered template, a generated file).
+    pub fn bytes(data: Vec<u8>, mode: u32, mtime: i64, element: &str) -> Entry {
+        let size = data.len() as u64;
+        Entry {
+            kind: Kind::File {
+                source: Source::Bytes(data.into()),
+                size,
+                alloc: size.div_ceil(4096) * 4096,
+                link: None,
+            },
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            element: element.into(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match &self.kind {
+            Kind::File { size, .. } => *size,
+            Kind::Symlink(t) => t.len() as u64,
+            _ => 0,
+        }
+    }
+
+    pub fn alloc(&self) -> u64 {
+        match &self.kind {
+            Kind::File { alloc, .. } => *alloc,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Tree {
+    entries: BTreeMap<ImagePath, Entry>,
+}
+
+/// How deep symlinks may nest while resolving a path (the kernel's limit is 40).
+const MAX_LINK_DEPTH: usize = 40;
+
+impl Tree {
+    pub fn iter(&self) -> impl Iterator<Item = (&ImagePath, &Entry)> {
+        self.entries.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ImagePath, &mut Entry)> {
+        self.entries.iter_mut()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, path: &ImagePath) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    pub fn remove(&mut self, path: &ImagePath) -> Option<Entry> {
+        self.entries.remove(path)
+    }
+
+    /// Resolves symlinks among the parents of `path` as the image would, so that
+    /// `bin/sh` lands in `usr/bin/sh` when `bin` links to `usr/bin`. The last component
+    /// is not followed.
+    pub fn resolve_parents(&self, path: &ImagePath) -> Result<ImagePath, String> {
+        let mut depth = 0;
+        let mut current = ImagePath::root();
+        let mut rest: Vec<String> = path
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        rest.reverse();
+        while let Some(part) = rest.pop() {
+            let next = current.join(&part)?;
+            if rest.is_empty() {
+                return Ok(next);
+            }
+            match self.entries.get(&next).map(|e| &e.kind) {
+                Some(Kind::Symlink(target)) => {
+                    depth += 1;
+                    if depth > MAX_LINK_DEPTH {
+                        return Err(format!("too many levels of symlinks resolving {path}"));
+                    }
+                    let resolved = next.resolve_link(target);
+                    let mut parts: Vec<String> = resolved
+                        .as_str()
+                        .split('/')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                    parts.reverse();
+                    rest.extend(parts);
+                    current = ImagePath::root();
+                }
+                Some(Kind::Dir) | None => current = next,
+                Some(other) => {
+                    return Err(format!(
+                        "{next} is a {}, so {path} cannot be created under it",
+                        describe(other)
+                    ))
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// Puts `entry` at `path` (after resolving symlinked parents), creating missing
+    /// parents as root-owned 0755 directories. A later entry replaces an earlier one; a
+    /// directory over an existing directory (or a symlink to one) only updates its mode.
+    /// Returns where the entry landed.
+    pub fn insert(&mut self, path: &ImagePath, entry: Entry) -> Result<ImagePath, String> {
+        if path.is_root() {
+            if let Kind::Dir = entry.kind {
+                return Ok(ImagePath::root());
+            }
+            return Err("the image root must be a directory".into());
+        }
+        let path = self.resolve_parents(path)?;
+        self.make_parents(&path, entry.mtime, &entry.element)?;
+        match (self.entries.get_mut(&path), &entry.kind) {
+            (Some(existing), Kind::Dir) if matches!(existing.kind, Kind::Dir) => {
+                existing.mode = entry.mode;
+                existing.uid = entry.uid;
+                existing.gid = entry.gid;
+            }
+            (Some(existing), Kind::Dir) if matches!(existing.kind, Kind::Symlink(_)) => {}
+            (Some(existing), _) if matches!(existing.kind, Kind::Dir) => {
+                if self.has_children(&path) {
+                    return Err(format!(
+                        "{path} is a directory with contents and cannot be replaced by a {}",
+                        describe(&entry.kind)
+                    ));
+                }
+                self.entries.insert(path.clone(), entry);
+            }
+            _ => {
+                self.entries.insert(path.clone(), entry);
+            }
+        }
+        Ok(path)
+    }
+
+    fn make_parents(&mut self, path: &ImagePath, mtime: i64, element: &str) -> Result<(), String> {
+        let mut missing = Vec::new();
+        let mut p = path.parent();
+        while let Some(parent) = p {
+            if parent.is_root() {
+                break;
+            }
+            match self.entries.get(&parent).map(|e| &e.kind) {
+                None => missing.push(parent.clone()),
+                Some(Kind::Dir) => break,
+                Some(other) => {
+                    return Err(format!(
+                        "{parent} is a {}, so {path} cannot be created under it",
+                        describe(other)
+                    ))
+                }
+            }
+            p = parent.parent();
+        }
+        for dir in missing {
+            self.entries.insert(dir, Entry::dir(0o755, mtime, element));
+        }
+        Ok(())
+    }
+
+    fn has_children(&self, dir: &ImagePath) -> bool {
+        let prefix = format!("{}/", dir.as_str());
+        self.entries
+            .range(dir.clone()..)
+            .nth(1)
+            .is_some_and(|(p, _)| p.as_str().starts_with(&prefix))
+    }
+
+    /// Removes every path for which `remove` says so, returning how many.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ImagePath, &Entry) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|p, e| keep(p, e));
+        before - self.entries.len()
+    }
+}
+
+fn describe(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Dir => "directory",
+        Kind::File { .. } => "file",
+        Kind::Symlink(_) => "symlink",
+        Kind::Char(..) => "character device",
+        Kind::Block(..) => "block device",
+        Kind::Fifo => "FIFO",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::new(s).unwrap()
+    }
+
+    #[test]
+    fn parents_are_made() {
+        let mut t = Tree::default();
+        t.insert(&p("usr/bin/sh"), Entry::bytes(b"x".to_vec(), 0o755, 0, "e"))
+            .unwrap();
+        let paths: Vec<_> = t
+            .iter()
+            .map(|(p, e)| (p.as_str().to_string(), e.kind.letter()))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("usr".into(), 'd'),
+                ("usr/bin".into(), 'd'),
+                ("usr/bin/sh".into(), '-')
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinked_parents_are_followed() {
+        let mut t = Tree::default();
+        t.insert(&p("bin"), Entry::symlink("usr/bin", 0, "base"))
+            .unwrap();
+        let at = t
+            .insert(&p("bin/busybox"), Entry::bytes(vec![], 0o755, 0, "bb"))
+            .unwrap();
+        assert_eq!(at.as_str(), "usr/bin/busybox");
+        // A directory over a symlink to a directory keeps the link.
+        t.insert(&p("bin"), Entry::dir(0o755, 0, "other")).unwrap();
+        assert!(matches!(t.get(&p("bin")).unwrap().kind, Kind::Symlink(_)));
+    }
+
+    #[test]
+    fn a_file_cannot_hold_children() {
+        let mut t = Tree::default();
+        t.insert(&p("etc"), Entry::bytes(vec![], 0o644, 0, "a"))
+            .unwrap();
+        let e = t
+            .insert(&p("etc/motd"), Entry::bytes(vec![], 0o644, 0, "b"))
+            .unwrap_err();
+        assert_eq!(e, "/etc is a file, so /etc/motd cannot be created under it");
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let mut t = Tree::default();
+        t.insert(&p("etc/motd"), Entry::bytes(b"a".to_vec(), 0o644, 0, "a"))
+            .unwrap();
+        t.insert(&p("etc/motd"), Entry::bytes(b"bb".to_vec(), 0o600, 0, "b"))
+            .unwrap();
+        let e = t.get(&p("etc/motd")).unwrap();
+        assert_eq!((e.size(), e.mode, e.element.as_str()), (2, 0o600, "b"));
+    }
+}
