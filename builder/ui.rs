@@ -44,7 +44,7 @@ impl Ui {
     pub fn step<T>(&self, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
         let started = Instant::now();
         let out = f()?;
-        self.info(&format!(
+        self.detail(&format!(
             "{name:<10} {:>7.2} s",
             started.elapsed().as_secs_f64()
         ));

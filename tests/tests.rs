@@ -1,1 +1,9 @@
+//! smelt's integration tests: one binary, run by `tests/run.sh` (which installs the
+//! system tools they check against: GNU cpio, bsdtar, QEMU, a kernel, busybox).
 
+mod boot;
+mod cli;
+mod crosscheck;
+mod errors;
+mod repro;
+mod util;

@@ -11,7 +11,7 @@ use crate::config::image::OutputKind;
 use crate::io::atomic::Pending;
 use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, OutputReport, Report};
-use crate::stage::{self, tree::Tree};
+use crate::stage::{self, hooks::HookFailed, tree::Tree};
 use crate::ui::Ui;
 
 pub struct BuildOptions {
@@ -30,7 +30,17 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         .tempdir_in(&opts.outdir)
         .with_context(|| format!("creating a work directory in {}", opts.outdir.display()))?;
 
-    let tree = ui.step("stage", || stage::stage(&plan, work.path(), ui))?;
+    let tree = match ui.step("stage", || stage::stage(&plan, work.path(), ui)) {
+        Ok(tree) => tree,
+        Err(e) if e.downcast_ref::<HookFailed>().is_some() => {
+            let kept = work.keep();
+            bail!(
+                "{e}\n  the staging tree and logs are kept in {} (remove it when done)",
+                kept.display()
+            );
+        }
+        Err(e) => return Err(e),
+    };
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
     let mut report = Report {

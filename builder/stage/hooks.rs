@@ -148,6 +148,11 @@ pub struct Timing {
     pub seconds: f64,
 }
 
+/// A hook exited with an error; the build keeps its work directory for inspection.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HookFailed(pub String);
+
 /// Runs one hook; on failure the error names the element, phase, script, exit status
 /// and the tail of what it printed.
 pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
@@ -246,10 +251,11 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
             Some(c) => format!("exited with status {c}"),
             None => format!("was killed ({status})"),
         };
-        bail!(
+        return Err(HookFailed(format!(
             "hook failed: {place} {how}\n  last lines of its output:\n    {tail}\n  full log: {}",
             log_path.display()
-        );
+        ))
+        .into());
     }
     Ok(Timing {
         name: hook.name.clone(),

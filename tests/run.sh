@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite. As root on Debian/Ubuntu it first installs the system tools the
+# tests check against; anywhere else it names what is missing and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio libarchive-tools zstd xz-utils)
+need_cmds=(qemu-system-x86_64 busybox cpio bsdtar zstd xz)
+
+missing_cmds() {
+  local m=()
+  for c in "${need_cmds[@]}"; do command -v "$c" >/dev/null 2>&1 || m+=("$c"); done
+  compgen -G '/boot/vmlinuz-*' >/dev/null || m+=("a kernel in /boot/vmlinuz-*")
+  echo "${m[@]:-}"
+}
+
+if [ -n "$(missing_cmds)" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tests/run.sh: installing ${packages[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+  fi
+fi
+if [ -n "$(missing_cmds)" ]; then
+  echo "tests/run.sh: missing: $(missing_cmds)" >&2
+  echo "install them (Debian/Ubuntu: sudo apt-get install ${packages[*]}), or run this script as root to install them" >&2
+  exit 1
+fi
+
+cargo test --locked "$@"

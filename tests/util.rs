@@ -1,0 +1,156 @@
+//! Test helpers: a scratch directory with files, running the smelt binary, the system
+//! tools we cross-check against, and QEMU boots (at most two at a time).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Condvar, Mutex};
+
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir {
+            tmp: tempfile::Builder::new()
+                .prefix("smelt-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    /// Writes a file, creating parents; `#!` files are made executable.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        if text.starts_with("#!") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        p
+    }
+
+    /// Runs smelt with `args` in this directory (SOURCE_DATE_EPOCH unset unless given).
+    pub fn smelt(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
+            .args(args)
+            .current_dir(self.tmp.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("SMELT_ELEMENTS_PATH")
+            .output()
+            .unwrap();
+        Run::from(out, self.tmp.path())
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    /// stderr with the scratch directory's path replaced by `[DIR]`.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output, dir: &Path) -> Run {
+        let mask =
+            |b: &[u8]| String::from_utf8_lossy(b).replace(&dir.display().to_string(), "[DIR]");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: mask(&out.stdout),
+            stderr: mask(&out.stderr),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "smelt failed:\n{}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}; stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs a shell pipeline and returns its stdout; panics with its stderr on failure.
+#[track_caller]
+pub fn sh(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail; {script}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The newest Debian kernel under /boot.
+pub fn kernel() -> PathBuf {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .collect();
+    kernels.sort();
+    kernels
+        .pop()
+        .expect("no /boot/vmlinuz-*: run tests/run.sh as root to install linux-image-cloud-amd64")
+}
+
+static QEMU_SLOTS: Mutex<u32> = Mutex::new(0);
+static QEMU_FREE: Condvar = Condvar::new();
+
+/// Boots `initrd` with `kernel` under TCG and returns the serial console output. At
+/// most two boots run at once: the machine has two cores.
+pub fn boot(initrd: &Path, append: &str) -> String {
+    {
+        let mut busy = QEMU_SLOTS.lock().unwrap();
+        while *busy >= 2 {
+            busy = QEMU_FREE.wait(busy).unwrap();
+        }
+        *busy += 1;
+    }
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-nographic",
+            "-no-reboot",
+            "-kernel",
+        ])
+        .arg(kernel())
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 {append}"))
+        .output()
+        .unwrap();
+    *QEMU_SLOTS.lock().unwrap() -= 1;
+    QEMU_FREE.notify_one();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
