@@ -6,6 +6,7 @@ pub mod library;
 pub mod manifest;
 pub mod resolve;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::io::source::Source;
@@ -67,22 +68,22 @@ impl Element {
 
     /// A digest of everything in the element, so `buildinfo` can say what was built from
     /// what without naming host paths.
+    /// Streams: one read of each file, never a whole file in memory.
     pub fn digest(&self) -> anyhow::Result<String> {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
+        let mut h = crate::io::count::CountingWriter::hashing(std::io::sink());
         for f in &self.files {
-            h.update(f.rel.as_bytes());
-            h.update(f.mode.to_le_bytes());
+            h.write_all(f.rel.as_bytes())?;
+            h.write_all(&[0])?;
+            h.write_all(&f.mode.to_le_bytes())?;
             match &f.kind {
-                FileKind::Dir => h.update(b"d"),
-                FileKind::Symlink(t) => h.update(t.as_bytes()),
-                FileKind::File(src) => h.update(src.read_all()?),
+                FileKind::Dir => h.write_all(b"d")?,
+                FileKind::Symlink(t) => h.write_all(t.as_bytes())?,
+                FileKind::File(src) => {
+                    std::io::copy(&mut src.open()?, &mut h)?;
+                }
             }
         }
-        Ok(h.finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect())
+        let (_, _, hex) = h.into_parts();
+        Ok(hex.expect("a hashing writer")[..16].to_string())
     }
 }

@@ -61,7 +61,9 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
             source: plan.budget.source_name(),
             checks: Vec::new(),
         },
-        entries: report::entries(&tree),
+        // Listed once the outputs are written, so the listing is not held in memory
+        // while compressing.
+        entries: Vec::new(),
     };
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {
@@ -97,6 +99,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         return over_budget(report, checks, &plan);
     }
     report.budget.checks = checks;
+    report.entries = report::entries(&tree);
     for (_, out) in written {
         out.pending.publish()?;
     }

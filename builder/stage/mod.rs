@@ -201,6 +201,13 @@ fn element_dirs(elements: &[Element], work: &Path) -> anyhow::Result<BTreeMap<St
 
 fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     let img = &plan.image;
+    // Only templates see the element digests, and digesting reads every file once: skip
+    // it for images without templates.
+    let any_templates = plan
+        .resolved
+        .elements
+        .iter()
+        .any(|e| e.files_under("templates").next().is_some());
     let mut elements = Vec::new();
     for e in &plan.resolved.elements {
         let origin = if e.origin == Origin::BuiltIn {
@@ -208,7 +215,12 @@ fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
         } else {
             "path"
         };
-        elements.push((e.name.clone(), origin.to_string(), e.digest()?));
+        let digest = if any_templates {
+            e.digest()?
+        } else {
+            String::new()
+        };
+        elements.push((e.name.clone(), origin.to_string(), digest));
     }
     let mut base = serde_json::Map::new();
     base.insert(
