@@ -6,4 +6,5 @@ mod cli;
 mod crosscheck;
 mod errors;
 mod repro;
+mod staging;
 mod util;
