@@ -81,13 +81,7 @@ pub struct Check {
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::config::size::human;
-        write!(
-            f,
-            "{}: {} of {} allowed",
-            self.subject,
-            human(self.actual),
-            human(self.limit)
-        )?;
+        write!(f, "{}: {} of {} allowed", self.subject, human(self.actual), human(self.limit))?;
         if !self.ok {
             write!(f, " (over by {})", human(self.actual - self.limit))?;
         }
@@ -118,33 +112,21 @@ pub fn check_tree(budget: &Budget, tree: &Tree, m: &Measure, outputs: &[OutputKi
                 Subject::Path(prefix) => path_bytes(tree, prefix),
                 _ => return None,
             };
-            Some(Check {
-                subject: subject.clone(),
-                limit: *max,
-                actual,
-                ok: actual <= *max,
-            })
+            Some(Check { subject: subject.clone(), limit: *max, actual, ok: actual <= *max })
         })
         .collect()
 }
 
 pub fn check_output(budget: &Budget, kind: OutputKind, bytes: u64) -> Option<Check> {
-    budget
-        .limits
-        .iter()
-        .find(|l| l.subject == Subject::Output(kind))
-        .map(|l| Check {
-            subject: l.subject.clone(),
-            limit: l.max,
-            actual: bytes,
-            ok: bytes <= l.max,
-        })
+    budget.limits.iter().find(|l| l.subject == Subject::Output(kind)).map(|l| Check {
+        subject: l.subject.clone(),
+        limit: l.max,
+        actual: bytes,
+        ok: bytes <= l.max,
+    })
 }
 
 fn path_bytes(tree: &Tree, prefix: &str) -> u64 {
     let prefix = ImagePath::new(prefix).unwrap_or_else(|_| ImagePath::root());
-    tree.iter()
-        .filter(|(p, _)| p.starts_with(&prefix))
-        .map(|(_, e)| e.size())
-        .sum()
+    tree.iter().filter(|(p, _)| p.starts_with(&prefix)).map(|(_, e)| e.size()).sum()
 }

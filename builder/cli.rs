@@ -59,12 +59,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "CLIENT.toml")]
     pub client: Option<PathBuf>,
     /// Directory the outputs and report.json are written to
-    #[arg(
-        short = 'o',
-        long = "output-dir",
-        value_name = "OUTDIR",
-        default_value = "out"
-    )]
+    #[arg(short = 'o', long = "output-dir", value_name = "OUTDIR", default_value = "out")]
     pub outdir: PathBuf,
     /// Directory of elements searched before SMELT_ELEMENTS_PATH and the built-in ones (repeatable)
     #[arg(long = "elements-path", value_name = "DIR")]

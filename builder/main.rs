@@ -45,18 +45,10 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 per_node: args.per_node,
             };
             let report = ops::build::build(&opts, &ui)?;
-            Ok(if args.json {
-                serde_json::to_string_pretty(&report)? + "\n"
-            } else {
-                String::new()
-            })
+            Ok(if args.json { serde_json::to_string_pretty(&report)? + "\n" } else { String::new() })
         }
         Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
-        Command::Elements {
-            what,
-            elements_path,
-            json,
-        } => match what {
+        Command::Elements { what, elements_path, json } => match what {
             None | Some(ElementsCmd::List) => ops::elements::list(&elements_path, json),
             Some(ElementsCmd::Show { name }) => ops::elements::show(&elements_path, &name, json),
         },

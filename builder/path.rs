@@ -42,9 +42,7 @@ impl ImagePath {
         if self.is_root() {
             return None;
         }
-        Some(ImagePath(
-            self.0.rsplit_once('/').map_or("", |(p, _)| p).to_string(),
-        ))
+        Some(ImagePath(self.0.rsplit_once('/').map_or("", |(p, _)| p).to_string()))
     }
 
     pub fn file_name(&self) -> &str {
@@ -59,8 +57,7 @@ impl ImagePath {
     pub fn starts_with(&self, prefix: &ImagePath) -> bool {
         prefix.is_root()
             || self.0 == prefix.0
-            || (self.0.starts_with(&prefix.0)
-                && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+            || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
     }
 
     /// Resolves a symlink target found at `self` to the image path it names, as the
@@ -118,17 +115,8 @@ mod tests {
     fn links_resolve_inside_the_image() {
         let p = ImagePath::new("lib64/ld.so").unwrap();
         assert_eq!(p.resolve_link("../lib/x/ld.so").as_str(), "lib/x/ld.so");
-        assert_eq!(
-            p.resolve_link("/usr/lib64/ld.so").as_str(),
-            "usr/lib64/ld.so"
-        );
+        assert_eq!(p.resolve_link("/usr/lib64/ld.so").as_str(), "usr/lib64/ld.so");
         assert_eq!(p.resolve_link("../../../../etc").as_str(), "etc");
-        assert_eq!(
-            ImagePath::new("bin")
-                .unwrap()
-                .resolve_link("usr/bin")
-                .as_str(),
-            "usr/bin"
-        );
+        assert_eq!(ImagePath::new("bin").unwrap().resolve_link("usr/bin").as_str(), "usr/bin");
     }
 }

@@ -77,11 +77,7 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
 fn find_budget(image: &Image) -> anyhow::Result<Budget> {
     if let Some(path) = &image.budget {
         if !path.exists() {
-            bail!(
-                "the budget file {} named in {} does not exist",
-                path.display(),
-                image.file.display()
-            );
+            bail!("the budget file {} named in {} does not exist", path.display(), image.file.display());
         }
         return budget::load(path);
     }
@@ -102,10 +98,8 @@ fn merge_params(
     let mut diags = Vec::new();
     for e in &resolved.elements {
         let declared = &e.manifest.params;
-        let mut params: Params = declared
-            .iter()
-            .filter_map(|(k, p)| Some((k.clone(), p.default.clone()?)))
-            .collect();
+        let mut params: Params =
+            declared.iter().filter_map(|(k, p)| Some((k.clone(), p.default.clone()?))).collect();
         for (k, v) in image.params.get(&e.name).into_iter().flatten() {
             if e.manifest.form == Form::Native && !declared.contains_key(k) {
                 diags.push(file.error_at(
@@ -122,12 +116,10 @@ fn merge_params(
         return Err(Diagnostics(diags).into());
     }
     for set in sets {
-        let (key, raw) = set
-            .split_once('=')
-            .with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
-        let (element, param) = key
-            .split_once('.')
-            .with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
+        let (key, raw) =
+            set.split_once('=').with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
+        let (element, param) =
+            key.split_once('.').with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
         let Some(e) = resolved.get(element) else {
             bail!("--set {set}: element `{element}` is not in this image");
         };
@@ -137,9 +129,7 @@ fn merge_params(
                 param_hint(param, e.manifest.params.keys())
             );
         }
-        all.get_mut(element)
-            .expect("every element has params")
-            .insert(param.into(), parse_value(raw));
+        all.get_mut(element).expect("every element has params").insert(param.into(), parse_value(raw));
     }
     Ok(all)
 }
@@ -182,10 +172,7 @@ fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>)> {
     let raw: RawClient = file.parse()?;
     let mut diags = Vec::new();
     for (i, n) in raw.nodes.iter().enumerate() {
-        if !n.get("name").is_some_and(|v| {
-            v.as_str()
-                .is_some_and(|s| !s.is_empty() && !s.contains('/'))
-        }) {
+        if !n.get("name").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty() && !s.contains('/'))) {
             diags.push(file.error_at(
                 &["nodes", &i.to_string()],
                 "every node needs a `name` without `/`",
@@ -196,10 +183,7 @@ fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>)> {
     if !diags.is_empty() {
         return Err(Diagnostics(diags).into());
     }
-    Ok((
-        Value::Object(raw.client),
-        raw.nodes.into_iter().map(Value::Object).collect(),
-    ))
+    Ok((Value::Object(raw.client), raw.nodes.into_iter().map(Value::Object).collect()))
 }
 
 /// Checks a client inventory on its own (`smelt check`); returns its node count.
@@ -212,20 +196,16 @@ pub fn check_client(path: &Path) -> anyhow::Result<usize> {
 pub fn param_env_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
-            .iter()
-            .map(param_env_value)
-            .collect::<Vec<_>>()
-            .join(" "),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
+            items.iter().map(param_env_value).collect::<Vec<_>>().join(" ")
+        }
         Value::Null => String::new(),
         other => other.to_string(),
     }
 }
 
 pub fn param_env_name(element: &str, param: &str) -> String {
-    format!("SMELT_PARAM_{}_{}", element, param)
-        .to_uppercase()
-        .replace(['-', '.'], "_")
+    format!("SMELT_PARAM_{}_{}", element, param).to_uppercase().replace(['-', '.'], "_")
 }
 
 #[cfg(test)]
@@ -241,10 +221,7 @@ mod tests {
 
     #[test]
     fn env_names_and_values() {
-        assert_eq!(
-            param_env_name("base-host", "binaries"),
-            "SMELT_PARAM_BASE_HOST_BINARIES"
-        );
+        assert_eq!(param_env_name("base-host", "binaries"), "SMELT_PARAM_BASE_HOST_BINARIES");
         assert_eq!(param_env_value(&serde_json::json!(["sh", "ls"])), "sh ls");
     }
 }

@@ -95,16 +95,9 @@ impl Report {
             human(t.apparent_bytes),
             human(t.allocated_bytes)
         ));
-        s.push_str(&format!(
-            "\n{:<24} {:>12} {:>12} {:>8}\n",
-            "element", "apparent", "allocated", "files"
-        ));
+        s.push_str(&format!("\n{:<24} {:>12} {:>12} {:>8}\n", "element", "apparent", "allocated", "files"));
         let mut elements: Vec<_> = t.elements.iter().collect();
-        elements.sort_by(|a, b| {
-            b.1.apparent_bytes
-                .cmp(&a.1.apparent_bytes)
-                .then(a.0.cmp(b.0))
-        });
+        elements.sort_by(|a, b| b.1.apparent_bytes.cmp(&a.1.apparent_bytes).then(a.0.cmp(b.0)));
         for (name, e) in elements {
             s.push_str(&format!(
                 "{:<24} {:>12} {:>12} {:>8}\n",
@@ -114,27 +107,16 @@ impl Report {
                 e.files
             ));
         }
-        s.push_str(&format!(
-            "\n{:<44} {:>12}  {}\n",
-            "largest paths", "bytes", "element"
-        ));
+        s.push_str(&format!("\n{:<44} {:>12}  {}\n", "largest paths", "bytes", "element"));
         for l in self.largest.iter().take(10) {
-            s.push_str(&format!(
-                "{:<44} {:>12}  {}\n",
-                l.path,
-                human(l.bytes),
-                l.element
-            ));
+            s.push_str(&format!("{:<44} {:>12}  {}\n", l.path, human(l.bytes), l.element));
         }
         s.push_str(&format!("\nbudget ({}):\n", self.budget.source));
         for c in &self.budget.checks {
             s.push_str(&format!("  {} {c}\n", if c.ok { "ok  " } else { "OVER" }));
         }
         if !self.outputs.is_empty() {
-            s.push_str(&format!(
-                "\n{:<44} {:>12}  {}\n",
-                "output", "bytes", "sha256"
-            ));
+            s.push_str(&format!("\n{:<44} {:>12}  {}\n", "output", "bytes", "sha256"));
         }
         for o in &self.outputs {
             s.push_str(&format!(

@@ -18,10 +18,7 @@ pub struct Ui {
 
 impl Ui {
     pub fn new(verbosity: Verbosity) -> Ui {
-        Ui {
-            verbosity,
-            terminal: std::io::stderr().is_terminal(),
-        }
+        Ui { verbosity, terminal: std::io::stderr().is_terminal() }
     }
 
     pub fn info(&self, msg: &str) {
@@ -44,10 +41,7 @@ impl Ui {
     pub fn step<T>(&self, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
         let started = Instant::now();
         let out = f()?;
-        self.detail(&format!(
-            "{name:<10} {:>7.2} s",
-            started.elapsed().as_secs_f64()
-        ));
+        self.detail(&format!("{name:<10} {:>7.2} s", started.elapsed().as_secs_f64()));
         Ok(out)
     }
 
@@ -70,9 +64,7 @@ impl Ui {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `2024-01-31T12:00:00Z` for seconds since the epoch (UTC, proleptic Gregorian).
@@ -89,12 +81,7 @@ pub fn rfc3339(epoch: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 #[cfg(test)]

@@ -14,80 +14,38 @@ fn plan_shows_order_wanters_hooks_and_budget() {
         "description = \"app\"\ndepends = [\"init\", \"base\"]\n[params.port]\ndefault = 80\n",
     );
     dir.write("elements/app/install.d/20-app", "#!/bin/sh\n");
-    dir.write(
-        "elements/mybase/element.toml",
-        "description = \"b\"\nprovides = [\"base\"]\n",
-    );
-    let r = dir
-        .smelt(&[
-            "plan",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "--set",
-            "init.then=poweroff",
-        ])
-        .ok();
+    dir.write("elements/mybase/element.toml", "description = \"b\"\nprovides = [\"base\"]\n");
+    let r =
+        dir.smelt(&["plan", "image.toml", "--elements-path", "elements", "--set", "init.then=poweroff"]).ok();
     assert!(
         r.stdout.contains("  mybase ")
-            && r.stdout
-                .contains("wanted by the image, element `app` (as `base`)\n"),
+            && r.stdout.contains("wanted by the image, element `app` (as `base`)\n"),
         "{}",
         r.stdout
     );
-    assert!(
-        r.stdout.find("  init ").unwrap() < r.stdout.find("  app ").unwrap(),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("  install.d       20-app"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.find("  init ").unwrap() < r.stdout.find("  app ").unwrap(), "{}", r.stdout);
+    assert!(r.stdout.contains("  install.d       20-app"), "{}", r.stdout);
     assert!(r.stdout.contains("  app.port = 8080\n"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("  init.then = \"poweroff\"\n"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("budget (built-in size-budget.toml):"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("  init.then = \"poweroff\"\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("budget (built-in size-budget.toml):"), "{}", r.stdout);
     let json: serde_json::Value = serde_json::from_str(
-        &dir.smelt(&[
-            "plan",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "--json",
-        ])
-        .ok()
-        .stdout,
+        &dir.smelt(&["plan", "image.toml", "--elements-path", "elements", "--json"]).ok().stdout,
     )
     .unwrap();
-    let names: Vec<&str> = json["elements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        json["elements"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names.last(), Some(&"app"));
 }
 
 #[test]
 fn set_rejects_unknown_params() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"p\"\nelements = [\"init\"]\n",
+    dir.write("image.toml", "[image]\nname = \"p\"\nelements = [\"init\"]\n");
+    let r = dir.smelt(&["plan", "image.toml", "--set", "init.than=poweroff"]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "smelt: --set init.than=poweroff: element `init` has no param `than`; did you mean `then`?\n"
     );
-    let r = dir
-        .smelt(&["plan", "image.toml", "--set", "init.than=poweroff"])
-        .fails(1);
-    assert_eq!(r.stderr, "smelt: --set init.than=poweroff: element `init` has no param `than`; did you mean `then`?\n");
 }
 
 #[test]
@@ -95,13 +53,7 @@ fn elements_list_and_show() {
     let dir = Dir::new();
     let r = dir.smelt(&["elements", "list"]).ok();
     for name in ["base-busybox", "base-host", "buildinfo", "init"] {
-        assert!(
-            r.stdout
-                .lines()
-                .any(|l| l.starts_with(name) && l.ends_with("[built-in]")),
-            "{}",
-            r.stdout
-        );
+        assert!(r.stdout.lines().any(|l| l.starts_with(name) && l.ends_with("[built-in]")), "{}", r.stdout);
     }
     let r = dir.smelt(&["elements", "show", "init"]).ok();
     assert!(r.stdout.contains("  then = \"shell\""), "{}", r.stdout);
@@ -113,33 +65,16 @@ fn elements_list_and_show() {
 #[test]
 fn check_validates_each_kind_of_file() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"p\"\nelements = [\"init\"]\n",
-    );
-    dir.write(
-        "size-budget.toml",
-        "[output.initramfs]\nmax = \"10 parsecs\"\n",
-    );
-    dir.write(
-        "client.toml",
-        "[client]\nname = \"acme\"\n[[nodes]]\nname = \"n1\"\n",
-    );
-    assert_eq!(
-        dir.smelt(&["check", "image.toml"]).ok().stdout,
-        "image.toml: ok (image `p`, 1 elements)\n"
-    );
+    dir.write("image.toml", "[image]\nname = \"p\"\nelements = [\"init\"]\n");
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"10 parsecs\"\n");
+    dir.write("client.toml", "[client]\nname = \"acme\"\n[[nodes]]\nname = \"n1\"\n");
+    assert_eq!(dir.smelt(&["check", "image.toml"]).ok().stdout, "image.toml: ok (image `p`, 1 elements)\n");
     assert_eq!(
         dir.smelt(&["check", "client.toml"]).ok().stdout,
         "client.toml: ok (client inventory, 1 nodes)\n"
     );
     let r = dir.smelt(&["check", "size-budget.toml"]).fails(1);
-    assert!(
-        r.stderr
-            .starts_with("error: unknown size unit `parsecs` in `10 parsecs`"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.starts_with("error: unknown size unit `parsecs` in `10 parsecs`"), "{}", r.stderr);
 }
 
 #[test]
@@ -153,28 +88,11 @@ fn dir_output_and_json_report() {
     let dir = Dir::new();
     dir.write("image.toml", "[image]\nname = \"d\"\nelements = [\"a\"]\noutputs = [\"dir\", \"initramfs\"]\ncompression = \"none\"\n");
     dir.write("elements/a/root/etc/hello", "hi\n");
-    let r = dir
-        .smelt(&[
-            "build",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out",
-            "--json",
-        ])
-        .ok();
+    let r = dir.build(&["--json"]).ok();
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["outputs"][0]["kind"], "dir");
     assert_eq!(report["outputs"][1]["path"], "out/d.cpio");
-    assert_eq!(
-        std::fs::read_to_string(dir.path("out/d.dir/etc/hello")).unwrap(),
-        "hi\n"
-    );
+    assert_eq!(std::fs::read_to_string(dir.path("out/d.dir/etc/hello")).unwrap(), "hi\n");
     assert_eq!(report["tree"]["elements"]["a"]["files"], 1);
-    assert!(
-        r.stderr.is_empty(),
-        "--json keeps stderr quiet: {}",
-        r.stderr
-    );
+    assert!(r.stderr.is_empty(), "--json keeps stderr quiet: {}", r.stderr);
 }

@@ -34,16 +34,10 @@ mode = "4755"
 "#,
     );
     dir.write("elements/kinds/root/home/agent/.profile", "export A=1\n");
-    dir.write(
-        "elements/kinds/root/usr/local/bin/suid",
-        "#!/bin/sh\necho hi\n",
-    );
+    dir.write("elements/kinds/root/usr/local/bin/suid", "#!/bin/sh\necho hi\n");
     dir.write("elements/kinds/root/data/one", &"x".repeat(5000));
-    std::fs::hard_link(
-        dir.path("elements/kinds/root/data/one"),
-        dir.path("elements/kinds/root/data/two"),
-    )
-    .unwrap();
+    std::fs::hard_link(dir.path("elements/kinds/root/data/one"), dir.path("elements/kinds/root/data/two"))
+        .unwrap();
     std::os::unix::fs::symlink("one", dir.path("elements/kinds/root/data/rel")).unwrap();
     std::os::unix::fs::symlink("/etc/motd", dir.path("elements/kinds/root/data/abs")).unwrap();
 }
@@ -54,19 +48,12 @@ type Listing = BTreeMap<String, (String, String, String, Option<u64>, Option<Str
 /// into path → (mode, uid, gid, size of regular files, link target).
 fn parse_listing(text: &str) -> Listing {
     let mut out = Listing::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.ends_with("blocks") && !l.is_empty())
-    {
+    for line in text.lines().filter(|l| !l.ends_with("blocks") && !l.is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
         let mode = f[0].to_string();
         // Devices print "major, minor" (cpio) or "major,minor" (bsdtar) where files print
         // a size.
-        let (size, rest) = if f[4].ends_with(',') {
-            (None, &f[9..])
-        } else {
-            (f[4].parse().ok(), &f[8..])
-        };
+        let (size, rest) = if f[4].ends_with(',') { (None, &f[9..]) } else { (f[4].parse().ok(), &f[8..]) };
         let name_and_target = rest.join(" ");
         let (name, target) = match name_and_target.split_once(" -> ") {
             Some((n, t)) => (n.to_string(), Some(t.to_string())),
@@ -77,10 +64,7 @@ fn parse_listing(text: &str) -> Listing {
         };
         let name = name.trim_start_matches("./").to_string();
         let size = if mode.starts_with('-') { size } else { None };
-        out.insert(
-            name,
-            (mode, f[2].to_string(), f[3].to_string(), size, target),
-        );
+        out.insert(name, (mode, f[2].to_string(), f[3].to_string(), size, target));
     }
     out
 }
@@ -90,11 +74,7 @@ fn report_listing(report: &serde_json::Value) -> Listing {
     for e in report["entries"].as_array().unwrap() {
         let kind = e["kind"].as_str().unwrap();
         let mode = u32::from_str_radix(e["mode"].as_str().unwrap(), 8).unwrap();
-        let path = e["path"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches('/')
-            .to_string();
+        let path = e["path"].as_str().unwrap().trim_start_matches('/').to_string();
         out.insert(
             path,
             (
@@ -133,28 +113,15 @@ fn rwx(mode: u32) -> String {
 fn gnu_cpio_and_bsdtar_list_what_the_report_lists() {
     let dir = Dir::new();
     every_kind(&dir);
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "out",
-    ])
-    .ok();
+    dir.build(&[]).ok();
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
     let expected = report_listing(&report);
     let archive = dir.path("out/kinds.cpio.zst");
-    let mut cpio = parse_listing(&sh(&format!(
-        "zstd -dc {} | cpio -tv --numeric-uid-gid --quiet",
-        archive.display()
-    )));
-    let mut bsdtar = parse_listing(&sh(&format!(
-        "zstd -dc {} | bsdtar -tvf - --numeric-owner",
-        archive.display()
-    )));
+    let mut cpio =
+        parse_listing(&sh(&format!("zstd -dc {} | cpio -tv --numeric-uid-gid --quiet", archive.display())));
+    let mut bsdtar =
+        parse_listing(&sh(&format!("zstd -dc {} | bsdtar -tvf - --numeric-owner", archive.display())));
     for listing in [&mut cpio, &mut bsdtar] {
         let root = listing.remove(".").expect("the archive has a root entry");
         assert_eq!(root.0, "drwxr-xr-x");
@@ -169,17 +136,10 @@ fn gnu_cpio_and_bsdtar_list_what_the_report_lists() {
             .filter(|(p, e)| listing.get(*p) != Some(e))
             .map(|(p, e)| format!("{p}: report {e:?}, {tool} {:?}", listing.get(p)))
             .chain(
-                listing
-                    .keys()
-                    .filter(|p| !expected.contains_key(*p))
-                    .map(|p| format!("{p}: only in {tool}")),
+                listing.keys().filter(|p| !expected.contains_key(*p)).map(|p| format!("{p}: only in {tool}")),
             )
             .collect();
-        assert!(
-            differ.is_empty(),
-            "{tool} disagrees with report.json:\n{}",
-            differ.join("\n")
-        );
+        assert!(differ.is_empty(), "{tool} disagrees with report.json:\n{}", differ.join("\n"));
     }
     assert_eq!(expected["dev/sda"].0, "brw-rw----");
     assert_eq!(expected["usr/local/bin/suid"].0, "-rwsr-xr-x");
@@ -191,15 +151,7 @@ fn gnu_cpio_and_bsdtar_list_what_the_report_lists() {
 fn gnu_cpio_extracts_hard_links_and_contents() {
     let dir = Dir::new();
     every_kind(&dir);
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "out",
-    ])
-    .ok();
+    dir.build(&[]).ok();
     let x = dir.path("x");
     std::fs::create_dir(&x).unwrap();
     sh(&format!(
@@ -209,17 +161,7 @@ fn gnu_cpio_extracts_hard_links_and_contents() {
     use std::os::unix::fs::MetadataExt;
     let one = std::fs::metadata(x.join("data/one")).unwrap();
     let two = std::fs::metadata(x.join("data/two")).unwrap();
-    assert_eq!(
-        one.ino(),
-        two.ino(),
-        "data/one and data/two are not one file"
-    );
-    assert_eq!(
-        std::fs::read_to_string(x.join("data/two")).unwrap(),
-        "x".repeat(5000)
-    );
-    assert_eq!(
-        std::fs::read_to_string(x.join("home/agent/.profile")).unwrap(),
-        "export A=1\n"
-    );
+    assert_eq!(one.ino(), two.ino(), "data/one and data/two are not one file");
+    assert_eq!(std::fs::read_to_string(x.join("data/two")).unwrap(), "x".repeat(5000));
+    assert_eq!(std::fs::read_to_string(x.join("home/agent/.profile")).unwrap(), "export A=1\n");
 }

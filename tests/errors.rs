@@ -3,10 +3,7 @@
 use crate::util::Dir;
 
 fn image(dir: &Dir, elements: &str) {
-    dir.write(
-        "image.toml",
-        &format!("[image]\nname = \"e\"\nelements = {elements}\n"),
-    );
+    dir.write("image.toml", &format!("[image]\nname = \"e\"\nelements = {elements}\n"));
 }
 
 #[test]
@@ -40,14 +37,9 @@ fn unknown_keys_are_all_reported_with_their_place() {
 fn missing_element_names_who_asked_and_suggests() {
     let dir = Dir::new();
     image(&dir, "[\"init\", \"app\"]");
-    dir.write(
-        "elements/app/element.toml",
-        "description = \"app\"\ndepends = [\"netwrok\"]\n",
-    );
+    dir.write("elements/app/element.toml", "description = \"app\"\ndepends = [\"netwrok\"]\n");
     dir.write("elements/network/element.toml", "description = \"net\"\n");
-    let r = dir
-        .smelt(&["build", "image.toml", "--elements-path", "elements"])
-        .fails(1);
+    let r = dir.build(&[]).fails(1);
     assert_eq!(
         r.stderr,
         "smelt: element `netwrok` not found (wanted by element `app`); did you mean `network`? \
@@ -59,15 +51,10 @@ fn missing_element_names_who_asked_and_suggests() {
 fn dependency_cycle_prints_its_chain() {
     let dir = Dir::new();
     image(&dir, "[\"a\"]");
-    dir.write(
-        "elements/a/element.toml",
-        "description = \"a\"\ndepends = [\"b\"]\n",
-    );
+    dir.write("elements/a/element.toml", "description = \"a\"\ndepends = [\"b\"]\n");
     dir.write("elements/b/element-deps", "c\n");
     dir.write("elements/c/element-deps", "a\n");
-    let r = dir
-        .smelt(&["build", "image.toml", "--elements-path", "elements"])
-        .fails(1);
+    let r = dir.build(&[]).fails(1);
     assert_eq!(
         r.stderr,
         "smelt: dependency cycle: a => b => c => a; break it by removing one of these `depends`\n"
@@ -80,9 +67,7 @@ fn duplicate_hook_names_name_both_elements() {
     image(&dir, "[\"a\", \"b\"]");
     dir.write("elements/a/install.d/50-setup", "#!/bin/sh\n");
     dir.write("elements/b/install.d/50-setup", "#!/bin/sh\n");
-    let r = dir
-        .smelt(&["build", "image.toml", "--elements-path", "elements"])
-        .fails(1);
+    let r = dir.build(&[]).fails(1);
     assert_eq!(
         r.stderr,
         "smelt: hook install.d/50-setup is in both element `a` and element `b`: hooks of a phase run in one \
@@ -94,29 +79,9 @@ fn duplicate_hook_names_name_both_elements() {
 fn failing_hook_reports_element_phase_script_status_and_output() {
     let dir = Dir::new();
     image(&dir, "[\"a\"]");
-    dir.write(
-        "elements/a/post-root.d/20-break",
-        "#!/bin/sh\necho preparing\necho 'disk full' >&2\nexit 7\n",
-    );
-    let r = dir
-        .smelt(&[
-            "build",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out",
-        ])
-        .fails(1);
-    let work = r
-        .stderr
-        .split("kept in ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    dir.write("elements/a/post-root.d/20-break", "#!/bin/sh\necho preparing\necho 'disk full' >&2\nexit 7\n");
+    let r = dir.build(&[]).fails(1);
+    let work = r.stderr.split("kept in ").nth(1).unwrap().split(' ').next().unwrap().to_string();
     assert_eq!(
         r.stderr,
         format!(
@@ -127,10 +92,7 @@ fn failing_hook_reports_element_phase_script_status_and_output() {
     );
     let log = std::fs::read_to_string(format!(
         "{}/logs/post-root.d-20-break.log",
-        work.replace(
-            "[DIR]",
-            dir.path("").to_str().unwrap().trim_end_matches('/')
-        )
+        work.replace("[DIR]", dir.path("").to_str().unwrap().trim_end_matches('/'))
     ))
     .unwrap();
     assert_eq!(log, "preparing\ndisk full\n");
@@ -142,35 +104,15 @@ fn template_error_names_element_and_template() {
     let dir = Dir::new();
     image(&dir, "[\"a\"]");
     dir.write("elements/a/element.toml", "description = \"a\"\n");
-    dir.write(
-        "elements/a/templates/etc/motd.tera",
-        "hello {{ params.nope }\n",
-    );
-    let r = dir
-        .smelt(&["build", "image.toml", "--elements-path", "elements"])
-        .fails(1);
-    assert!(
-        r.stderr
-            .starts_with("smelt: element `a`: template templates/etc/motd.tera: "),
-        "{}",
-        r.stderr
-    );
+    dir.write("elements/a/templates/etc/motd.tera", "hello {{ params.nope }\n");
+    let r = dir.build(&[]).fails(1);
+    assert!(r.stderr.starts_with("smelt: element `a`: template templates/etc/motd.tera: "), "{}", r.stderr);
     let undefined = Dir::new();
     image(&undefined, "[\"a\"]");
     undefined.write("elements/a/element.toml", "description = \"a\"\n");
-    undefined.write(
-        "elements/a/templates/etc/motd.tera",
-        "hello {{ params.nope }}\n",
-    );
-    let r = undefined
-        .smelt(&["build", "image.toml", "--elements-path", "elements"])
-        .fails(1);
-    assert!(
-        r.stderr
-            .starts_with("smelt: element `a`: template templates/etc/motd.tera: "),
-        "{}",
-        r.stderr
-    );
+    undefined.write("elements/a/templates/etc/motd.tera", "hello {{ params.nope }}\n");
+    let r = undefined.build(&[]).fails(1);
+    assert!(r.stderr.starts_with("smelt: element `a`: template templates/etc/motd.tera: "), "{}", r.stderr);
     assert!(r.stderr.contains("nope"), "{}", r.stderr);
 }
 
@@ -182,9 +124,7 @@ fn paths_escaping_the_image_root_are_rejected() {
         "elements/a/element.toml",
         "description = \"a\"\n[[devices]]\npath = \"../../dev/sda\"\nkind = \"block\"\nmajor = 8\n",
     );
-    let r = dir
-        .smelt(&["build", "image.toml", "--elements-path", "elements"])
-        .fails(1);
+    let r = dir.build(&[]).fails(1);
     assert_eq!(
         r.stderr,
         "error: device path `../../dev/sda` escapes the image root\n  --> \
@@ -205,25 +145,8 @@ fn over_budget_exits_3_lists_every_violation_and_publishes_nothing() {
         "size-budget.toml",
         "[output.initramfs]\nmax = \"1KiB\"\n[element.a]\nmax = \"100KiB\"\n[path.\"payload\"]\nmax = \"200KiB\"\n",
     );
-    let r = dir
-        .smelt(&[
-            "build",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out",
-        ])
-        .fails(3);
-    let tail: Vec<&str> = r
-        .stderr
-        .lines()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let r = dir.build(&[]).fails(3);
+    let tail: Vec<&str> = r.stderr.lines().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     assert_eq!(
         tail,
         [
@@ -233,36 +156,18 @@ fn over_budget_exits_3_lists_every_violation_and_publishes_nothing() {
             "nothing was published; cut what the table above shows, or raise the limits in size-budget.toml",
         ]
     );
-    let left: Vec<_> = std::fs::read_dir(dir.path("out"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 
     // Within the tree limits, the compressed output itself is over: still exit 3, and
     // the finished archive is not published.
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"1KiB\"\n");
-    let r = dir
-        .smelt(&[
-            "build",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out",
-        ])
-        .fails(3);
+    let r = dir.build(&[]).fails(3);
     assert!(
-        r.stderr
-            .contains("smelt: over budget (1 limit exceeded):\n  output initramfs: "),
+        r.stderr.contains("smelt: over budget (1 limit exceeded):\n  output initramfs: "),
         "{}",
         r.stderr
     );
-    let left: Vec<_> = std::fs::read_dir(dir.path("out"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

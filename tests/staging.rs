@@ -3,27 +3,20 @@
 
 use std::process::Command;
 
-use crate::util::{sh, Dir};
+use crate::util::{member, sh, Dir};
 
 fn report(dir: &Dir) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap()
 }
 
 fn entry<'a>(report: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    report["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["path"] == path)
+    report["entries"].as_array().unwrap().iter().find(|e| e["path"] == path)
 }
 
 #[test]
 fn a_build_by_an_unprivileged_user_yields_root_owned_files_and_runs_chroot_hooks() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"nr\"\nelements = [\"base-busybox\", \"init\", \"app\"]\n",
-    );
+    dir.write("image.toml", "[image]\nname = \"nr\"\nelements = [\"base-busybox\", \"init\", \"app\"]\n");
     dir.write(
         "elements/app/element.toml",
         "description = \"app\"\n[[permissions]]\npath = \"home/app\"\nuid = 1000\ngid = 1000\n",
@@ -45,24 +38,12 @@ fn a_build_by_an_unprivileged_user_yields_root_owned_files_and_runs_chroot_hooks
         Command::new(smelt)
     };
     let out = cmd
-        .args([
-            "build",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out",
-            "-q",
-        ])
+        .args(["build", "image.toml", "--elements-path", "elements", "-o", "out", "-q"])
         .current_dir(dir.path(""))
         .env("HOME", dir.path(""))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "rootless build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "rootless build failed: {}", String::from_utf8_lossy(&out.stderr));
     let listing = sh(&format!(
         "zstd -dc {} | cpio -tv --numeric-uid-gid --quiet",
         dir.path("out/nr.cpio.zst").display()
@@ -79,18 +60,9 @@ fn a_build_by_an_unprivileged_user_yields_root_owned_files_and_runs_chroot_hooks
     assert_eq!(owners("var/lib/app"), "drwxr-xr-x 0 0");
     assert_eq!(owners("home/app"), "drwxr-xr-x 1000 1000");
     assert_eq!(owners("bin/busybox"), "-rwxr-xr-x 0 0");
-    assert!(
-        listing.contains("crw-------   1 0        0          5,   1"),
-        "dev/console:\n{listing}"
-    );
-    let x = dir.path("x");
-    std::fs::create_dir(&x).unwrap();
-    sh(&format!(
-        "cd {} && zstd -dc ../out/nr.cpio.zst | cpio -id --quiet etc/built-as",
-        x.display()
-    ));
+    assert!(listing.contains("crw-------   1 0        0          5,   1"), "dev/console:\n{listing}");
     assert_eq!(
-        std::fs::read_to_string(x.join("etc/built-as")).unwrap(),
+        member(&dir.path("out/nr.cpio.zst"), "etc/built-as"),
         "0\n",
         "the chroot hook ran as root of its namespace"
     );
@@ -118,35 +90,13 @@ fn hooks_see_params_environment_d_and_dib_variables() {
          echo \"dib=$DIB_RELEASE phase=$SMELT_PHASE image=$SMELT_IMAGE_NAME arch=$ARCH\" >> \"$out\"\n\
          test -d \"$TMP_HOOKS_PATH\" && test -f \"$ELEMENT_DIR/element.toml\" && echo dirs-ok >> \"$out\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
-        .args([
-            "build",
-            "image.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out",
-            "-q",
-            "--set",
-            "app.mode=slow",
-        ])
-        .current_dir(dir.path(""))
-        .env("DIB_RELEASE", "bookworm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let x = dir.path("x");
-    std::fs::create_dir(&x).unwrap();
-    sh(&format!(
-        "cd {} && zstd -dc ../out/env.cpio.zst | cpio -id --quiet env.txt",
-        x.display()
-    ));
+    dir.smelt_env(
+        &["build", "image.toml", "--elements-path", "elements", "-o", "out", "--set", "app.mode=slow"],
+        &[("DIB_RELEASE", "bookworm")],
+    )
+    .ok();
     assert_eq!(
-        std::fs::read_to_string(x.join("env.txt")).unwrap(),
+        member(&dir.path("out/env.cpio.zst"), "env.txt"),
         "ports=80 443 mode=slow home=/opt/app from=slow-mode\ndib=bookworm phase=post-root.d image=env arch=amd64\ndirs-ok\n"
     );
 }
@@ -154,60 +104,25 @@ fn hooks_see_params_environment_d_and_dib_variables() {
 #[test]
 fn offline_hooks_have_no_network() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"off\"\nelements = [\"app\"]\n",
-    );
+    dir.write("image.toml", "[image]\nname = \"off\"\nelements = [\"app\"]\n");
     dir.write(
         "elements/app/post-root.d/10-net",
         "#!/bin/sh\ntail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' ' > \"$TARGET_ROOT/interfaces\"\n",
     );
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "out",
-        "--offline",
-    ])
-    .ok();
-    let listing = sh(&format!(
-        "zstd -dc {} | cpio -i --to-stdout --quiet interfaces",
-        dir.path("out/off.cpio.zst").display()
-    ));
+    dir.build(&["--offline"]).ok();
+    let listing = member(&dir.path("out/off.cpio.zst"), "interfaces");
     assert_eq!(listing, "lo ", "an --offline hook saw more than loopback");
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "out",
-    ])
-    .ok();
-    let online = sh(&format!(
-        "zstd -dc {} | cpio -i --to-stdout --quiet interfaces",
-        dir.path("out/off.cpio.zst").display()
-    ));
-    assert_ne!(
-        online, "lo ",
-        "without --offline the host's interfaces are visible"
-    );
+    dir.build(&[]).ok();
+    let online = member(&dir.path("out/off.cpio.zst"), "interfaces");
+    assert_ne!(online, "lo ", "without --offline the host's interfaces are visible");
 }
 
 #[test]
 fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"attr\"\nelements = [\"base\", \"app\", \"slim\"]\n",
-    );
+    dir.write("image.toml", "[image]\nname = \"attr\"\nelements = [\"base\", \"app\", \"slim\"]\n");
     dir.write("elements/base/element.toml", "description = \"base\"\n");
-    dir.write(
-        "elements/base/root/usr/share/doc/a/README",
-        &"r".repeat(1000),
-    );
+    dir.write("elements/base/root/usr/share/doc/a/README", &"r".repeat(1000));
     dir.write("elements/base/root/usr/share/doc/keep/LICENSE", "MIT\n");
     dir.write("elements/base/root/etc/app.conf", "port = 1\n");
     dir.write("elements/app/element.toml", "description = \"app\"\n");
@@ -220,15 +135,7 @@ fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
         "elements/slim/element.toml",
         "description = \"slim\"\n[prune]\nremove = [\"usr/share/doc/**\"]\nkeep = [\"usr/share/doc/keep/**\"]\n",
     );
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "out",
-    ])
-    .ok();
+    dir.build(&[]).ok();
     let r = report(&dir);
     assert_eq!(entry(&r, "/opt/app/data").unwrap()["element"], "app");
     assert_eq!(
@@ -239,10 +146,7 @@ fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
     assert_eq!(entry(&r, "/etc/app.conf").unwrap()["size"], 9);
     assert!(entry(&r, "/usr/share/doc/a/README").is_none());
     assert!(entry(&r, "/usr/share/doc/a").is_none());
-    assert_eq!(
-        entry(&r, "/usr/share/doc/keep/LICENSE").unwrap()["element"],
-        "base"
-    );
+    assert_eq!(entry(&r, "/usr/share/doc/keep/LICENSE").unwrap()["element"], "base");
     assert_eq!(r["tree"]["elements"]["app"]["apparent_bytes"], 3009);
     assert_eq!(r["tree"]["elements"]["base"]["apparent_bytes"], 4);
 }

@@ -11,12 +11,7 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir {
-            tmp: tempfile::Builder::new()
-                .prefix("smelt-test-")
-                .tempdir()
-                .unwrap(),
-        }
+        Dir { tmp: tempfile::Builder::new().prefix("smelt-test-").tempdir().unwrap() }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -35,16 +30,29 @@ impl Dir {
         p
     }
 
-    /// Runs smelt with `args` in this directory (SOURCE_DATE_EPOCH unset unless given).
+    /// Runs smelt with `args` in this directory (SOURCE_DATE_EPOCH unset).
     pub fn smelt(&self, args: &[&str]) -> Run {
+        self.smelt_env(args, &[])
+    }
+
+    /// Runs smelt with `args` and extra environment variables.
+    pub fn smelt_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
             .args(args)
             .current_dir(self.tmp.path())
             .env_remove("SOURCE_DATE_EPOCH")
             .env_remove("SMELT_ELEMENTS_PATH")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         Run::from(out, self.tmp.path())
+    }
+
+    /// `smelt build image.toml --elements-path elements -o out` plus `extra`.
+    pub fn build(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["build", "image.toml", "--elements-path", "elements", "-o", "out"];
+        args.extend_from_slice(extra);
+        self.smelt(&args)
     }
 }
 
@@ -57,13 +65,8 @@ pub struct Run {
 
 impl Run {
     fn from(out: Output, dir: &Path) -> Run {
-        let mask =
-            |b: &[u8]| String::from_utf8_lossy(b).replace(&dir.display().to_string(), "[DIR]");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: mask(&out.stdout),
-            stderr: mask(&out.stderr),
-        }
+        let mask = |b: &[u8]| String::from_utf8_lossy(b).replace(&dir.display().to_string(), "[DIR]");
+        Run { code: out.status.code().unwrap_or(-1), stdout: mask(&out.stdout), stderr: mask(&out.stderr) }
     }
 
     #[track_caller]
@@ -74,11 +77,7 @@ impl Run {
 
     #[track_caller]
     pub fn fails(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "expected exit {code}; stderr:\n{}",
-            self.stderr
-        );
+        assert_eq!(self.code, code, "expected exit {code}; stderr:\n{}", self.stderr);
         self
     }
 }
@@ -86,17 +85,15 @@ impl Run {
 /// Runs a shell pipeline and returns its stdout; panics with its stderr on failure.
 #[track_caller]
 pub fn sh(script: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -euo pipefail; {script}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("bash").arg("-c").arg(format!("set -euo pipefail; {script}")).output().unwrap();
+    assert!(out.status.success(), "`{script}` failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One member of an archive (any compression), as bsdtar extracts it.
+#[track_caller]
+pub fn member(archive: &Path, name: &str) -> String {
+    sh(&format!("bsdtar -xOf {} {name}", archive.display()))
 }
 
 /// The newest Debian kernel under /boot.
@@ -105,17 +102,10 @@ pub fn kernel() -> PathBuf {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("vmlinuz-"))
         .collect();
     kernels.sort();
-    kernels
-        .pop()
-        .expect("no /boot/vmlinuz-*: run tests/run.sh as root to install linux-image-cloud-amd64")
+    kernels.pop().expect("no /boot/vmlinuz-*: run tests/run.sh as root to install linux-image-cloud-amd64")
 }
 
 static QEMU_SLOTS: Mutex<u32> = Mutex::new(0);

@@ -39,23 +39,12 @@ pub fn initramfs(
     let compressor = Compressor::new(counted, compression).context("starting the compressor")?;
     let buffered = BufWriter::with_capacity(1 << 18, compressor);
     let buffered = newc::write_tree(tree, epoch, buffered, progress)?;
-    let compressor = buffered
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the initramfs")?;
+    let compressor = buffered.into_inner().map_err(|e| e.into_error()).context("writing the initramfs")?;
     let counted = compressor.finish().context("finishing compression")?;
     let (file, bytes, sha256) = counted.into_parts();
-    let file = file
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the initramfs")?;
+    let file = file.into_inner().map_err(|e| e.into_error()).context("writing the initramfs")?;
     file.sync_all().context("syncing the initramfs")?;
-    Ok(Written {
-        pending,
-        bytes,
-        sha256,
-        skipped: 0,
-    })
+    Ok(Written { pending, bytes, sha256, skipped: 0 })
 }
 
 /// Writes the tree as a directory. Ownership cannot be set without privilege, and
@@ -72,10 +61,5 @@ pub fn dir(tree: &Tree, dest: &Path) -> anyhow::Result<Written> {
         }
         bytes += entry.size();
     }
-    Ok(Written {
-        pending,
-        bytes,
-        sha256: None,
-        skipped,
-    })
+    Ok(Written { pending, bytes, sha256: None, skipped })
 }

@@ -70,9 +70,7 @@ impl<W: Write> NewcWriter<W> {
         if copied != size {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!(
-                    "read {copied} of {size} bytes: the file shrank while the archive was written"
-                ),
+                format!("read {copied} of {size} bytes: the file shrank while the archive was written"),
             ));
         }
         self.pad()
@@ -154,9 +152,7 @@ pub fn write_tree<W: Write>(
         let mut rdev = (0, 0);
         match &entry.kind {
             Kind::Char(ma, mi) | Kind::Block(ma, mi) => rdev = (*ma, *mi),
-            Kind::File {
-                link: Some(key), ..
-            } if nlink > 1 => {
+            Kind::File { link: Some(key), .. } if nlink > 1 => {
                 // The kernel links later entries to the first one with the same inode
                 // and takes the data from the first (init/initramfs.c, maybe_link).
                 if !data_written.insert(*key) {
@@ -186,16 +182,15 @@ pub fn write_tree<W: Write>(
         .context("writing the cpio archive")?;
         match &entry.kind {
             Kind::File { source, .. } if size > 0 => {
-                let mut src = source
-                    .open()
-                    .with_context(|| format!("opening {} for {path}", source.describe()))?;
+                let mut src =
+                    source.open().with_context(|| format!("opening {} for {path}", source.describe()))?;
                 w.data(&mut src, size)
                     .with_context(|| format!("archiving {} as {path}", source.describe()))?;
                 progress(size);
             }
-            Kind::Symlink(target) => w
-                .data(&mut target.as_bytes(), size)
-                .context("writing the cpio archive")?,
+            Kind::Symlink(target) => {
+                w.data(&mut target.as_bytes(), size).context("writing the cpio archive")?
+            }
             _ => {}
         }
     }
@@ -207,10 +202,7 @@ pub fn write_tree<W: Write>(
 fn number_inodes(tree: &Tree) -> Vec<(u32, u32)> {
     let mut members: BTreeMap<(u64, u64), u32> = BTreeMap::new();
     for (_, e) in tree.iter() {
-        if let Kind::File {
-            link: Some(key), ..
-        } = e.kind
-        {
+        if let Kind::File { link: Some(key), .. } = e.kind {
             *members.entry(key).or_default() += 1;
         }
     }
@@ -218,9 +210,7 @@ fn number_inodes(tree: &Tree) -> Vec<(u32, u32)> {
     let mut next = 2u32;
     tree.iter()
         .map(|(_, e)| match e.kind {
-            Kind::File {
-                link: Some(key), ..
-            } if members[&key] > 1 => {
+            Kind::File { link: Some(key), .. } if members[&key] > 1 => {
                 let ino = *first.entry(key).or_insert_with(|| {
                     next += 1;
                     next - 1
@@ -239,10 +229,7 @@ fn count_subdirs(tree: &Tree) -> BTreeMap<String, u32> {
     let mut counts = BTreeMap::new();
     for (path, e) in tree.iter() {
         if let Kind::Dir = e.kind {
-            let parent = path
-                .parent()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default();
+            let parent = path.parent().map(|p| p.as_str().to_string()).unwrap_or_default();
             *counts.entry(parent).or_default() += 1;
         }
     }
@@ -280,11 +267,7 @@ mod tests {
     #[test]
     fn archive_is_padded_and_ends_with_trailer() {
         let mut tree = Tree::default();
-        tree.insert(
-            &ImagePath::new("a").unwrap(),
-            Entry::bytes(b"xyz".to_vec(), 0o644, 5, "e"),
-        )
-        .unwrap();
+        tree.insert(&ImagePath::new("a").unwrap(), Entry::bytes(b"xyz".to_vec(), 0o644, 5, "e")).unwrap();
         let out = write_tree(&tree, Some(3), Vec::new(), |_| {}).unwrap();
         assert_eq!(out.len() % 4, 0);
         let text = String::from_utf8_lossy(&out);

@@ -82,11 +82,7 @@ pub struct Budget {
 
 impl Budget {
     pub fn source_name(&self) -> String {
-        self.source
-            .as_ref()
-            .map_or("built-in size-budget.toml".into(), |p| {
-                p.display().to_string()
-            })
+        self.source.as_ref().map_or("built-in size-budget.toml".into(), |p| p.display().to_string())
     }
 }
 
@@ -110,47 +106,29 @@ pub fn check(file: &TomlFile) -> Result<Budget, Diagnostics> {
     let mut limits = Vec::new();
     let size = |keys: &[&str], v: &RawSize, errs: &mut Vec<Diagnostic>| match v {
         RawSize::Bytes(n) => Some(*n),
-        RawSize::Text(t) => parse_size(t)
-            .map_err(|m| errs.push(file.error_at(keys, m, None)))
-            .ok(),
+        RawSize::Text(t) => parse_size(t).map_err(|m| errs.push(file.error_at(keys, m, None))).ok(),
     };
     for (name, o) in &raw.output {
         let Some(kind) = OutputKind::from_name(name) else {
             errs.push(file.error_at(
                 &["output", name],
                 format!("unknown output `{name}` in [output.{name}]"),
-                Some(format!(
-                    "outputs are {}",
-                    OutputKind::ALL.map(|(n, _)| n).join(", ")
-                )),
+                Some(format!("outputs are {}", OutputKind::ALL.map(|(n, _)| n).join(", "))),
             ));
             continue;
         };
-        if let Some(max) = o
-            .max
-            .as_ref()
-            .and_then(|v| size(&["output", name, "max"], v, &mut errs))
-        {
-            limits.push(Limit {
-                subject: Subject::Output(kind),
-                max,
-            });
+        if let Some(max) = o.max.as_ref().and_then(|v| size(&["output", name, "max"], v, &mut errs)) {
+            limits.push(Limit { subject: Subject::Output(kind), max });
         }
         if let Some(v) = &o.max_unpacked {
             if let Some(max) = size(&["output", name, "max-unpacked"], v, &mut errs) {
-                limits.push(Limit {
-                    subject: Subject::Unpacked(kind),
-                    max,
-                });
+                limits.push(Limit { subject: Subject::Unpacked(kind), max });
             }
         }
     }
     for (name, e) in &raw.element {
         if let Some(max) = size(&["element", name, "max"], &e.max, &mut errs) {
-            limits.push(Limit {
-                subject: Subject::Element(name.clone()),
-                max,
-            });
+            limits.push(Limit { subject: Subject::Element(name.clone()), max });
         }
     }
     for (prefix, p) in &raw.path {
@@ -164,17 +142,11 @@ pub fn check(file: &TomlFile) -> Result<Budget, Diagnostics> {
             continue;
         }
         if let Some(max) = size(&["path", prefix, "max"], &p.max, &mut errs) {
-            limits.push(Limit {
-                subject: Subject::Path(clean),
-                max,
-            });
+            limits.push(Limit { subject: Subject::Path(clean), max });
         }
     }
     if errs.is_empty() {
-        Ok(Budget {
-            source: Some(file.path.clone()),
-            limits,
-        })
+        Ok(Budget { source: Some(file.path.clone()), limits })
     } else {
         Err(Diagnostics(errs))
     }

@@ -56,11 +56,7 @@ impl OutputKind {
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
@@ -106,12 +102,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     let r = raw.image;
     let mut errs: Vec<Diagnostic> = Vec::new();
 
-    if r.name.is_empty()
-        || !r
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
+    if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         errs.push(file.error_at(
             &["image", "name"],
             format!("image name `{}` cannot be used as a file name stem", r.name),
@@ -122,13 +113,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         errs.push(file.error_at(&["image", "elements"], "the image lists no elements", None));
     }
     let mut outputs = Vec::new();
-    for (i, name) in r
-        .outputs
-        .clone()
-        .unwrap_or_else(|| vec!["initramfs".into()])
-        .iter()
-        .enumerate()
-    {
+    for (i, name) in r.outputs.clone().unwrap_or_else(|| vec!["initramfs".into()]).iter().enumerate() {
         match OutputKind::from_name(name) {
             Some(kind) if !outputs.contains(&kind) => outputs.push(kind),
             Some(_) => errs.push(file.error_at(
@@ -139,15 +124,11 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
             None => errs.push(file.error_at(
                 &["image", "outputs", &i.to_string()],
                 format!("unknown output `{name}`"),
-                Some(format!(
-                    "outputs are {}",
-                    OutputKind::ALL.map(|(n, _)| n).join(", ")
-                )),
+                Some(format!("outputs are {}", OutputKind::ALL.map(|(n, _)| n).join(", "))),
             )),
         }
     }
-    let compression = match Compression::from_config(r.compression.as_deref(), r.compression_level)
-    {
+    let compression = match Compression::from_config(r.compression.as_deref(), r.compression_level) {
         Ok(c) => c,
         Err(msg) => {
             let key = if r.compression_level.is_some() && msg.contains("level") {
@@ -169,17 +150,13 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     }
     Ok(Image {
         file: file.path.clone(),
-        iso_label: r
-            .iso_label
-            .unwrap_or_else(|| r.name.to_uppercase().replace(['.', '-'], "_")),
+        iso_label: r.iso_label.unwrap_or_else(|| r.name.to_uppercase().replace(['.', '-'], "_")),
         name: r.name,
         elements: r.elements,
         outputs,
         compression,
         kernel,
-        cmdline: r
-            .cmdline
-            .unwrap_or_else(|| "console=tty0 console=ttyS0,115200".into()),
+        cmdline: r.cmdline.unwrap_or_else(|| "console=tty0 console=ttyS0,115200".into()),
         budget: r.budget.map(|b| dir.join(b)),
         params: raw.params,
     })
@@ -210,10 +187,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Image, Diagnostics> {
-        check(&TomlFile::from_text(
-            Path::new("/x/image.toml"),
-            text.into(),
-        ))
+        check(&TomlFile::from_text(Path::new("/x/image.toml"), text.into()))
     }
 
     #[test]
@@ -225,10 +199,9 @@ mod tests {
 
     #[test]
     fn every_error_at_once() {
-        let e = parse(
-            "[image]\nname = \"a b\"\nelements = []\noutputs = [\"isoo\"]\ncompression = \"lz4\"\n",
-        )
-        .unwrap_err();
+        let e =
+            parse("[image]\nname = \"a b\"\nelements = []\noutputs = [\"isoo\"]\ncompression = \"lz4\"\n")
+                .unwrap_err();
         let msgs: Vec<_> = e.0.iter().map(|d| (d.message.as_str(), d.at)).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
         assert_eq!(msgs[2], ("unknown output `isoo`", Some((4, 12))));

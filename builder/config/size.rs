@@ -3,9 +3,7 @@
 /// Parses `N`, `N B`, `N KiB|MiB|GiB` (powers of two) or `N kB|MB|GB` (powers of ten).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = (t[..split].trim(), t[split..].trim());
     let factor: u64 = match unit {
         "" | "B" => 1,
@@ -16,14 +14,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         _ => {
-            return Err(format!(
-                "unknown size unit `{unit}` in `{text}`: use B, KiB, MiB, GiB, kB, MB or GB"
-            ))
+            return Err(format!("unknown size unit `{unit}` in `{text}`: use B, KiB, MiB, GiB, kB, MB or GB"))
         }
     };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size such as `48MiB`"))?;
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a size such as `48MiB`"))?;
     Ok((value * factor as f64).round() as u64)
 }
 
@@ -55,9 +49,7 @@ mod tests {
         assert_eq!(parse_size("1.5 GB"), Ok(1_500_000_000));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("2kB"), Ok(2000));
-        assert!(parse_size("3 mb")
-            .unwrap_err()
-            .contains("unknown size unit `mb`"));
+        assert!(parse_size("3 mb").unwrap_err().contains("unknown size unit `mb`"));
         assert!(parse_size("lots").is_err());
     }
 

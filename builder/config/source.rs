@@ -67,18 +67,13 @@ pub struct TomlFile {
 
 impl TomlFile {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Self::from_text(path, text))
     }
 
     pub fn from_text(path: &Path, text: String) -> Self {
         let doc = toml_edit::Document::parse(text.clone()).ok();
-        TomlFile {
-            path: path.to_path_buf(),
-            text,
-            doc,
-        }
+        TomlFile { path: path.to_path_buf(), text, doc }
     }
 
     /// Deserializes the whole file. Syntax and type errors stop at the first one (TOML
@@ -87,12 +82,8 @@ impl TomlFile {
         let de = toml_edit::de::Deserializer::parse(self.text.as_str())
             .map_err(|e| Diagnostics(vec![self.de_error(&e)]))?;
         let mut unknown = Vec::new();
-        let parsed: Result<T, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
-        let mut diags: Vec<Diagnostic> = unknown
-            .iter()
-            .map(|key_path| self.unknown_key(key_path))
-            .collect();
+        let parsed: Result<T, _> = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        let mut diags: Vec<Diagnostic> = unknown.iter().map(|key_path| self.unknown_key(key_path)).collect();
         match parsed {
             Ok(value) if diags.is_empty() => Ok(value),
             Ok(_) => Err(Diagnostics(diags)),
@@ -125,12 +116,7 @@ impl TomlFile {
 
     /// A diagnostic at the value (or table) named by a key path such as
     /// `["image", "compression"]`; array items are addressed by their index.
-    pub fn error_at(
-        &self,
-        keys: &[&str],
-        message: impl Into<String>,
-        help: Option<String>,
-    ) -> Diagnostic {
+    pub fn error_at(&self, keys: &[&str], message: impl Into<String>, help: Option<String>) -> Diagnostic {
         let span = self.value_span(keys).or_else(|| self.key_span(keys));
         self.diagnostic(span, message.into(), help)
     }
@@ -142,16 +128,9 @@ impl TomlFile {
         help: Option<String>,
     ) -> Diagnostic {
         let at = span.map(|s| line_col(&self.text, s.start));
-        let line_text = at
-            .map(|(line, _)| self.text.lines().nth(line - 1).unwrap_or("").to_string())
-            .unwrap_or_default();
-        Diagnostic {
-            file: self.path.clone(),
-            at,
-            line_text,
-            message,
-            help,
-        }
+        let line_text =
+            at.map(|(line, _)| self.text.lines().nth(line - 1).unwrap_or("").to_string()).unwrap_or_default();
+        Diagnostic { file: self.path.clone(), at, line_text, message, help }
     }
 
     fn key_span(&self, keys: &[&str]) -> Option<Range<usize>> {
@@ -160,9 +139,7 @@ impl TomlFile {
             Node::Table(t) => t.key(last)?.span(),
             Node::Value(toml_edit::Value::InlineTable(t)) => t.key(last)?.span(),
             Node::Item(toml_edit::Item::Table(t)) => t.key(last)?.span(),
-            Node::Item(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))) => {
-                t.key(last)?.span()
-            }
+            Node::Item(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))) => t.key(last)?.span(),
             _ => None,
         }
     }
@@ -199,8 +176,9 @@ impl<'a> Node<'a> {
         let index = key.parse::<usize>().ok();
         match (self, index) {
             (Node::Item(Item::ArrayOfTables(a)), Some(i)) => a.get(i).map(Node::Table),
-            (Node::Item(Item::Value(Value::Array(a))), Some(i))
-            | (Node::Value(Value::Array(a)), Some(i)) => a.get(i).map(Node::Value),
+            (Node::Item(Item::Value(Value::Array(a))), Some(i)) | (Node::Value(Value::Array(a)), Some(i)) => {
+                a.get(i).map(Node::Value)
+            }
             (Node::Item(item), _) => item.get(key).map(Node::Item),
             (Node::Table(t), _) => t.get(key).map(Node::Item),
             (Node::Value(Value::InlineTable(t)), _) => t.get(key).map(Node::Value),
@@ -243,10 +221,8 @@ mod tests {
 
     #[test]
     fn every_unknown_key_is_located() {
-        let f = TomlFile::from_text(
-            Path::new("x.toml"),
-            "[image]\nname = \"a\"\ncolour = 1\nsize = 2\n".into(),
-        );
+        let f =
+            TomlFile::from_text(Path::new("x.toml"), "[image]\nname = \"a\"\ncolour = 1\nsize = 2\n".into());
         let errs = f.parse::<Doc>().unwrap_err().0;
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].at, Some((3, 1)));

@@ -21,21 +21,12 @@ impl Library {
     /// `cli_dirs` first, then the colon-separated `env_path` (`SMELT_ELEMENTS_PATH`).
     pub fn new(cli_dirs: &[PathBuf], env_path: Option<&str>) -> Library {
         let mut dirs = cli_dirs.to_vec();
-        dirs.extend(
-            env_path
-                .unwrap_or("")
-                .split(':')
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
-        );
+        dirs.extend(env_path.unwrap_or("").split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
         Library { dirs }
     }
 
     pub fn from_env(cli_dirs: &[PathBuf]) -> Library {
-        Library::new(
-            cli_dirs,
-            std::env::var("SMELT_ELEMENTS_PATH").ok().as_deref(),
-        )
+        Library::new(cli_dirs, std::env::var("SMELT_ELEMENTS_PATH").ok().as_deref())
     }
 
     /// Where `name` would be loaded from, without reading it.
@@ -62,10 +53,8 @@ impl Library {
 
     /// Every element name on the path with where it is found, sorted by name.
     pub fn names(&self) -> Vec<(String, Origin)> {
-        let mut names: Vec<String> = BUILT_IN
-            .dirs()
-            .map(|d| d.path().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            BUILT_IN.dirs().map(|d| d.path().to_string_lossy().into_owned()).collect();
         for dir in &self.dirs {
             if let Ok(rd) = std::fs::read_dir(dir) {
                 names.extend(
@@ -78,10 +67,7 @@ impl Library {
         }
         names.sort();
         names.dedup();
-        names
-            .into_iter()
-            .filter_map(|n| Some((n.clone(), self.locate(&n)?)))
-            .collect()
+        names.into_iter().filter_map(|n| Some((n.clone(), self.locate(&n)?))).collect()
     }
 
     /// The path as a human reads it, for "not found" errors.
@@ -96,18 +82,10 @@ fn load_dir(name: &str, dir: &Path) -> anyhow::Result<Element> {
     use std::os::unix::fs::PermissionsExt;
     let manifest = read_dir_manifest(dir).with_context(|| format!("reading element `{name}`"))?;
     let mut files = Vec::new();
-    let walk = walkdir::WalkDir::new(dir)
-        .min_depth(1)
-        .sort_by_file_name()
-        .follow_links(false);
+    let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name().follow_links(false);
     for entry in walk.into_iter().filter_entry(|e| e.file_name() != ".git") {
-        let entry =
-            entry.with_context(|| format!("reading element `{name}` in {}", dir.display()))?;
-        let rel = entry
-            .path()
-            .strip_prefix(dir)?
-            .to_string_lossy()
-            .into_owned();
+        let entry = entry.with_context(|| format!("reading element `{name}` in {}", dir.display()))?;
+        let rel = entry.path().strip_prefix(dir)?.to_string_lossy().into_owned();
         let meta = entry.metadata()?;
         let kind = if meta.is_dir() {
             FileKind::Dir
@@ -122,81 +100,44 @@ fn load_dir(name: &str, dir: &Path) -> anyhow::Result<Element> {
                 entry.path().display()
             );
         };
-        files.push(ElementFile {
-            rel,
-            kind,
-            mode: meta.permissions().mode() & 0o7777,
-        });
+        files.push(ElementFile { rel, kind, mode: meta.permissions().mode() & 0o7777 });
     }
-    Ok(Element {
-        name: name.into(),
-        origin: Origin::Dir(dir.to_path_buf()),
-        manifest,
-        files,
-    })
+    Ok(Element { name: name.into(), origin: Origin::Dir(dir.to_path_buf()), manifest, files })
 }
 
 fn load_built_in(name: &str) -> anyhow::Result<Element> {
     let dir = BUILT_IN.get_dir(name).expect("located above");
     let manifest = match dir.get_file(format!("{name}/element.toml")) {
         Some(f) => {
-            let text = f
-                .contents_utf8()
-                .context("built-in element.toml is UTF-8")?
-                .to_string();
+            let text = f.contents_utf8().context("built-in element.toml is UTF-8")?.to_string();
             Manifest::from_toml(&TomlFile::from_text(
                 Path::new(&format!("<built-in>/{name}/element.toml")),
                 text,
             ))?
         }
         None => {
-            let read = |n: &str| {
-                dir.get_file(format!("{name}/{n}"))
-                    .and_then(|f| f.contents_utf8())
-            };
+            let read = |n: &str| dir.get_file(format!("{name}/{n}")).and_then(|f| f.contents_utf8());
             Manifest::from_dib(read("element-deps"), read("element-provides"))
         }
     };
     let mut files = Vec::new();
     collect_built_in(dir, name, &mut files);
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(Element {
-        name: name.into(),
-        origin: Origin::BuiltIn,
-        manifest,
-        files,
-    })
+    Ok(Element { name: name.into(), origin: Origin::BuiltIn, manifest, files })
 }
 
 /// Embedded files carry no mode: scripts (a `#!` first line) get 0755, the rest 0644.
 fn collect_built_in(dir: &Dir<'static>, name: &str, out: &mut Vec<ElementFile>) {
     for entry in dir.entries() {
-        let rel = entry
-            .path()
-            .strip_prefix(name)
-            .unwrap_or(entry.path())
-            .to_string_lossy()
-            .into_owned();
+        let rel = entry.path().strip_prefix(name).unwrap_or(entry.path()).to_string_lossy().into_owned();
         match entry {
             DirEntry::Dir(d) => {
-                out.push(ElementFile {
-                    rel,
-                    kind: FileKind::Dir,
-                    mode: 0o755,
-                });
+                out.push(ElementFile { rel, kind: FileKind::Dir, mode: 0o755 });
                 collect_built_in(d, name, out);
             }
             DirEntry::File(f) => {
-                let mode = if f.contents().starts_with(b"#!") {
-                    0o755
-                } else {
-                    0o644
-                };
-                out.push(ElementFile {
-                    rel,
-                    kind: FileKind::File(Source::Static(f.contents())),
-                    mode,
-                });
+                let mode = if f.contents().starts_with(b"#!") { 0o755 } else { 0o644 };
+                out.push(ElementFile { rel, kind: FileKind::File(Source::Static(f.contents())), mode });
             }
         }
     }
@@ -211,14 +152,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("init")).unwrap();
         let lib = Library::new(&[tmp.path().to_path_buf()], None);
-        assert_eq!(
-            lib.locate("init"),
-            Some(Origin::Dir(tmp.path().join("init")))
-        );
-        assert_eq!(
-            Library::new(&[], None).locate("init"),
-            Some(Origin::BuiltIn)
-        );
+        assert_eq!(lib.locate("init"), Some(Origin::Dir(tmp.path().join("init"))));
+        assert_eq!(Library::new(&[], None).locate("init"), Some(Origin::BuiltIn));
         assert_eq!(lib.locate("../etc"), None);
     }
 
@@ -227,10 +162,7 @@ mod tests {
         let lib = Library::new(&[], None);
         for (name, _) in lib.names() {
             let e = lib.load(&name).unwrap().unwrap();
-            assert!(
-                !e.manifest.description.is_empty(),
-                "{name} has no description"
-            );
+            assert!(!e.manifest.description.is_empty(), "{name} has no description");
         }
     }
 }

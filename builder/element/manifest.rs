@@ -153,16 +153,14 @@ impl Manifest {
     pub fn from_toml(file: &TomlFile) -> Result<Manifest, Diagnostics> {
         let raw: RawManifest = file.parse()?;
         let mut errs: Vec<Diagnostic> = Vec::new();
-        let mode =
-            |keys: &[&str], text: &Option<String>, default: u32, errs: &mut Vec<Diagnostic>| {
-                match text {
-                    None => default,
-                    Some(t) => parse_mode(t).unwrap_or_else(|m| {
-                        errs.push(file.error_at(keys, m, None));
-                        default
-                    }),
-                }
-            };
+        let mode = |keys: &[&str], text: &Option<String>, default: u32, errs: &mut Vec<Diagnostic>| match text
+        {
+            None => default,
+            Some(t) => parse_mode(t).unwrap_or_else(|m| {
+                errs.push(file.error_at(keys, m, None));
+                default
+            }),
+        };
         let mut devices = Vec::new();
         for (i, d) in raw.devices.iter().enumerate() {
             let kind = match d.kind.as_str() {
@@ -197,12 +195,7 @@ impl Manifest {
                     continue;
                 }
             };
-            let m = mode(
-                &["devices", &i.to_string(), "mode"],
-                &d.mode,
-                0o600,
-                &mut errs,
-            );
+            let m = mode(&["devices", &i.to_string(), "mode"], &d.mode, 0o600, &mut errs);
             devices.push(Device {
                 path,
                 kind,
@@ -219,14 +212,10 @@ impl Manifest {
                 errs.push(file.error_at(&["permissions", &i.to_string(), "path"], m, None));
                 continue;
             }
-            let m = p.mode.as_ref().map(|_| {
-                mode(
-                    &["permissions", &i.to_string(), "mode"],
-                    &p.mode,
-                    0,
-                    &mut errs,
-                )
-            });
+            let m = p
+                .mode
+                .as_ref()
+                .map(|_| mode(&["permissions", &i.to_string(), "mode"], &p.mode, 0, &mut errs));
             permissions.push(Permission {
                 glob: p.path.trim_start_matches('/').into(),
                 mode: m,
@@ -234,13 +223,7 @@ impl Manifest {
                 gid: p.gid,
             });
         }
-        let prune = raw
-            .prune
-            .map(|p| Prune {
-                remove: p.remove,
-                keep: p.keep,
-            })
-            .unwrap_or_default();
+        let prune = raw.prune.map(|p| Prune { remove: p.remove, keep: p.keep }).unwrap_or_default();
         for (key, globs) in [("remove", &prune.remove), ("keep", &prune.keep)] {
             for (i, g) in globs.iter().enumerate() {
                 if let Err(e) = globset::Glob::new(g.trim_start_matches('/')) {
@@ -264,15 +247,7 @@ impl Manifest {
             params: raw
                 .params
                 .into_iter()
-                .map(|(k, p)| {
-                    (
-                        k,
-                        Param {
-                            default: p.default,
-                            description: p.description,
-                        },
-                    )
-                })
+                .map(|(k, p)| (k, Param { default: p.default, description: p.description }))
                 .collect(),
             prune,
             devices,
@@ -297,10 +272,7 @@ pub fn read_dir_manifest(dir: &Path) -> anyhow::Result<Manifest> {
         return Ok(Manifest::from_toml(&file)?);
     }
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    Ok(Manifest::from_dib(
-        read("element-deps").as_deref(),
-        read("element-provides").as_deref(),
-    ))
+    Ok(Manifest::from_dib(read("element-deps").as_deref(), read("element-provides").as_deref()))
 }
 
 #[cfg(test)]
@@ -320,10 +292,7 @@ mod tests {
             "[[devices]]\npath = \"../../dev/sda\"\nkind = \"block\"\nmajor = 8\n".into(),
         );
         let e = Manifest::from_toml(&f).unwrap_err().0;
-        assert_eq!(
-            e[0].message,
-            "device path `../../dev/sda` escapes the image root"
-        );
+        assert_eq!(e[0].message, "device path `../../dev/sda` escapes the image root");
         assert_eq!(e[0].at, Some((2, 8)));
     }
 

@@ -49,10 +49,8 @@ pub fn resolve(lib: &Library, requested: &[String]) -> anyhow::Result<Resolved> 
     let mut loaded: BTreeMap<String, Element> = BTreeMap::new();
     let mut discovery: Vec<String> = Vec::new();
     let mut wanted: BTreeMap<String, Vec<(Wanter, String)>> = BTreeMap::new();
-    let mut pending: VecDeque<(String, Wanter)> = requested
-        .iter()
-        .map(|n| (n.clone(), Wanter::Image))
-        .collect();
+    let mut pending: VecDeque<(String, Wanter)> =
+        requested.iter().map(|n| (n.clone(), Wanter::Image)).collect();
     let mut missing: Vec<(String, Wanter)> = Vec::new();
 
     while let Some((name, by)) = pending.pop_front() {
@@ -65,10 +63,7 @@ pub fn resolve(lib: &Library, requested: &[String]) -> anyhow::Result<Resolved> 
                 for dep in &element.manifest.depends {
                     pending.push_back((dep.clone(), Wanter::Element(name.clone())));
                 }
-                wanted
-                    .entry(name.clone())
-                    .or_default()
-                    .push((by, name.clone()));
+                wanted.entry(name.clone()).or_default().push((by, name.clone()));
                 discovery.push(name.clone());
                 loaded.insert(name, element);
             }
@@ -99,18 +94,9 @@ pub fn resolve(lib: &Library, requested: &[String]) -> anyhow::Result<Resolved> 
     }
 
     let order = topological(&loaded, &discovery)?;
-    let wanted_by = order
-        .iter()
-        .map(|n| wanted.remove(n).unwrap_or_default())
-        .collect();
-    let elements = order
-        .into_iter()
-        .map(|n| loaded.remove(&n).expect("loaded"))
-        .collect();
-    Ok(Resolved {
-        elements,
-        wanted_by,
-    })
+    let wanted_by = order.iter().map(|n| wanted.remove(n).unwrap_or_default()).collect();
+    let elements = order.into_iter().map(|n| loaded.remove(&n).expect("loaded")).collect();
+    Ok(Resolved { elements, wanted_by })
 }
 
 /// The loaded element that is, or provides, `name`.
@@ -118,10 +104,7 @@ fn provider_of(loaded: &BTreeMap<String, Element>, name: &str) -> Option<String>
     if loaded.contains_key(name) {
         return Some(name.to_string());
     }
-    loaded
-        .values()
-        .find(|e| e.manifest.provides.iter().any(|p| p == name))
-        .map(|e| e.name.clone())
+    loaded.values().find(|e| e.manifest.provides.iter().any(|p| p == name)).map(|e| e.name.clone())
 }
 
 fn check_provides_and_conflicts(
@@ -145,10 +128,7 @@ fn check_provides_and_conflicts(
         }
     }
     let why = |n: &str| {
-        wanted
-            .get(n)
-            .and_then(|w| w.first())
-            .map_or(String::new(), |(by, _)| format!(", wanted by {by}"))
+        wanted.get(n).and_then(|w| w.first()).map_or(String::new(), |(by, _)| format!(", wanted by {by}"))
     };
     for name in discovery {
         for c in &loaded[name].manifest.conflicts {
@@ -166,10 +146,7 @@ fn check_provides_and_conflicts(
 
 /// Depth-first, in discovery order: each element after its dependencies. A cycle is
 /// reported as its chain, `a => b => a`.
-fn topological(
-    loaded: &BTreeMap<String, Element>,
-    discovery: &[String],
-) -> anyhow::Result<Vec<String>> {
+fn topological(loaded: &BTreeMap<String, Element>, discovery: &[String]) -> anyhow::Result<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -232,11 +209,7 @@ mod tests {
 
     #[test]
     fn dependencies_come_first() {
-        let (_t, lib) = lib_with(&[
-            ("a", "depends = [\"b\", \"c\"]"),
-            ("b", "depends = [\"c\"]"),
-            ("c", ""),
-        ]);
+        let (_t, lib) = lib_with(&[("a", "depends = [\"b\", \"c\"]"), ("b", "depends = [\"c\"]"), ("c", "")]);
         let r = resolve(&lib, &["a".into()]).unwrap();
         assert_eq!(r.names(), vec!["c", "b", "a"]);
         assert_eq!(r.wanted_by[0][0], (Wanter::Element("a".into()), "c".into()));
@@ -244,10 +217,7 @@ mod tests {
 
     #[test]
     fn provides_satisfy_depends() {
-        let (_t, lib) = lib_with(&[
-            ("app", "depends = [\"base\"]"),
-            ("mybase", "provides = [\"base\"]"),
-        ]);
+        let (_t, lib) = lib_with(&[("app", "depends = [\"base\"]"), ("mybase", "provides = [\"base\"]")]);
         let r = resolve(&lib, &["mybase".into(), "app".into()]).unwrap();
         assert_eq!(r.names(), vec!["mybase", "app"]);
     }
@@ -262,12 +232,7 @@ mod tests {
     #[test]
     fn conflicts_name_both() {
         let (_t, lib) = lib_with(&[("a", "conflicts = [\"b\"]"), ("b", "")]);
-        let e = resolve(&lib, &["a".into(), "b".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("element `a`, wanted by the image conflicts with `b`"),
-            "{e}"
-        );
+        let e = resolve(&lib, &["a".into(), "b".into()]).unwrap_err().to_string();
+        assert!(e.contains("element `a`, wanted by the image conflicts with `b`"), "{e}");
     }
 }

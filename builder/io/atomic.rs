@@ -15,16 +15,9 @@ pub struct Pending {
 
 impl Pending {
     pub fn new(dest: &Path) -> Pending {
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        Pending {
-            temp,
-            dest: dest.to_path_buf(),
-            published: false,
-        }
+        Pending { temp, dest: dest.to_path_buf(), published: false }
     }
 
     pub fn create_file(&self) -> anyhow::Result<File> {

@@ -34,9 +34,7 @@ impl Compression {
             "gzip" => Ok(Compression::Gzip(in_range(1, 9, 9)? as u32)),
             "xz" => Ok(Compression::Xz(in_range(0, 9, 6)? as u32)),
             "none" => Ok(Compression::None),
-            other => Err(format!(
-                "unknown compression `{other}`: use zstd, gzip, xz or none"
-            )),
+            other => Err(format!("unknown compression `{other}`: use zstd, gzip, xz or none")),
         }
     }
 
@@ -79,9 +77,9 @@ impl<W: Write> Compressor<W> {
                 Compressor::Zstd(enc)
             }
             // The gzip header's mtime stays 0 and no file name is stored: reproducible.
-            Compression::Gzip(level) => Compressor::Gzip(
-                flate2::GzBuilder::new().write(inner, flate2::Compression::new(level)),
-            ),
+            Compression::Gzip(level) => {
+                Compressor::Gzip(flate2::GzBuilder::new().write(inner, flate2::Compression::new(level)))
+            }
             Compression::Xz(level) => {
                 // The kernel's XZ decoder only verifies CRC32 (or no) checks:
                 // Documentation/staging/xz.rst, "xz --check=crc32".
@@ -133,17 +131,15 @@ mod tests {
     use std::io::Read;
 
     fn roundtrip(c: Compression) -> Vec<u8> {
-        let data: Vec<u8> = (0..300_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
-            .collect();
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
         let mut w = Compressor::new(Vec::new(), c).unwrap();
         w.write_all(&data).unwrap();
         let packed = w.finish().unwrap();
         let mut out = Vec::new();
         match c {
-            Compression::Zstd(_) => zstd::stream::read::Decoder::new(&packed[..])
-                .unwrap()
-                .read_to_end(&mut out),
+            Compression::Zstd(_) => {
+                zstd::stream::read::Decoder::new(&packed[..]).unwrap().read_to_end(&mut out)
+            }
             Compression::Gzip(_) => flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut out),
             Compression::Xz(_) => liblzma::read::XzDecoder::new(&packed[..]).read_to_end(&mut out),
             Compression::None => (&packed[..]).read_to_end(&mut out),
@@ -155,25 +151,15 @@ mod tests {
 
     #[test]
     fn every_compression_roundtrips_and_repeats() {
-        for c in [
-            Compression::Zstd(3),
-            Compression::Gzip(6),
-            Compression::Xz(1),
-            Compression::None,
-        ] {
+        for c in [Compression::Zstd(3), Compression::Gzip(6), Compression::Xz(1), Compression::None] {
             assert_eq!(roundtrip(c), roundtrip(c), "{c:?} is not deterministic");
         }
     }
 
     #[test]
     fn levels_are_checked() {
-        assert_eq!(
-            Compression::from_config(Some("xz"), None),
-            Ok(Compression::Xz(6))
-        );
-        assert!(Compression::from_config(Some("gzip"), Some(12))
-            .unwrap_err()
-            .contains("1 to 9"));
+        assert_eq!(Compression::from_config(Some("xz"), None), Ok(Compression::Xz(6)));
+        assert!(Compression::from_config(Some("gzip"), Some(12)).unwrap_err().contains("1 to 9"));
         assert!(Compression::from_config(Some("lz4"), None)
             .unwrap_err()
             .contains("unknown compression `lz4`"));

@@ -13,19 +13,11 @@ pub struct CountingWriter<W> {
 
 impl<W: Write> CountingWriter<W> {
     pub fn new(inner: W) -> Self {
-        CountingWriter {
-            inner,
-            bytes: 0,
-            hash: None,
-        }
+        CountingWriter { inner, bytes: 0, hash: None }
     }
 
     pub fn hashing(inner: W) -> Self {
-        CountingWriter {
-            inner,
-            bytes: 0,
-            hash: Some(Sha256::new()),
-        }
+        CountingWriter { inner, bytes: 0, hash: Some(Sha256::new()) }
     }
 
     pub fn bytes(&self) -> u64 {
@@ -34,9 +26,7 @@ impl<W: Write> CountingWriter<W> {
 
     /// The inner writer, the byte count and the SHA-256 (hex) if hashing.
     pub fn into_parts(self) -> (W, u64, Option<String>) {
-        let hex = self
-            .hash
-            .map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect());
+        let hex = self.hash.map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect());
         (self.inner, self.bytes, hex)
     }
 }
@@ -66,9 +56,6 @@ mod tests {
         w.write_all(b"abc").unwrap();
         let (inner, n, hash) = w.into_parts();
         assert_eq!((inner.len(), n), (3, 3));
-        assert_eq!(
-            hash.unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash.unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -23,8 +23,7 @@ pub struct BuildOptions {
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
-    std::fs::create_dir_all(&opts.outdir)
-        .with_context(|| format!("creating {}", opts.outdir.display()))?;
+    std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
     let work = tempfile::Builder::new()
         .prefix(".smelt-work-")
         .tempdir_in(&opts.outdir)
@@ -34,10 +33,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         Ok(tree) => tree,
         Err(e) if e.downcast_ref::<HookFailed>().is_some() => {
             let kept = work.keep();
-            bail!(
-                "{e}\n  the staging tree and logs are kept in {} (remove it when done)",
-                kept.display()
-            );
+            bail!("{e}\n  the staging tree and logs are kept in {} (remove it when done)", kept.display());
         }
         Err(e) => return Err(e),
     };
@@ -50,17 +46,10 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         outputs: Vec::new(),
         largest: budget::largest(&tree, 20)
             .into_iter()
-            .map(|(path, bytes, element)| Largest {
-                path,
-                bytes,
-                element,
-            })
+            .map(|(path, bytes, element)| Largest { path, bytes, element })
             .collect(),
         tree: measure,
-        budget: BudgetReport {
-            source: plan.budget.source_name(),
-            checks: Vec::new(),
-        },
+        budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
         // Listed once the outputs are written, so the listing is not held in memory
         // while compressing.
         entries: Vec::new(),
@@ -119,19 +108,14 @@ fn write_output(
     match kind {
         OutputKind::Initramfs => {
             let compression = plan.image.compression;
-            let dest = opts
-                .outdir
-                .join(format!("{name}.cpio{}", compression.suffix()));
+            let dest = opts.outdir.join(format!("{name}.cpio{}", compression.suffix()));
             let bar = ui.bytes_bar(tree.iter().map(|(_, e)| e.size()).sum(), "initramfs");
             let out = archive::initramfs(tree, plan.epoch, compression, &dest, |n| bar.inc(n));
             bar.finish_and_clear();
             out
         }
         OutputKind::Dir => archive::dir(tree, &opts.outdir.join(format!("{name}.dir"))),
-        other => bail!(
-            "output `{}` is not built by this version of smelt yet",
-            other.name()
-        ),
+        other => bail!("output `{}` is not built by this version of smelt yet", other.name()),
     }
 }
 
@@ -155,25 +139,16 @@ fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn over_budget(
-    mut report: Report,
-    checks: Vec<budget::Check>,
-    plan: &Plan,
-) -> anyhow::Result<Report> {
+fn over_budget(mut report: Report, checks: Vec<budget::Check>, plan: &Plan) -> anyhow::Result<Report> {
     let violations: Vec<_> = checks.iter().filter(|c| !c.ok).cloned().collect();
     report.budget.checks = checks;
     eprintln!("{}", report.table());
-    Err(OverBudget {
-        violations,
-        budget_file: plan.budget.source_name(),
-    }
-    .into())
+    Err(OverBudget { violations, budget_file: plan.budget.source_name() }.into())
 }
 
 fn write_report(report: &Report, opts: &BuildOptions) -> anyhow::Result<()> {
     let pending = Pending::new(&opts.outdir.join("report.json"));
     let file = pending.create_file()?;
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)
-        .context("writing report.json")?;
+    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report).context("writing report.json")?;
     pending.publish()
 }

@@ -18,17 +18,12 @@ pub fn list(elements_path: &[PathBuf], as_json: bool) -> anyhow::Result<String> 
         rows.push((name, origin.to_string(), e.manifest.description.clone()));
     }
     if as_json {
-        let doc: Vec<_> = rows
-            .iter()
-            .map(|(n, o, d)| json!({"name": n, "origin": o, "description": d}))
-            .collect();
+        let doc: Vec<_> =
+            rows.iter().map(|(n, o, d)| json!({"name": n, "origin": o, "description": d})).collect();
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    Ok(rows
-        .iter()
-        .map(|(n, o, d)| format!("{n:<width$}  {d}  [{o}]\n"))
-        .collect())
+    Ok(rows.iter().map(|(n, o, d)| format!("{n:<width$}  {d}  [{o}]\n")).collect())
 }
 
 pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Result<String> {
@@ -37,17 +32,11 @@ pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Res
         let names = lib.names();
         let hint = suggest(name, names.iter().map(|(n, _)| n.as_str()))
             .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
-        anyhow::bail!(
-            "element `{name}` not found (searched: {}){hint}",
-            lib.describe()
-        );
+        anyhow::bail!("element `{name}` not found (searched: {}){hint}", lib.describe());
     };
     let hooks: Vec<(String, String)> = PHASES
         .iter()
-        .flat_map(|(phase, _)| {
-            e.files_under(phase)
-                .map(move |(n, _)| (phase.to_string(), n.to_string()))
-        })
+        .flat_map(|(phase, _)| e.files_under(phase).map(move |(n, _)| (phase.to_string(), n.to_string())))
         .collect();
     if as_json {
         let doc = json!({
@@ -60,15 +49,8 @@ pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Res
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
     let m = &e.manifest;
-    let mut s = format!(
-        "{} ({:?} form, {})\n  {}\n",
-        e.name, m.form, e.origin, m.description
-    );
-    for (label, list) in [
-        ("depends", &m.depends),
-        ("provides", &m.provides),
-        ("conflicts", &m.conflicts),
-    ] {
+    let mut s = format!("{} ({:?} form, {})\n  {}\n", e.name, m.form, e.origin, m.description);
+    for (label, list) in [("depends", &m.depends), ("provides", &m.provides), ("conflicts", &m.conflicts)] {
         if !list.is_empty() {
             s.push_str(&format!("{label}: {}\n", list.join(", ")));
         }
@@ -76,14 +58,8 @@ pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Res
     if !m.params.is_empty() {
         s.push_str("params:\n");
         for (k, p) in &m.params {
-            let default = p
-                .default
-                .as_ref()
-                .map_or("(no default)".to_string(), |d| d.to_string());
-            s.push_str(&format!(
-                "  {k} = {default}\n      {}\n",
-                p.description.as_deref().unwrap_or("")
-            ));
+            let default = p.default.as_ref().map_or("(no default)".to_string(), |d| d.to_string());
+            s.push_str(&format!("  {k} = {default}\n      {}\n", p.description.as_deref().unwrap_or("")));
         }
     }
     if !hooks.is_empty() {

@@ -18,7 +18,12 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
             .collect();
         let hooks: Vec<_> = PHASES
             .iter()
-            .flat_map(|(phase, side)| p.hooks.phase(phase).iter().map(move |h| json!({"phase": phase, "side": side, "name": h.name, "element": h.element})))
+            .flat_map(|(phase, side)| {
+                p.hooks
+                    .phase(phase)
+                    .iter()
+                    .map(move |h| json!({"phase": phase, "side": side, "name": h.name, "element": h.element}))
+            })
             .collect();
         let doc = json!({
             "image": p.image.name,
@@ -34,13 +39,15 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
     for (e, by) in p.resolved.elements.iter().zip(&p.resolved.wanted_by) {
         let wanters: Vec<String> = by
             .iter()
-            .map(|(w, as_name)| {
-                if *as_name == e.name {
-                    w.to_string()
-                } else {
-                    format!("{w} (as `{as_name}`)")
-                }
-            })
+            .map(
+                |(w, as_name)| {
+                    if *as_name == e.name {
+                        w.to_string()
+                    } else {
+                        format!("{w} (as `{as_name}`)")
+                    }
+                },
+            )
             .collect();
         s.push_str(&format!(
             "  {:<20} {:<10} wanted by {}\n",
@@ -54,10 +61,7 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
     for (phase, side) in PHASES {
         for h in p.hooks.phase(phase) {
             any = true;
-            s.push_str(&format!(
-                "  {phase:<15} {:<24} {:<20} {side:?}\n",
-                h.name, h.element
-            ));
+            s.push_str(&format!("  {phase:<15} {:<24} {:<20} {side:?}\n", h.name, h.element));
         }
     }
     if !any {
@@ -70,18 +74,10 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
         }
     }
     let outputs: Vec<&str> = p.image.outputs.iter().map(|o| o.name()).collect();
-    s.push_str(&format!(
-        "\noutputs: {} (compression {:?})\n",
-        outputs.join(", "),
-        p.image.compression
-    ));
+    s.push_str(&format!("\noutputs: {} (compression {:?})\n", outputs.join(", "), p.image.compression));
     s.push_str(&format!("budget ({}):\n", p.budget.source_name()));
     for l in &p.budget.limits {
-        s.push_str(&format!(
-            "  {} <= {}\n",
-            l.subject,
-            crate::config::size::human(l.max)
-        ));
+        s.push_str(&format!("  {} <= {}\n", l.subject, crate::config::size::human(l.max)));
     }
     Ok(s)
 }

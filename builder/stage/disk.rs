@@ -21,17 +21,11 @@ pub fn host_entry(path: &Path, meta: &Metadata, element: &str) -> anyhow::Result
     let kind = if ft.is_dir() {
         Kind::Dir
     } else if ft.is_symlink() {
-        let target =
-            fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
+        let target = fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
         Kind::Symlink(target.to_string_lossy().into_owned())
     } else if ft.is_file() {
         let link = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        Kind::File {
-            source: Source::Host(path.into()),
-            size: meta.len(),
-            alloc: meta.blocks() * 512,
-            link,
-        }
+        Kind::File { source: Source::Host(path.into()), size: meta.len(), alloc: meta.blocks() * 512, link }
     } else {
         use std::os::unix::fs::FileTypeExt;
         let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
@@ -75,17 +69,10 @@ pub type Scan = BTreeMap<ImagePath, Stamp>;
 pub fn scan(root: &Path) -> anyhow::Result<Scan> {
     let mut out = Scan::new();
     let walk = walkdir::WalkDir::new(root).min_depth(1).follow_links(false);
-    for entry in walk
-        .into_iter()
-        .filter_entry(|e| !is_mount_point_of_ours(root, e.path()))
-    {
+    for entry in walk.into_iter().filter_entry(|e| !is_mount_point_of_ours(root, e.path())) {
         let entry = entry.with_context(|| format!("scanning {}", root.display()))?;
         let meta = entry.metadata()?;
-        let rel = entry
-            .path()
-            .strip_prefix(root)?
-            .to_string_lossy()
-            .into_owned();
+        let rel = entry.path().strip_prefix(root)?.to_string_lossy().into_owned();
         let path = ImagePath::new(&rel).map_err(anyhow::Error::msg)?;
         out.insert(
             path,
@@ -128,8 +115,7 @@ pub fn apply_changes(
             continue;
         }
         let host = root.join(path.as_str());
-        let meta =
-            fs::symlink_metadata(&host).with_context(|| format!("reading {}", host.display()))?;
+        let meta = fs::symlink_metadata(&host).with_context(|| format!("reading {}", host.display()))?;
         let mut entry = host_entry(&host, &meta, element)?;
         // A directory a hook only wrote into keeps its author.
         if let (Some(old), Kind::Dir) = (tree.get(path), &entry.kind) {
@@ -151,11 +137,7 @@ pub fn apply_changes(
 pub fn materialise(tree: &mut Tree, root: &Path) -> anyhow::Result<()> {
     for (path, entry) in tree.iter_mut() {
         let dest = root.join(path.as_str());
-        if let Kind::File {
-            source: Source::Host(src),
-            ..
-        } = &entry.kind
-        {
+        if let Kind::File { source: Source::Host(src), .. } = &entry.kind {
             if src == &dest {
                 continue;
             }
@@ -180,16 +162,14 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
                 fs::create_dir_all(dest).with_context(ctx)?;
             }
             // Keep the owner's write bit so later steps can fill the directory.
-            fs::set_permissions(dest, fs::Permissions::from_mode(entry.mode | 0o700))
-                .with_context(ctx)?;
+            fs::set_permissions(dest, fs::Permissions::from_mode(entry.mode | 0o700)).with_context(ctx)?;
         }
         Kind::File { source, .. } => {
             remove_existing(dest)?;
             match source {
                 Source::Host(src) => {
-                    fs::copy(src, dest).with_context(|| {
-                        format!("copying {} to {}", src.display(), dest.display())
-                    })?;
+                    fs::copy(src, dest)
+                        .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
                 }
                 other => fs::write(dest, other.read_all()?).with_context(ctx)?,
             }

@@ -60,17 +60,11 @@ impl Hooks {
     }
 
     pub fn any_after(&self, phase: &str) -> bool {
-        PHASES
-            .iter()
-            .skip_while(|(p, _)| *p != phase)
-            .skip(1)
-            .any(|(p, _)| !self.phase(p).is_empty())
+        PHASES.iter().skip_while(|(p, _)| *p != phase).skip(1).any(|(p, _)| !self.phase(p).is_empty())
     }
 
     pub fn any_chroot(&self) -> bool {
-        PHASES
-            .iter()
-            .any(|(p, side)| *side == Side::Chroot && !self.phase(p).is_empty())
+        PHASES.iter().any(|(p, side)| *side == Side::Chroot && !self.phase(p).is_empty())
     }
 }
 
@@ -159,8 +153,7 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
     let dir = env.tmp_hooks.join("hooks").join(hook.phase);
     fs::create_dir_all(&dir)?;
     let script = dir.join(&hook.name);
-    fs::write(&script, hook.script.read_all()?)
-        .with_context(|| format!("writing {}", script.display()))?;
+    fs::write(&script, hook.script.read_all()?).with_context(|| format!("writing {}", script.display()))?;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
     fs::create_dir_all(&env.logs)?;
     let log_path = env.logs.join(format!("{}-{}.log", hook.phase, hook.name));
@@ -172,22 +165,11 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
         Side::Host => {
             cmd = Command::new(&script);
             if env.no_network {
-                isolate(
-                    &mut cmd,
-                    &Isolation {
-                        chroot: None,
-                        binds: vec![],
-                        no_network: true,
-                    },
-                )?;
+                isolate(&mut cmd, &Isolation { chroot: None, binds: vec![], no_network: true })?;
             }
         }
         Side::Chroot => {
-            cmd = Command::new(
-                Path::new("/tmp/in_target.d/hooks")
-                    .join(hook.phase)
-                    .join(&hook.name),
-            );
+            cmd = Command::new(Path::new("/tmp/in_target.d/hooks").join(hook.phase).join(&hook.name));
             let mut binds = Vec::new();
             for (host, inside) in [("/dev", "dev"), ("/proc", "proc"), ("/sys", "sys")] {
                 binds.push((PathBuf::from(host), PathBuf::from(inside)));
@@ -198,42 +180,27 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
             }
             isolate(
                 &mut cmd,
-                &Isolation {
-                    chroot: Some(env.target_root.clone()),
-                    binds,
-                    no_network: env.no_network,
-                },
+                &Isolation { chroot: Some(env.target_root.clone()), binds, no_network: env.no_network },
             )?;
         }
     }
     cmd.env_clear()
         .envs(&env.vars)
         .env("SMELT_PHASE", hook.phase)
-        .env(
-            "ELEMENT_DIR",
-            env.element_dirs
-                .get(&hook.element)
-                .map(|p| p.as_os_str())
-                .unwrap_or_default(),
-        )
+        .env("ELEMENT_DIR", env.element_dirs.get(&hook.element).map(|p| p.as_os_str()).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     if side == Side::Chroot {
-        cmd.env("TARGET_ROOT", "/").env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
+        cmd.env("TARGET_ROOT", "/")
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     }
     let started = Instant::now();
     let status = cmd.status();
     for dir in made.iter().rev() {
         let _ = fs::remove_dir(dir);
     }
-    let place = format!(
-        "element `{}`, phase {}, script {}",
-        hook.element, hook.phase, hook.name
-    );
+    let place = format!("element `{}`, phase {}, script {}", hook.element, hook.phase, hook.name);
     let status = status.with_context(|| {
         format!(
             "{place}: could not start it (is its #! interpreter in the {}?)",
@@ -318,18 +285,13 @@ pub fn environment_d(
         .output()
         .context("running bash to source environment.d")?;
     if !out.status.success() {
-        bail!(
-            "sourcing environment.d: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("sourcing environment.d: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let mut vars = BTreeMap::new();
     for pair in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
         let text = String::from_utf8_lossy(pair);
         if let Some((k, v)) = text.split_once('=') {
-            if base.get(k).map(String::as_str) != Some(v)
-                && !matches!(k, "PWD" | "SHLVL" | "_" | "OLDPWD")
-            {
+            if base.get(k).map(String::as_str) != Some(v) && !matches!(k, "PWD" | "SHLVL" | "_" | "OLDPWD") {
                 vars.insert(k.to_string(), v.to_string());
             }
         }

@@ -77,10 +77,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
 
     let (pruned, bytes) = prune::prune(&mut tree, &plan.resolved.elements)?;
     if pruned > 0 {
-        ui.detail(&format!(
-            "prune: removed {pruned} paths, {}",
-            crate::config::size::human(bytes)
-        ));
+        ui.detail(&format!("prune: removed {pruned} paths, {}", crate::config::size::human(bytes)));
     }
     prune::permissions(&mut tree, &plan.resolved.elements)?;
     prune::devices(&mut tree, &plan.resolved.elements, mtime)?;
@@ -89,22 +86,12 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
 
 /// Runs one phase's hooks, attributing what each changed on disk to its element, and
 /// prints the phase table (script, element, seconds) as DIB does.
-fn run_phase(
-    plan: &Plan,
-    tree: &mut Tree,
-    phase: &str,
-    env: &HookEnv,
-    ui: &Ui,
-) -> anyhow::Result<()> {
+fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &Ui) -> anyhow::Result<()> {
     let list = plan.hooks.phase(phase);
     if list.is_empty() {
         return Ok(());
     }
-    let side = PHASES
-        .iter()
-        .find(|(p, _)| *p == phase)
-        .map(|(_, s)| *s)
-        .expect("known phase");
+    let side = PHASES.iter().find(|(p, _)| *p == phase).map(|(_, s)| *s).expect("known phase");
     let mut before = disk::scan(&env.target_root)?;
     let mut timings = Vec::new();
     for hook in list {
@@ -116,10 +103,7 @@ fn run_phase(
     }
     let mut table = format!("phase {phase}:");
     for t in timings {
-        table.push_str(&format!(
-            "\n  {:<28} {:<20} {:>7.2} s",
-            t.name, t.element, t.seconds
-        ));
+        table.push_str(&format!("\n  {:<28} {:<20} {:>7.2} s", t.name, t.element, t.seconds));
     }
     ui.info(&table);
     Ok(())
@@ -133,14 +117,7 @@ fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv> {
         if k.starts_with("DIB_")
             || matches!(
                 k.as_str(),
-                "PATH"
-                    | "HOME"
-                    | "USER"
-                    | "LOGNAME"
-                    | "TERM"
-                    | "http_proxy"
-                    | "https_proxy"
-                    | "no_proxy"
+                "PATH" | "HOME" | "USER" | "LOGNAME" | "TERM" | "http_proxy" | "https_proxy" | "no_proxy"
             )
         {
             vars.insert(k, v);
@@ -203,23 +180,11 @@ fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     let img = &plan.image;
     // Only templates see the element digests, and digesting reads every file once: skip
     // it for images without templates.
-    let any_templates = plan
-        .resolved
-        .elements
-        .iter()
-        .any(|e| e.files_under("templates").next().is_some());
+    let any_templates = plan.resolved.elements.iter().any(|e| e.files_under("templates").next().is_some());
     let mut elements = Vec::new();
     for e in &plan.resolved.elements {
-        let origin = if e.origin == Origin::BuiltIn {
-            "built-in"
-        } else {
-            "path"
-        };
-        let digest = if any_templates {
-            e.digest()?
-        } else {
-            String::new()
-        };
+        let origin = if e.origin == Origin::BuiltIn { "built-in" } else { "path" };
+        let digest = if any_templates { e.digest()? } else { String::new() };
         elements.push((e.name.clone(), origin.to_string(), digest));
     }
     let mut base = serde_json::Map::new();
@@ -236,14 +201,8 @@ fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     );
     base.insert("client".into(), plan.client.clone());
     base.insert("nodes".into(), Value::Array(plan.nodes.clone()));
-    base.insert(
-        "build".into(),
-        template::build_info(plan.epoch.unwrap_or_else(crate::ui::now), &elements),
-    );
-    Ok(template::Context {
-        base,
-        nodes: plan.nodes.clone(),
-    })
+    base.insert("build".into(), template::build_info(plan.epoch.unwrap_or_else(crate::ui::now), &elements));
+    Ok(template::Context { base, nodes: plan.nodes.clone() })
 }
 
 fn arch() -> &'static str {

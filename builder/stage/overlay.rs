@@ -20,8 +20,7 @@ pub fn apply(tree: &mut Tree, element: &Element, mtime: i64) -> anyhow::Result<u
             FileKind::Dir => Entry::dir(file.mode, mtime, &element.name),
             FileKind::Symlink(target) => Entry::symlink(target, mtime, &element.name),
             FileKind::File(Source::Host(p)) => {
-                let meta =
-                    fs::symlink_metadata(p).with_context(|| format!("reading {}", p.display()))?;
+                let meta = fs::symlink_metadata(p).with_context(|| format!("reading {}", p.display()))?;
                 host_entry(p, &meta, &element.name)?
             }
             FileKind::File(src) => {

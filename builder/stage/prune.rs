@@ -76,14 +76,7 @@ pub fn devices(tree: &mut Tree, elements: &[Element], mtime: i64) -> anyhow::Res
                 DeviceKind::Block => Kind::Block(d.major, d.minor),
                 DeviceKind::Fifo => Kind::Fifo,
             };
-            let entry = Entry {
-                kind,
-                mode: d.mode,
-                uid: d.uid,
-                gid: d.gid,
-                mtime,
-                element: e.name.clone(),
-            };
+            let entry = Entry { kind, mode: d.mode, uid: d.uid, gid: d.gid, mtime, element: e.name.clone() };
             tree.insert(&d.path, entry)
                 .map_err(|m| anyhow::anyhow!("element `{}`: device {}: {m}", e.name, d.path))?;
         }

@@ -32,22 +32,11 @@ pub fn apply(
     let mut tera = tera::Tera::default();
     tera.autoescape_on(Vec::<&str>::new());
     for (rel, file) in &templates {
-        let FileKind::File(src) = &file.kind else {
-            unreachable!()
-        };
-        let text = String::from_utf8(src.read_all()?).map_err(|_| {
-            anyhow!(
-                "element `{}`: template templates/{rel} is not UTF-8",
-                element.name
-            )
-        })?;
-        tera.add_raw_template(rel, &text).map_err(|e| {
-            anyhow!(
-                "element `{}`: template templates/{rel}: {}",
-                element.name,
-                flat(&e)
-            )
-        })?;
+        let FileKind::File(src) = &file.kind else { unreachable!() };
+        let text = String::from_utf8(src.read_all()?)
+            .map_err(|_| anyhow!("element `{}`: template templates/{rel} is not UTF-8", element.name))?;
+        tera.add_raw_template(rel, &text)
+            .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
     }
     let mut count = 0;
     for (rel, file) in templates {
@@ -56,12 +45,7 @@ pub fn apply(
         let targets: Vec<(String, Option<&Value>)> = if per_node {
             ctx.nodes
                 .iter()
-                .map(|n| {
-                    (
-                        out.replace("{node}", n["name"].as_str().unwrap_or("")),
-                        Some(n),
-                    )
-                })
+                .map(|n| (out.replace("{node}", n["name"].as_str().unwrap_or("")), Some(n)))
                 .collect()
         } else {
             vec![(out.to_string(), None)]
@@ -74,21 +58,13 @@ pub fn apply(
             }
             let context = tera::Context::from_serialize(&Value::Object(map))
                 .map_err(|e| anyhow!("building the template context: {}", flat(&e)))?;
-            let text = tera.render(rel, &context).map_err(|e| {
-                anyhow!(
-                    "element `{}`: template templates/{rel}: {}",
-                    element.name,
-                    flat(&e)
-                )
-            })?;
-            let path = ImagePath::new(&dest).map_err(|e| {
-                anyhow!("element `{}`: template templates/{rel}: {e}", element.name)
-            })?;
-            tree.insert(
-                &path,
-                Entry::bytes(text.into_bytes(), file.mode, mtime, &element.name),
-            )
-            .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
+            let text = tera
+                .render(rel, &context)
+                .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
+            let path = ImagePath::new(&dest)
+                .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
+            tree.insert(&path, Entry::bytes(text.into_bytes(), file.mode, mtime, &element.name))
+                .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
             count += 1;
         }
     }

@@ -65,14 +65,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn dir(mode: u32, mtime: i64, element: &str) -> Entry {
-        Entry {
-            kind: Kind::Dir,
-            mode,
-            uid: 0,
-            gid: 0,
-            mtime,
-            element: element.into(),
-        }
+        Entry { kind: Kind::Dir, mode, uid: 0, gid: 0, mtime, element: element.into() }
     }
 
     pub fn symlink(target: &str, mtime: i64, element: &str) -> Entry {
@@ -159,12 +152,8 @@ impl Tree {
     pub fn resolve_parents(&self, path: &ImagePath) -> Result<ImagePath, String> {
         let mut depth = 0;
         let mut current = ImagePath::root();
-        let mut rest: Vec<String> = path
-            .as_str()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        let mut rest: Vec<String> =
+            path.as_str().split('/').filter(|s| !s.is_empty()).map(String::from).collect();
         rest.reverse();
         while let Some(part) = rest.pop() {
             let next = current.join(&part)?;
@@ -178,12 +167,8 @@ impl Tree {
                         return Err(format!("too many levels of symlinks resolving {path}"));
                     }
                     let resolved = next.resolve_link(target);
-                    let mut parts: Vec<String> = resolved
-                        .as_str()
-                        .split('/')
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect();
+                    let mut parts: Vec<String> =
+                        resolved.as_str().split('/').filter(|s| !s.is_empty()).map(String::from).collect();
                     parts.reverse();
                     rest.extend(parts);
                     current = ImagePath::root();
@@ -263,10 +248,7 @@ impl Tree {
 
     fn has_children(&self, dir: &ImagePath) -> bool {
         let prefix = format!("{}/", dir.as_str());
-        self.entries
-            .range(dir.clone()..)
-            .nth(1)
-            .is_some_and(|(p, _)| p.as_str().starts_with(&prefix))
+        self.entries.range(dir.clone()..).nth(1).is_some_and(|(p, _)| p.as_str().starts_with(&prefix))
     }
 
     /// Removes every path for which `remove` says so, returning how many.
@@ -299,30 +281,16 @@ mod tests {
     #[test]
     fn parents_are_made() {
         let mut t = Tree::default();
-        t.insert(&p("usr/bin/sh"), Entry::bytes(b"x".to_vec(), 0o755, 0, "e"))
-            .unwrap();
-        let paths: Vec<_> = t
-            .iter()
-            .map(|(p, e)| (p.as_str().to_string(), e.kind.letter()))
-            .collect();
-        assert_eq!(
-            paths,
-            vec![
-                ("usr".into(), 'd'),
-                ("usr/bin".into(), 'd'),
-                ("usr/bin/sh".into(), '-')
-            ]
-        );
+        t.insert(&p("usr/bin/sh"), Entry::bytes(b"x".to_vec(), 0o755, 0, "e")).unwrap();
+        let paths: Vec<_> = t.iter().map(|(p, e)| (p.as_str().to_string(), e.kind.letter())).collect();
+        assert_eq!(paths, vec![("usr".into(), 'd'), ("usr/bin".into(), 'd'), ("usr/bin/sh".into(), '-')]);
     }
 
     #[test]
     fn symlinked_parents_are_followed() {
         let mut t = Tree::default();
-        t.insert(&p("bin"), Entry::symlink("usr/bin", 0, "base"))
-            .unwrap();
-        let at = t
-            .insert(&p("bin/busybox"), Entry::bytes(vec![], 0o755, 0, "bb"))
-            .unwrap();
+        t.insert(&p("bin"), Entry::symlink("usr/bin", 0, "base")).unwrap();
+        let at = t.insert(&p("bin/busybox"), Entry::bytes(vec![], 0o755, 0, "bb")).unwrap();
         assert_eq!(at.as_str(), "usr/bin/busybox");
         // A directory over a symlink to a directory keeps the link.
         t.insert(&p("bin"), Entry::dir(0o755, 0, "other")).unwrap();
@@ -332,21 +300,16 @@ mod tests {
     #[test]
     fn a_file_cannot_hold_children() {
         let mut t = Tree::default();
-        t.insert(&p("etc"), Entry::bytes(vec![], 0o644, 0, "a"))
-            .unwrap();
-        let e = t
-            .insert(&p("etc/motd"), Entry::bytes(vec![], 0o644, 0, "b"))
-            .unwrap_err();
+        t.insert(&p("etc"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
+        let e = t.insert(&p("etc/motd"), Entry::bytes(vec![], 0o644, 0, "b")).unwrap_err();
         assert_eq!(e, "/etc is a file, so /etc/motd cannot be created under it");
     }
 
     #[test]
     fn later_entries_replace_earlier_ones() {
         let mut t = Tree::default();
-        t.insert(&p("etc/motd"), Entry::bytes(b"a".to_vec(), 0o644, 0, "a"))
-            .unwrap();
-        t.insert(&p("etc/motd"), Entry::bytes(b"bb".to_vec(), 0o600, 0, "b"))
-            .unwrap();
+        t.insert(&p("etc/motd"), Entry::bytes(b"a".to_vec(), 0o644, 0, "a")).unwrap();
+        t.insert(&p("etc/motd"), Entry::bytes(b"bb".to_vec(), 0o600, 0, "b")).unwrap();
         let e = t.get(&p("etc/motd")).unwrap();
         assert_eq!((e.size(), e.mode, e.element.as_str()), (2, 0o600, "b"));
     }

@@ -20,12 +20,8 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
     };
     let bytes = std::fs::read(&busybox)
         .with_context(|| format!("element `base-busybox`: reading {}", busybox.display()))?;
-    let elf = goblin::elf::Elf::parse(&bytes).with_context(|| {
-        format!(
-            "element `base-busybox`: {} is not an ELF program",
-            busybox.display()
-        )
-    })?;
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .with_context(|| format!("element `base-busybox`: {} is not an ELF program", busybox.display()))?;
     if elf.interpreter.is_some() {
         bail!(
             "element `base-busybox`: {} is dynamically linked, and the image has no libraries for it; \
@@ -36,12 +32,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
     let out = Command::new(&busybox)
         .arg("--list-full")
         .output()
-        .with_context(|| {
-            format!(
-                "element `base-busybox`: running {} --list-full",
-                busybox.display()
-            )
-        })?;
+        .with_context(|| format!("element `base-busybox`: running {} --list-full", busybox.display()))?;
     if !out.status.success() {
         bail!(
             "element `base-busybox`: {} --list-full failed: {}",
@@ -51,8 +42,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
     }
     let mut entry = host_file_entry(&busybox, element)?;
     entry.mode = 0o755;
-    tree.insert(&ImagePath::new("bin/busybox").expect("valid"), entry)
-        .map_err(anyhow::Error::msg)?;
+    tree.insert(&ImagePath::new("bin/busybox").expect("valid"), entry).map_err(anyhow::Error::msg)?;
     let mut count = 1;
     let mtime = tree
         .get(
@@ -71,8 +61,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
         if tree.get(&at).is_some() {
             continue;
         }
-        tree.insert(&at, Entry::symlink("/bin/busybox", mtime, element))
-            .map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::symlink("/bin/busybox", mtime, element)).map_err(anyhow::Error::msg)?;
         count += 1;
     }
     Ok(count)

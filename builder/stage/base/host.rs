@@ -19,10 +19,7 @@ const TOP_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<usize> {
     let names: Vec<String> = match params.get("binaries") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
         Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
         _ => Vec::new(),
     };
@@ -36,11 +33,8 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
             let path = ImagePath::new(top).expect("valid");
             if tree.get(&path).is_none() {
                 let mtime = fs::symlink_metadata(&host).map_or(0, |m| m.mtime());
-                tree.insert(
-                    &path,
-                    Entry::symlink(&target.to_string_lossy(), mtime, element),
-                )
-                .map_err(anyhow::Error::msg)?;
+                tree.insert(&path, Entry::symlink(&target.to_string_lossy(), mtime, element))
+                    .map_err(anyhow::Error::msg)?;
             }
         }
     }
@@ -62,10 +56,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
             continue;
         }
         let real = add_host_path(tree, &path, element).with_context(|| {
-            format!(
-                "element `base-host`: adding {} (needed by {wanted_by})",
-                path.display()
-            )
+            format!("element `base-host`: adding {} (needed by {wanted_by})", path.display())
         })?;
         for dep in dependencies(&real, &search)? {
             queue.push_back((dep, real.display().to_string()));
@@ -106,26 +97,19 @@ pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Res
             bail!("too many symlinks resolving {}", host.display());
         }
         let mut so_far = PathBuf::from("/");
-        let comps: Vec<Component> = path
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
+        let comps: Vec<Component> = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
         let mut redirected = false;
         for (i, comp) in comps.iter().enumerate() {
             so_far.push(comp);
-            let meta = fs::symlink_metadata(&so_far)
-                .with_context(|| format!("reading {}", so_far.display()))?;
-            let image_path =
-                ImagePath::new(&so_far.to_string_lossy()).map_err(anyhow::Error::msg)?;
+            let meta =
+                fs::symlink_metadata(&so_far).with_context(|| format!("reading {}", so_far.display()))?;
+            let image_path = ImagePath::new(&so_far.to_string_lossy()).map_err(anyhow::Error::msg)?;
             if meta.file_type().is_symlink() {
                 let target = fs::read_link(&so_far)?;
                 let mtime = meta.mtime();
                 if tree.get(&image_path).is_none() {
-                    tree.insert(
-                        &image_path,
-                        Entry::symlink(&target.to_string_lossy(), mtime, element),
-                    )
-                    .map_err(anyhow::Error::msg)?;
+                    tree.insert(&image_path, Entry::symlink(&target.to_string_lossy(), mtime, element))
+                        .map_err(anyhow::Error::msg)?;
                 }
                 let mut next = so_far.parent().unwrap_or(Path::new("/")).join(&target);
                 for rest in &comps[i + 1..] {
@@ -139,8 +123,7 @@ pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Res
                 if !meta.is_file() {
                     bail!("{} is not a regular file", so_far.display());
                 }
-                tree.insert(&image_path, host_file_entry(&so_far, element)?)
-                    .map_err(anyhow::Error::msg)?;
+                tree.insert(&image_path, host_file_entry(&so_far, element)?).map_err(anyhow::Error::msg)?;
                 return Ok(so_far);
             }
         }
@@ -182,11 +165,7 @@ impl LibrarySearch {
     }
 
     fn find(&self, name: &str, first: &[PathBuf], like: &goblin::elf::Elf) -> Option<PathBuf> {
-        first
-            .iter()
-            .chain(&self.dirs)
-            .map(|d| d.join(name))
-            .find(|p| same_abi(p, like))
+        first.iter().chain(&self.dirs).map(|d| d.join(name)).find(|p| same_abi(p, like))
     }
 }
 
@@ -194,11 +173,7 @@ fn read_ld_conf(path: &Path, dirs: &mut Vec<PathBuf>, depth: usize) {
     let Ok(text) = fs::read_to_string(path) else {
         return;
     };
-    for line in text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-    {
+    for line in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
         if let Some(pattern) = line.strip_prefix("include").map(str::trim) {
             if depth > 4 {
                 continue;
@@ -218,11 +193,7 @@ fn read_ld_conf(path: &Path, dirs: &mut Vec<PathBuf>, depth: usize) {
                 .flatten()
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| {
-                    matcher
-                        .as_ref()
-                        .is_some_and(|m| m.is_match(p.file_name().unwrap_or_default()))
-                })
+                .filter(|p| matcher.as_ref().is_some_and(|m| m.is_match(p.file_name().unwrap_or_default())))
                 .collect();
             files.sort();
             for f in files {
@@ -248,8 +219,7 @@ fn same_abi(path: &Path, like: &goblin::elf::Elf) -> bool {
     match goblin::elf::Elf::parse_header(&head) {
         Ok(h) => {
             h.e_machine == like.header.e_machine
-                && (h.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64)
-                    == like.is_64
+                && (h.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64) == like.is_64
         }
         Err(_) => false,
     }
@@ -260,14 +230,9 @@ fn same_abi(path: &Path, like: &goblin::elf::Elf) -> bool {
 fn dependencies(path: &Path, search: &LibrarySearch) -> anyhow::Result<Vec<PathBuf>> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if let Some(rest) = bytes.strip_prefix(b"#!") {
-        let line = String::from_utf8_lossy(rest.split(|b| *b == b'\n').next().unwrap_or_default())
-            .into_owned();
-        return Ok(line
-            .split_whitespace()
-            .next()
-            .map(PathBuf::from)
-            .into_iter()
-            .collect());
+        let line =
+            String::from_utf8_lossy(rest.split(|b| *b == b'\n').next().unwrap_or_default()).into_owned();
+        return Ok(line.split_whitespace().next().map(PathBuf::from).into_iter().collect());
     }
     let Ok(elf) = goblin::elf::Elf::parse(&bytes) else {
         return Ok(Vec::new());
@@ -276,11 +241,7 @@ fn dependencies(path: &Path, search: &LibrarySearch) -> anyhow::Result<Vec<PathB
     if let Some(interp) = elf.interpreter {
         deps.push(PathBuf::from(interp));
     }
-    let origin = path
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .to_string_lossy()
-        .into_owned();
+    let origin = path.parent().unwrap_or(Path::new("/")).to_string_lossy().into_owned();
     let first: Vec<PathBuf> = elf
         .runpaths
         .iter()
@@ -308,12 +269,7 @@ mod tests {
     #[test]
     fn host_shell_brings_its_libraries() {
         let mut tree = Tree::default();
-        let n = apply(
-            &mut tree,
-            "base-host",
-            &serde_json::json!({"binaries": ["sh", "ls"]}),
-        )
-        .unwrap();
+        let n = apply(&mut tree, "base-host", &serde_json::json!({"binaries": ["sh", "ls"]})).unwrap();
         assert!(n > 3);
         let paths: Vec<&str> = tree.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.iter().any(|p| p.contains("libc.so")), "{paths:?}");
