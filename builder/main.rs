@@ -44,8 +44,13 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 outdir: args.outdir.clone(),
                 per_node: args.per_node,
             };
-            let report = ops::build::build(&opts, &ui)?;
-            Ok(if args.json { serde_json::to_string_pretty(&report)? + "\n" } else { String::new() })
+            ops::build::build(&opts, &ui)?;
+            if !args.json {
+                return Ok(String::new());
+            }
+            // The report as written, entries included.
+            let path = args.outdir.join("report.json");
+            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
         }
         Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
         Command::Elements { what, elements_path, json } => match what {

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::budget::{Check, Measure};
 use crate::config::size::human;
-use crate::stage::tree::{Kind, Tree};
+use crate::path::ImagePath;
+use crate::stage::tree::{Entry, Kind, Tree};
 
 #[derive(Serialize)]
 pub struct Report {
@@ -17,7 +18,23 @@ pub struct Report {
     pub tree: Measure,
     pub largest: Vec<Largest>,
     pub budget: BudgetReport,
-    pub entries: Vec<EntryReport>,
+}
+
+/// `report.json`: the report, then every entry, serialized straight from the tree so
+/// the listing is never held in memory a second time.
+#[derive(Serialize)]
+pub struct Document<'a> {
+    #[serde(flatten)]
+    pub report: &'a Report,
+    pub entries: Listing<'a>,
+}
+
+pub struct Listing<'a>(pub &'a Tree);
+
+impl Serialize for Listing<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(p, e)| entry(p, e)))
+    }
 }
 
 #[derive(Serialize)]
@@ -44,7 +61,7 @@ pub struct BudgetReport {
 }
 
 #[derive(Serialize)]
-pub struct EntryReport {
+pub struct EntryReport<'a> {
     pub path: String,
     /// `ls -l`'s type letter: `-`, `d`, `l`, `c`, `b`, `p`.
     pub kind: char,
@@ -53,32 +70,30 @@ pub struct EntryReport {
     pub gid: u32,
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    pub target: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rdev: Option<(u32, u32)>,
-    pub element: String,
+    pub element: &'a str,
 }
 
-pub fn entries(tree: &Tree) -> Vec<EntryReport> {
-    tree.iter()
-        .map(|(p, e)| EntryReport {
-            path: p.to_string(),
-            kind: e.kind.letter(),
-            mode: format!("{:04o}", e.mode),
-            uid: e.uid,
-            gid: e.gid,
-            size: e.size(),
-            target: match &e.kind {
-                Kind::Symlink(t) => Some(t.clone()),
-                _ => None,
-            },
-            rdev: match e.kind {
-                Kind::Char(a, b) | Kind::Block(a, b) => Some((a, b)),
-                _ => None,
-            },
-            element: e.element.clone(),
-        })
-        .collect()
+fn entry<'a>(path: &ImagePath, e: &'a Entry) -> EntryReport<'a> {
+    EntryReport {
+        path: path.to_string(),
+        kind: e.kind.letter(),
+        mode: format!("{:04o}", e.mode),
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size(),
+        target: match &e.kind {
+            Kind::Symlink(t) => Some(t),
+            _ => None,
+        },
+        rdev: match e.kind {
+            Kind::Char(a, b) | Kind::Block(a, b) => Some((a, b)),
+            _ => None,
+        },
+        element: &e.element,
+    }
 }
 
 impl Report {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use include_dir::{include_dir, Dir, DirEntry};
 
 use super::manifest::{read_dir_manifest, Manifest};
-use super::{Element, ElementFile, FileKind, Origin};
+use super::{Element, ElementFile, FileKind, Origin, Stat};
 use crate::config::source::TomlFile;
 use crate::io::source::Source;
 
@@ -79,7 +79,7 @@ impl Library {
 }
 
 fn load_dir(name: &str, dir: &Path) -> anyhow::Result<Element> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let manifest = read_dir_manifest(dir).with_context(|| format!("reading element `{name}`"))?;
     let mut files = Vec::new();
     let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name().follow_links(false);
@@ -100,7 +100,13 @@ fn load_dir(name: &str, dir: &Path) -> anyhow::Result<Element> {
                 entry.path().display()
             );
         };
-        files.push(ElementFile { rel, kind, mode: meta.permissions().mode() & 0o7777 });
+        let stat = Stat {
+            size: meta.len(),
+            alloc: meta.blocks() * 512,
+            mtime: meta.mtime(),
+            link: (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+        };
+        files.push(ElementFile { rel, kind, mode: meta.permissions().mode() & 0o7777, stat: Some(stat) });
     }
     Ok(Element { name: name.into(), origin: Origin::Dir(dir.to_path_buf()), manifest, files })
 }
@@ -132,12 +138,17 @@ fn collect_built_in(dir: &Dir<'static>, name: &str, out: &mut Vec<ElementFile>) 
         let rel = entry.path().strip_prefix(name).unwrap_or(entry.path()).to_string_lossy().into_owned();
         match entry {
             DirEntry::Dir(d) => {
-                out.push(ElementFile { rel, kind: FileKind::Dir, mode: 0o755 });
+                out.push(ElementFile { rel, kind: FileKind::Dir, mode: 0o755, stat: None });
                 collect_built_in(d, name, out);
             }
             DirEntry::File(f) => {
                 let mode = if f.contents().starts_with(b"#!") { 0o755 } else { 0o644 };
-                out.push(ElementFile { rel, kind: FileKind::File(Source::Static(f.contents())), mode });
+                out.push(ElementFile {
+                    rel,
+                    kind: FileKind::File(Source::Static(f.contents())),
+                    mode,
+                    stat: None,
+                });
             }
         }
     }

@@ -35,6 +35,19 @@ pub struct ElementFile {
     pub kind: FileKind,
     /// Permission bits (`0o755`).
     pub mode: u32,
+    /// What the walk of an element directory saw, so staging needs no second `stat`;
+    /// `None` for built-in elements.
+    pub stat: Option<Stat>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub size: u64,
+    /// Bytes allocated on disk.
+    pub alloc: u64,
+    pub mtime: i64,
+    /// (device, inode) of a file with more than one link.
+    pub link: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::{bail, Context as _};
 
 use crate::archive::{self, Written};
@@ -21,7 +23,7 @@ pub struct BuildOptions {
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
-    let plan = ui.step("plan", || plan::make(&opts.inputs))?;
+    let mut plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
     std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
     let work = tempfile::Builder::new()
@@ -37,6 +39,8 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         }
         Err(e) => return Err(e),
     };
+    // The elements' file listings are only needed to stage; the tree holds what remains.
+    plan.resolved.forget_files();
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
     let mut report = Report {
@@ -50,9 +54,6 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
             .collect(),
         tree: measure,
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
-        // Listed once the outputs are written, so the listing is not held in memory
-        // while compressing.
-        entries: Vec::new(),
     };
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {
@@ -88,11 +89,10 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         return over_budget(report, checks, &plan);
     }
     report.budget.checks = checks;
-    report.entries = report::entries(&tree);
     for (_, out) in written {
         out.pending.publish()?;
     }
-    write_report(&report, opts)?;
+    write_report(&report, &tree, opts)?;
     ui.info(&format!("\n{}", report.table()));
     Ok(report)
 }
@@ -146,9 +146,12 @@ fn over_budget(mut report: Report, checks: Vec<budget::Check>, plan: &Plan) -> a
     Err(OverBudget { violations, budget_file: plan.budget.source_name() }.into())
 }
 
-fn write_report(report: &Report, opts: &BuildOptions) -> anyhow::Result<()> {
+fn write_report(report: &Report, tree: &Tree, opts: &BuildOptions) -> anyhow::Result<()> {
     let pending = Pending::new(&opts.outdir.join("report.json"));
-    let file = pending.create_file()?;
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report).context("writing report.json")?;
+    let mut out = std::io::BufWriter::new(pending.create_file()?);
+    let doc = report::Document { report, entries: report::Listing(tree) };
+    serde_json::to_writer_pretty(&mut out, &doc).context("writing report.json")?;
+    out.write_all(b"\n")?;
+    out.into_inner().map_err(|e| e.into_error()).context("writing report.json")?;
     pending.publish()
 }

@@ -1,46 +1,32 @@
 //! `root/` overlays: each element's tree is laid over the image by reference.
 
-use std::fs;
-
-use anyhow::Context as _;
-
-use super::disk::host_entry;
 use super::tree::{Entry, Kind, Tree};
 use crate::element::{Element, FileKind};
-use crate::io::source::Source;
 use crate::path::ImagePath;
 
-/// Adds `root/` of `element`; returns how many entries it placed.
+/// Adds `root/` of `element`; returns how many entries it placed. Entries come from
+/// what the element walk already saw: no file is opened or stat'ed again.
 pub fn apply(tree: &mut Tree, element: &Element, mtime: i64) -> anyhow::Result<usize> {
     let mut count = 0;
     for (rel, file) in element.files_under("root") {
-        let path = ImagePath::new(rel)
-            .map_err(|e| anyhow::anyhow!("element `{}`: root/{rel}: {e}", element.name))?;
-        let mut entry = match &file.kind {
-            FileKind::Dir => Entry::dir(file.mode, mtime, &element.name),
-            FileKind::Symlink(target) => Entry::symlink(target, mtime, &element.name),
-            FileKind::File(Source::Host(p)) => {
-                let meta = fs::symlink_metadata(p).with_context(|| format!("reading {}", p.display()))?;
-                host_entry(p, &meta, &element.name)?
-            }
-            FileKind::File(src) => {
-                let size = src.read_all()?.len() as u64;
-                Entry {
-                    kind: Kind::File {
-                        source: src.clone(),
-                        size,
-                        alloc: size.div_ceil(4096) * 4096,
-                        link: None,
-                    },
-                    ..Entry::dir(file.mode, mtime, &element.name)
+        let fail = |e: String| anyhow::anyhow!("element `{}`: root/{rel}: {e}", element.name);
+        let path = ImagePath::new(rel).map_err(fail)?;
+        let when = file.stat.map_or(mtime, |s| s.mtime);
+        let kind = match &file.kind {
+            FileKind::Dir => Kind::Dir,
+            FileKind::Symlink(target) => Kind::Symlink(target.clone()),
+            FileKind::File(source) => match file.stat {
+                Some(s) => Kind::File { source: source.clone(), size: s.size, alloc: s.alloc, link: s.link },
+                None => {
+                    let size = source.read_all()?.len() as u64;
+                    Kind::File { source: source.clone(), size, alloc: size.div_ceil(4096) * 4096, link: None }
                 }
-            }
+            },
         };
         // Ownership is smelt's record: root, whoever owns the element's files.
-        entry.uid = 0;
-        entry.gid = 0;
-        tree.insert(&path, entry)
-            .map_err(|e| anyhow::anyhow!("element `{}`: root/{rel}: {e}", element.name))?;
+        let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { file.mode };
+        let entry = Entry { kind, mode, uid: 0, gid: 0, mtime: when, element: element.name.clone() };
+        tree.insert(&path, entry).map_err(fail)?;
         count += 1;
     }
     Ok(count)
