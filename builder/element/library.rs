@@ -79,36 +79,51 @@ impl Library {
 }
 
 fn load_dir(name: &str, dir: &Path) -> anyhow::Result<Element> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let manifest = read_dir_manifest(dir).with_context(|| format!("reading element `{name}`"))?;
     let mut files = Vec::new();
+    // `root/` can be a whole filesystem: it is walked once, at staging, straight into the
+    // image (`Element::visit_root`), not listed here.
     let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name().follow_links(false);
-    for entry in walk.into_iter().filter_entry(|e| e.file_name() != ".git") {
+    for entry in walk
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git" && !(e.depth() == 1 && e.file_name() == "root"))
+    {
         let entry = entry.with_context(|| format!("reading element `{name}` in {}", dir.display()))?;
         let rel = entry.path().strip_prefix(dir)?.to_string_lossy().into_owned();
-        let meta = entry.metadata()?;
-        let kind = if meta.is_dir() {
-            FileKind::Dir
-        } else if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path())?;
-            FileKind::Symlink(target.to_string_lossy().into_owned())
-        } else if meta.is_file() {
-            FileKind::File(Source::Host(entry.path().to_path_buf()))
-        } else {
-            anyhow::bail!(
-                "element `{name}`: {} is neither a file, a directory nor a symlink; declare device nodes and FIFOs under [[devices]] in element.toml",
-                entry.path().display()
-            );
-        };
-        let stat = Stat {
-            size: meta.len(),
-            alloc: meta.blocks() * 512,
-            mtime: meta.mtime(),
-            link: (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
-        };
-        files.push(ElementFile { rel, kind, mode: meta.permissions().mode() & 0o7777, stat: Some(stat) });
+        files.push(walked_file(name, rel, &entry)?);
     }
     Ok(Element { name: name.into(), origin: Origin::Dir(dir.to_path_buf()), manifest, files })
+}
+
+/// An element file from a directory walk, with what `stat` said of it.
+pub(super) fn walked_file(
+    element: &str,
+    rel: String,
+    entry: &walkdir::DirEntry,
+) -> anyhow::Result<ElementFile> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
+    let kind = if meta.is_dir() {
+        FileKind::Dir
+    } else if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(entry.path())?;
+        FileKind::Symlink(target.to_string_lossy().into_owned())
+    } else if meta.is_file() {
+        FileKind::File(Source::Host(entry.path().to_path_buf()))
+    } else {
+        anyhow::bail!(
+            "element `{element}`: {} is neither a file, a directory nor a symlink; declare device nodes \
+             and FIFOs under [[devices]] in element.toml",
+            entry.path().display()
+        );
+    };
+    let stat = Stat {
+        size: meta.len(),
+        alloc: meta.blocks() * 512,
+        mtime: meta.mtime(),
+        link: (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+    };
+    Ok(ElementFile { rel, kind, mode: meta.permissions().mode() & 0o7777, stat: Some(stat) })
 }
 
 fn load_built_in(name: &str) -> anyhow::Result<Element> {

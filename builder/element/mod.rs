@@ -9,6 +9,9 @@ pub mod resolve;
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
+use crate::io::count::CountingWriter;
 use crate::io::source::Source;
 pub use manifest::Manifest;
 
@@ -62,7 +65,8 @@ pub struct Element {
     pub name: String,
     pub origin: Origin,
     pub manifest: Manifest,
-    /// Every entry of the element, sorted by relative path.
+    /// Every entry of the element, sorted by relative path, except those under `root/`
+    /// of an element directory (see [`Element::visit_root`]).
     pub files: Vec<ElementFile>,
 }
 
@@ -79,23 +83,53 @@ impl Element {
         })
     }
 
-    /// A digest of everything in the element, so `buildinfo` can say what was built from
-    /// what without naming host paths.
-    /// Streams: one read of each file, never a whole file in memory.
+    /// Calls `visit` for every entry under `root/` (paths relative to it), in path order.
+    /// An element directory's `root/` is walked now, entry by entry, so a large tree is
+    /// never held as a listing.
+    pub fn visit_root(
+        &self,
+        mut visit: impl FnMut(&str, &ElementFile) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let Origin::Dir(dir) = &self.origin else {
+            return self.files_under("root").try_for_each(|(rel, f)| visit(rel, f));
+        };
+        let root = dir.join("root");
+        if !root.is_dir() {
+            return Ok(());
+        }
+        let walk = walkdir::WalkDir::new(&root).min_depth(1).sort_by_file_name().follow_links(false);
+        for entry in walk {
+            let entry =
+                entry.with_context(|| format!("reading element `{}` in {}", self.name, root.display()))?;
+            let rel = entry.path().strip_prefix(&root)?.to_string_lossy().into_owned();
+            let file = library::walked_file(&self.name, rel, &entry)?;
+            visit(&file.rel, &file)?;
+        }
+        Ok(())
+    }
+
+    /// A digest of everything in the element (names, modes, link targets, contents), so
+    /// `buildinfo` can say what was built from what without naming host paths. Streams:
+    /// one read of each file, never a whole file in memory.
     pub fn digest(&self) -> anyhow::Result<String> {
-        let mut h = crate::io::count::CountingWriter::hashing(std::io::sink());
-        for f in &self.files {
-            h.write_all(f.rel.as_bytes())?;
+        fn add(h: &mut CountingWriter<std::io::Sink>, rel: &str, f: &ElementFile) -> anyhow::Result<()> {
+            h.write_all(rel.as_bytes())?;
             h.write_all(&[0])?;
             h.write_all(&f.mode.to_le_bytes())?;
             match &f.kind {
                 FileKind::Dir => h.write_all(b"d")?,
                 FileKind::Symlink(t) => h.write_all(t.as_bytes())?,
                 FileKind::File(src) => {
-                    std::io::copy(&mut src.open()?, &mut h)?;
+                    std::io::copy(&mut src.open()?, h)?;
                 }
             }
+            Ok(())
         }
+        let mut h = CountingWriter::hashing(std::io::sink());
+        for f in self.files.iter().filter(|f| !f.rel.starts_with("root/")) {
+            add(&mut h, &f.rel, f)?;
+        }
+        self.visit_root(|rel, f| add(&mut h, &format!("root/{rel}"), f))?;
         let (_, _, hex) = h.into_parts();
         Ok(hex.expect("a hashing writer")[..16].to_string())
     }

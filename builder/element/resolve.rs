@@ -40,13 +40,6 @@ impl Resolved {
         self.elements.iter().map(|e| e.name.as_str()).collect()
     }
 
-    /// Frees every element's file listing once the image is staged.
-    pub fn forget_files(&mut self) {
-        for e in &mut self.elements {
-            e.files = Vec::new();
-        }
-    }
-
     pub fn get(&self, name: &str) -> Option<&Element> {
         self.elements.iter().find(|e| e.name == name)
     }

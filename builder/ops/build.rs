@@ -23,7 +23,7 @@ pub struct BuildOptions {
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
-    let mut plan = ui.step("plan", || plan::make(&opts.inputs))?;
+    let plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
     std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
     let work = tempfile::Builder::new()
@@ -39,8 +39,6 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         }
         Err(e) => return Err(e),
     };
-    // The elements' file listings are only needed to stage; the tree holds what remains.
-    plan.resolved.forget_files();
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
     let mut report = Report {

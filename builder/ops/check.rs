@@ -1,33 +1,34 @@
-//! `smelt check FILE`: validates an image.toml, client.toml or size-budget.toml and
-//! reports every problem at once.
+//! `smelt check FILE`: validates an image.toml, client.toml or size-budget.toml, told
+//! apart by their top-level tables, and reports every problem at once.
 
 use std::path::Path;
 
 use crate::config::{budget, image, source::TomlFile};
 
 pub fn check(path: &Path) -> anyhow::Result<String> {
-    let file = TomlFile::read(path)?;
-    let text = std::fs::read_to_string(path)?;
-    let has_table = |name: &str| text.lines().any(|l| l.trim_start().starts_with(&format!("[{name}")));
-    if has_table("image]") {
-        let img = image::check(&file)?;
-        return Ok(format!(
-            "{}: ok (image `{}`, {} elements)\n",
-            path.display(),
-            img.name,
-            img.elements.len()
-        ));
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let tables: Vec<String> = match text.parse::<toml_edit::DocumentMut>() {
+        Ok(doc) => doc.iter().map(|(k, _)| k.to_string()).collect(),
+        // Not TOML at all: let the image checker report the syntax error with its place.
+        Err(_) => vec!["image".into()],
+    };
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    let shown = path.display();
+    if has("image") {
+        let img = image::check(&TomlFile::from_text(path, text))?;
+        return Ok(format!("{shown}: ok (image `{}`, {} elements)\n", img.name, img.elements.len()));
     }
-    if has_table("client]") || has_table("[nodes]]") {
-        return crate::plan::check_client(path)
-            .map(|n| format!("{}: ok (client inventory, {n} nodes)\n", path.display()));
+    if has("client") || has("nodes") {
+        let nodes = crate::plan::check_client(path)?;
+        return Ok(format!("{shown}: ok (client inventory, {nodes} nodes)\n"));
     }
-    if has_table("output.") || has_table("element.") || has_table("path.") || has_table("output]") {
-        let b = budget::check(&file)?;
-        return Ok(format!("{}: ok (size budget, {} limits)\n", path.display(), b.limits.len()));
+    if has("output") || has("element") || has("path") {
+        let b = budget::check(&TomlFile::from_text(path, text))?;
+        return Ok(format!("{shown}: ok (size budget, {} limits)\n", b.limits.len()));
     }
     anyhow::bail!(
-        "{}: not an image.toml ([image]), client.toml ([client], [[nodes]]) or size-budget.toml ([output.*], [element.*], [path.*])",
-        path.display()
+        "{shown}: not an image.toml ([image]), a client.toml ([client], [[nodes]]) or a size-budget.toml \
+         ([output.*], [element.*], [path.*])"
     )
 }

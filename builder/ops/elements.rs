@@ -38,12 +38,25 @@ pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Res
         .iter()
         .flat_map(|(phase, _)| e.files_under(phase).map(move |(n, _)| (phase.to_string(), n.to_string())))
         .collect();
+    // Everything but directories: the element's own files, then its `root/` overlay.
+    let mut files: Vec<String> = e
+        .files
+        .iter()
+        .filter(|f| !matches!(f.kind, FileKind::Dir) && !f.rel.starts_with("root/"))
+        .map(|f| f.rel.clone())
+        .collect();
+    e.visit_root(|rel, f| {
+        if !matches!(f.kind, FileKind::Dir) {
+            files.push(format!("root/{rel}"));
+        }
+        Ok(())
+    })?;
     if as_json {
         let doc = json!({
             "name": e.name,
             "origin": e.origin.to_string(),
             "manifest": e.manifest,
-            "files": e.files.iter().map(|f| &f.rel).collect::<Vec<_>>(),
+            "files": files,
             "hooks": hooks.iter().map(|(p, n)| format!("{p}/{n}")).collect::<Vec<_>>(),
         });
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
@@ -69,8 +82,8 @@ pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Res
         }
     }
     s.push_str("files:\n");
-    for f in e.files.iter().filter(|f| !matches!(f.kind, FileKind::Dir)) {
-        s.push_str(&format!("  {}\n", f.rel));
+    for f in &files {
+        s.push_str(&format!("  {f}\n"));
     }
     Ok(s)
 }

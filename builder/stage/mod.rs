@@ -50,10 +50,14 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
             )
         })?;
     }
-    let env = hook_env(plan, work, &root)?;
+    // The hook environment (built-in elements written out, environment.d sourced) is
+    // only made for images that have hooks.
+    let env = if plan.hooks.by_phase.is_empty() { None } else { Some(hook_env(plan, work, &root)?) };
 
     let mut tree = Tree::default();
-    run_phase(plan, &mut tree, "root.d", &env, ui)?;
+    if let Some(env) = &env {
+        run_phase(plan, &mut tree, "root.d", env, ui)?;
+    }
 
     let context = template_context(plan)?;
     for element in &plan.resolved.elements {
@@ -68,10 +72,10 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
         ));
     }
 
-    if plan.hooks.any_after("root.d") {
+    if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
         disk::materialise(&mut tree, &root)?;
         for (phase, _) in &PHASES[1..] {
-            run_phase(plan, &mut tree, phase, &env, ui)?;
+            run_phase(plan, &mut tree, phase, env, ui)?;
         }
     }
 

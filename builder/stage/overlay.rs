@@ -4,14 +4,13 @@ use super::tree::{Entry, Kind, Tree};
 use crate::element::{Element, FileKind};
 use crate::path::ImagePath;
 
-/// Adds `root/` of `element`; returns how many entries it placed. Entries come from
-/// what the element walk already saw: no file is opened or stat'ed again.
+/// Adds `root/` of `element`; returns how many entries it placed. Each entry is built
+/// from what the walk's `stat` saw: no file is opened or copied.
 pub fn apply(tree: &mut Tree, element: &Element, mtime: i64) -> anyhow::Result<usize> {
     let mut count = 0;
-    for (rel, file) in element.files_under("root") {
+    element.visit_root(|rel, file| {
         let fail = |e: String| anyhow::anyhow!("element `{}`: root/{rel}: {e}", element.name);
         let path = ImagePath::new(rel).map_err(fail)?;
-        let when = file.stat.map_or(mtime, |s| s.mtime);
         let kind = match &file.kind {
             FileKind::Dir => Kind::Dir,
             FileKind::Symlink(target) => Kind::Symlink(target.clone()),
@@ -25,9 +24,11 @@ pub fn apply(tree: &mut Tree, element: &Element, mtime: i64) -> anyhow::Result<u
         };
         // Ownership is smelt's record: root, whoever owns the element's files.
         let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { file.mode };
+        let when = file.stat.map_or(mtime, |s| s.mtime);
         let entry = Entry { kind, mode, uid: 0, gid: 0, mtime: when, element: element.name.clone() };
         tree.insert(&path, entry).map_err(fail)?;
         count += 1;
-    }
+        Ok(())
+    })?;
     Ok(count)
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::tree::{Entry, Tree};
 use crate::element::{Element, FileKind};
+use crate::io::source::Source;
 use crate::path::ImagePath;
 
 /// What every template sees, apart from its element's `params` (and `node`).
@@ -22,24 +23,26 @@ pub fn apply(
     ctx: &Context,
     mtime: i64,
 ) -> anyhow::Result<usize> {
-    let templates: Vec<(&str, &crate::element::ElementFile)> = element
+    let templates: Vec<(&str, u32, &Source)> = element
         .files_under("templates")
-        .filter(|(rel, f)| rel.ends_with(".tera") && matches!(f.kind, FileKind::File(_)))
+        .filter_map(|(rel, f)| match &f.kind {
+            FileKind::File(src) if rel.ends_with(".tera") => Some((rel, f.mode, src)),
+            _ => None,
+        })
         .collect();
     if templates.is_empty() {
         return Ok(0);
     }
     let mut tera = tera::Tera::default();
     tera.autoescape_on(Vec::<&str>::new());
-    for (rel, file) in &templates {
-        let FileKind::File(src) = &file.kind else { unreachable!() };
+    for (rel, _, src) in &templates {
         let text = String::from_utf8(src.read_all()?)
             .map_err(|_| anyhow!("element `{}`: template templates/{rel} is not UTF-8", element.name))?;
         tera.add_raw_template(rel, &text)
             .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
     }
     let mut count = 0;
-    for (rel, file) in templates {
+    for (rel, mode, _) in templates {
         let out = rel.strip_suffix(".tera").unwrap_or(rel);
         let per_node = out.contains("{node}");
         let targets: Vec<(String, Option<&Value>)> = if per_node {
@@ -63,7 +66,7 @@ pub fn apply(
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
             let path = ImagePath::new(&dest)
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
-            tree.insert(&path, Entry::bytes(text.into_bytes(), file.mode, mtime, &element.name))
+            tree.insert(&path, Entry::bytes(text.into_bytes(), mode, mtime, &element.name))
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
             count += 1;
         }
