@@ -18,6 +18,7 @@
 //! 6. [`report`] — `report.json` and the closing table.
 
 pub mod archive;
+pub mod boot;
 pub mod budget;
 pub mod cli;
 pub mod config;

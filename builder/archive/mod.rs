@@ -2,7 +2,10 @@
 //! output is written under a temporary name; the caller publishes it once it is within
 //! budget.
 
+pub mod esp;
+pub mod iso;
 pub mod newc;
+pub mod ramdisk_tar;
 
 use std::io::BufWriter;
 use std::path::Path;

@@ -46,6 +46,13 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
+/// The SHA-256 of a file, read in a stream.
+pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
+    let mut w = CountingWriter::hashing(io::sink());
+    io::copy(&mut std::fs::File::open(path)?, &mut w)?;
+    Ok(w.into_parts().2.expect("a hashing writer"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

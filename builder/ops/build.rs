@@ -1,14 +1,15 @@
 //! `smelt build`: plan, stage, measure, check the budget, write every output under a
 //! temporary name, and publish them only when all are within budget.
 
-use std::path::PathBuf;
-
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use crate::archive::{self, Written};
+use crate::archive::{self, iso, ramdisk_tar, Written};
+use crate::boot;
 use crate::budget::{self, OverBudget};
+use crate::config::budget::Budget;
 use crate::config::image::OutputKind;
 use crate::io::atomic::Pending;
 use crate::plan::{self, Inputs, Plan};
@@ -58,36 +59,14 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         return over_budget(report, checks, &plan);
     }
 
-    let mut written: Vec<(OutputKind, Written)> = Vec::new();
-    for kind in &plan.image.outputs {
-        let out = ui.step(kind.name(), || write_output(*kind, &plan, &tree, opts, ui))?;
-        if out.skipped > 0 {
-            ui.warn(&format!(
-                "{}: {} device nodes cannot be created without privilege and were left out",
-                kind.name(),
-                out.skipped
-            ));
-        }
-        let check = budget::check_output(&plan.budget, *kind, out.bytes);
-        report.outputs.push(OutputReport {
-            kind: kind.name(),
-            path: out.pending.dest().display().to_string(),
-            bytes: out.bytes,
-            sha256: out.sha256.clone(),
-            budget: match &check {
-                Some(c) if c.ok => "ok",
-                Some(_) => "over",
-                None => "unchecked",
-            },
-        });
-        checks.extend(check);
-        written.push((*kind, out));
-    }
+    let produced = write_outputs(&plan, &tree, opts, work.path(), ui)?;
+    report.outputs = produced.reports;
+    checks.extend(produced.checks);
     if checks.iter().any(|c| !c.ok) {
         return over_budget(report, checks, &plan);
     }
     report.budget.checks = checks;
-    for (_, out) in written {
+    for out in produced.written {
         out.pending.publish()?;
     }
     write_report(&report, &tree, opts)?;
@@ -95,26 +74,136 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn write_output(
-    kind: OutputKind,
+/// What writing the outputs produced: files waiting to be published, their report
+/// lines, and their budget checks.
+#[derive(Default)]
+struct Produced {
+    written: Vec<Written>,
+    reports: Vec<OutputReport>,
+    checks: Vec<budget::Check>,
+}
+
+impl Produced {
+    fn record(&mut self, kind: OutputKind, out: Written, budget: &Budget) {
+        let check = budget::check_output(budget, kind, out.bytes);
+        self.reports.push(OutputReport {
+            kind: kind.name(),
+            path: out.pending.dest().display().to_string(),
+            bytes: out.bytes,
+            sha256: out.sha256.clone(),
+            budget: verdict(check.as_ref()),
+        });
+        self.checks.extend(check);
+        self.written.push(out);
+    }
+
+    /// An output that was not written because its planned size is over budget.
+    fn refuse(&mut self, kind: OutputKind, dest: &Path, bytes: u64, check: budget::Check) {
+        self.reports.push(OutputReport {
+            kind: kind.name(),
+            path: dest.display().to_string(),
+            bytes,
+            sha256: None,
+            budget: verdict(Some(&check)),
+        });
+        self.checks.push(check);
+    }
+}
+
+fn verdict(check: Option<&budget::Check>) -> &'static str {
+    match check {
+        Some(c) if c.ok => "ok",
+        Some(_) => "over",
+        None => "unchecked",
+    }
+}
+
+/// Writes every output under a temporary name, in dependency order: the initramfs
+/// first (a bootable ISO and the ramdisk tarball carry it), then the rest. An ISO over
+/// budget is not written at all: its size is known from its layout.
+fn write_outputs(
     plan: &Plan,
     tree: &Tree,
     opts: &BuildOptions,
+    work: &Path,
     ui: &Ui,
-) -> anyhow::Result<Written> {
+) -> anyhow::Result<Produced> {
     let name = &plan.image.name;
-    match kind {
-        OutputKind::Initramfs => {
-            let compression = plan.image.compression;
-            let dest = opts.outdir.join(format!("{name}.cpio{}", compression.suffix()));
-            let bar = ui.bytes_bar(tree.iter().map(|(_, e)| e.size()).sum(), "initramfs");
-            let out = archive::initramfs(tree, plan.epoch, compression, &dest, |n| bar.inc(n));
-            bar.finish_and_clear();
-            out
+    let wants = |kind| plan.image.outputs.contains(&kind);
+    let kernel = plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?;
+    let epoch = plan.epoch.unwrap_or_else(crate::ui::now);
+    let mut produced = Produced::default();
+
+    let needs_initramfs = wants(OutputKind::Initramfs)
+        || wants(OutputKind::RamdiskTar)
+        || (wants(OutputKind::Iso) && kernel.is_some());
+    let mut scratch = None;
+    if needs_initramfs {
+        let compression = plan.image.compression;
+        let file = format!("{name}.cpio{}", compression.suffix());
+        let dest = if wants(OutputKind::Initramfs) { opts.outdir.join(&file) } else { work.join(&file) };
+        let bar = ui.bytes_bar(tree.iter().map(|(_, e)| e.size()).sum(), "initramfs");
+        let out = ui
+            .step("initramfs", || archive::initramfs(tree, plan.epoch, compression, &dest, |n| bar.inc(n)))?;
+        bar.finish_and_clear();
+        if wants(OutputKind::Initramfs) {
+            produced.record(OutputKind::Initramfs, out, &plan.budget);
+        } else {
+            scratch = Some(out);
         }
-        OutputKind::Dir => archive::dir(tree, &opts.outdir.join(format!("{name}.dir"))),
-        other => bail!("output `{}` is not built by this version of smelt yet", other.name()),
     }
+    let initramfs: Option<PathBuf> =
+        scratch.as_ref().or(produced.written.first()).map(|w| w.pending.temp_path().to_path_buf());
+
+    for kind in &plan.image.outputs {
+        match kind {
+            OutputKind::Initramfs => {}
+            OutputKind::Iso => {
+                let extras = stage::iso_extras(plan)?;
+                let layout = match (&kernel, &initramfs) {
+                    (Some(kernel), Some(initramfs)) => {
+                        let (iso_tree, boot) =
+                            boot::iso_tree(&plan.image, kernel, initramfs, &extras, work, epoch)?;
+                        iso::lay_out(&[&iso_tree], &plan.image.iso_label, epoch, Some(&boot))?
+                    }
+                    _ => iso::lay_out(&[tree, &extras], &plan.image.iso_label, epoch, None)?,
+                };
+                for w in &layout.warnings {
+                    ui.warn(&format!("iso: {w}"));
+                }
+                let dest = opts.outdir.join(format!("{name}.iso"));
+                match budget::check_output(&plan.budget, OutputKind::Iso, layout.size).filter(|c| !c.ok) {
+                    // Fail fast: the layout gave the size, so the ISO is never written.
+                    Some(over) => produced.refuse(OutputKind::Iso, &dest, layout.size, over),
+                    None => {
+                        let out = ui.step("iso", || iso::write(&layout, &dest))?;
+                        produced.record(OutputKind::Iso, out, &plan.budget);
+                    }
+                }
+            }
+            OutputKind::RamdiskTar => {
+                let (Some(kernel), Some(initramfs)) = (&kernel, &initramfs) else {
+                    bail!("output `ramdisk-tar` needs a kernel: set kernel = \"auto\" or a vmlinuz path in [image]");
+                };
+                let dest = opts.outdir.join(format!("{name}.tar"));
+                let out =
+                    ui.step("ramdisk-tar", || ramdisk_tar::write(name, kernel, initramfs, epoch, &dest))?;
+                produced.record(OutputKind::RamdiskTar, out, &plan.budget);
+            }
+            OutputKind::Dir => {
+                let out = ui.step("dir", || archive::dir(tree, &opts.outdir.join(format!("{name}.dir"))))?;
+                if out.skipped > 0 {
+                    ui.warn(&format!(
+                        "dir: {} device nodes cannot be made without privilege and were left out",
+                        out.skipped
+                    ));
+                }
+                produced.record(OutputKind::Dir, out, &plan.budget);
+            }
+            OutputKind::ConfigDrive => unreachable!("refused before building"),
+        }
+    }
+    Ok(produced)
 }
 
 /// Outputs and modes this version cannot make are refused before any work is done.
@@ -126,7 +215,7 @@ fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
         bail!("--per-node images are not built by this version of smelt yet; build one image for the whole client");
     }
     for kind in &plan.image.outputs {
-        if !matches!(kind, OutputKind::Initramfs | OutputKind::Dir) {
+        if *kind == OutputKind::ConfigDrive {
             bail!(
                 "output `{}` (in {}) is not built by this version of smelt yet; remove it from [image] outputs",
                 kind.name(),

@@ -88,6 +88,16 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     Ok(tree)
 }
 
+/// The files elements put under `iso/`: on an ISO beside the image, never in it.
+pub fn iso_extras(plan: &Plan) -> anyhow::Result<Tree> {
+    let mtime = plan.epoch.unwrap_or_else(crate::ui::now);
+    let mut tree = Tree::default();
+    for element in &plan.resolved.elements {
+        overlay::apply_iso(&mut tree, element, mtime)?;
+    }
+    Ok(tree)
+}
+
 /// Runs one phase's hooks, attributing what each changed on disk to its element, and
 /// prints the phase table (script, element, seconds) as DIB does.
 fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &Ui) -> anyhow::Result<()> {

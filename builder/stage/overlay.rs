@@ -1,7 +1,8 @@
-//! `root/` overlays: each element's tree is laid over the image by reference.
+//! Overlays: each element's `root/` laid over the image, and its `iso/` laid over the
+//! ISO-only tree, by reference.
 
 use super::tree::{Entry, Kind, Tree};
-use crate::element::{Element, FileKind};
+use crate::element::{Element, ElementFile, FileKind};
 use crate::path::ImagePath;
 
 /// Adds `root/` of `element`; returns how many entries it placed. Each entry is built
@@ -9,26 +10,48 @@ use crate::path::ImagePath;
 pub fn apply(tree: &mut Tree, element: &Element, mtime: i64) -> anyhow::Result<usize> {
     let mut count = 0;
     element.visit_root(|rel, file| {
-        let fail = |e: String| anyhow::anyhow!("element `{}`: root/{rel}: {e}", element.name);
-        let path = ImagePath::new(rel).map_err(fail)?;
-        let kind = match &file.kind {
-            FileKind::Dir => Kind::Dir,
-            FileKind::Symlink(target) => Kind::Symlink(target.clone()),
-            FileKind::File(source) => match file.stat {
-                Some(s) => Kind::File { source: source.clone(), size: s.size, alloc: s.alloc, link: s.link },
-                None => {
-                    let size = source.read_all()?.len() as u64;
-                    Kind::File { source: source.clone(), size, alloc: size.div_ceil(4096) * 4096, link: None }
-                }
-            },
-        };
-        // Ownership is smelt's record: root, whoever owns the element's files.
-        let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { file.mode };
-        let when = file.stat.map_or(mtime, |s| s.mtime);
-        let entry = Entry { kind, mode, uid: 0, gid: 0, mtime: when, element: element.name.clone() };
-        tree.insert(&path, entry).map_err(fail)?;
+        place(tree, element, "root", rel, file, mtime)?;
         count += 1;
         Ok(())
     })?;
     Ok(count)
+}
+
+/// Adds `iso/` of `element` to the tree of files that go on an ISO beside the image.
+pub fn apply_iso(tree: &mut Tree, element: &Element, mtime: i64) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for (rel, file) in element.files_under("iso") {
+        place(tree, element, "iso", rel, file, mtime)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn place(
+    tree: &mut Tree,
+    element: &Element,
+    folder: &str,
+    rel: &str,
+    file: &ElementFile,
+    mtime: i64,
+) -> anyhow::Result<()> {
+    let fail = |e: String| anyhow::anyhow!("element `{}`: {folder}/{rel}: {e}", element.name);
+    let path = ImagePath::new(rel).map_err(fail)?;
+    let kind = match &file.kind {
+        FileKind::Dir => Kind::Dir,
+        FileKind::Symlink(target) => Kind::Symlink(target.clone()),
+        FileKind::File(source) => match file.stat {
+            Some(s) => Kind::File { source: source.clone(), size: s.size, alloc: s.alloc, link: s.link },
+            None => {
+                let size = source.read_all()?.len() as u64;
+                Kind::File { source: source.clone(), size, alloc: size.div_ceil(4096) * 4096, link: None }
+            }
+        },
+    };
+    // Ownership is smelt's record: root, whoever owns the element's files.
+    let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { file.mode };
+    let when = file.stat.map_or(mtime, |s| s.mtime);
+    let entry = Entry { kind, mode, uid: 0, gid: 0, mtime: when, element: element.name.clone() };
+    tree.insert(&path, entry).map_err(fail)?;
+    Ok(())
 }

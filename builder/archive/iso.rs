@@ -1,0 +1,155 @@
+//! ISO 9660 images (Rock Ridge + Joliet, level 3) written by hadris-iso from the staged
+//! tree, optionally bootable: El Torito for BIOS (isolinux) and UEFI (an EFI system
+//! partition), with an MBR + GPT so the same file boots from a USB stick.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, Context as _};
+use hadris_fs::{Content, DateTime, DeviceNumber, FileType, Node, Owner, Permissions, SetAttr};
+use hadris_iso::{
+    AppendedPartition, BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel, IsoOptions, NameCase,
+};
+
+use super::Written;
+use crate::io::atomic::Pending;
+use crate::io::source::Source;
+use crate::stage::tree::{Kind, Tree};
+
+/// What makes an ISO bootable; every path is inside the ISO.
+pub struct Boot {
+    /// The isolinux boot image (`isolinux/isolinux.bin`), patched with a boot info table.
+    pub bios_image: String,
+    pub catalog: String,
+    /// isohybrid MBR boot code (syslinux `isohdpfx.bin`).
+    pub mbr_code: Vec<u8>,
+    /// The EFI system partition, a FAT image.
+    pub esp: Vec<u8>,
+}
+
+/// An ISO laid out but not written: its size is known, so budgets are checked before
+/// a byte is written.
+pub struct Layout {
+    tree: hadris_fs::Tree,
+    options: IsoOptions,
+    pub size: u64,
+    /// What the format could not store as asked (hadris's report), for the user.
+    pub warnings: Vec<String>,
+}
+
+/// Lays out `layers` (later ones over earlier ones) as an ISO labelled `label`, dated
+/// `epoch` (every timestamp is clamped to it), bootable when `boot` is given.
+pub fn lay_out(layers: &[&Tree], label: &str, epoch: i64, boot: Option<&Boot>) -> anyhow::Result<Layout> {
+    let time = DateTime::from_unix_seconds(epoch).map_err(|e| anyhow!("date {epoch}: {e:?}"))?;
+    let mut htree = hadris_fs::Tree::new();
+    for layer in layers {
+        add_layer(&mut htree, layer, epoch)?;
+    }
+    let mut options = IsoOptions::new()
+        .with_id(IsoId::Volume, label)
+        .with_id(IsoId::Application, "SMELT")
+        .with_level(IsoLevel::L3)
+        .with_name_case(NameCase::Preserve)
+        .with_joliet()
+        .with_rock_ridge()
+        .with_time(time);
+    if let Some(b) = boot {
+        let bios = BootEntry::bios(&b.bios_image).with_load_size(4).with_boot_info(BootInfo::Table);
+        options = options
+            .with_el_torito(
+                ElTorito::new()
+                    .with_entry(bios)
+                    .with_entry(BootEntry::uefi_appended(0))
+                    .with_catalog_path(&b.catalog),
+            )
+            .with_hybrid(
+                Hybrid::gpt_hybrid_mbr()
+                    .with_bootstrap(&b.mbr_code)
+                    .with_appended(AppendedPartition::esp(Content::bytes(b.esp.clone()))),
+            );
+    }
+    let report = hadris_iso::plan(&htree, &options).map_err(|e| anyhow!("laying out the ISO: {e}"))?;
+    let warnings = report
+        .warnings()
+        .iter()
+        .map(|w| {
+            let path = w.path().map(|p| format!("/{}: ", String::from_utf8_lossy(p))).unwrap_or_default();
+            let stored = w
+                .stored_as()
+                .map(|s| format!(" (stored as {})", String::from_utf8_lossy(s)))
+                .unwrap_or_default();
+            format!("{path}{}{stored}", w.message())
+        })
+        .collect();
+    Ok(Layout { size: report.size(), tree: htree, options, warnings })
+}
+
+/// Writes a laid-out ISO under a temporary name next to `dest`, streaming file data
+/// from its sources, and checks the size matches the layout.
+pub fn write(layout: &Layout, dest: &Path) -> anyhow::Result<Written> {
+    let pending = Pending::new(dest);
+    let file = pending.create_file()?;
+    let device = hadris_storage::host::FileDevice::new(file).context("opening the ISO for writing")?;
+    let report = hadris_iso::sync::write(device, &layout.tree, &layout.options)
+        .map_err(|e| anyhow!("writing {}: {e}", dest.display()))?;
+    let bytes = std::fs::metadata(pending.temp_path())?.len();
+    if bytes != report.size() || bytes != layout.size {
+        anyhow::bail!("writing {}: {bytes} bytes written, {} laid out", dest.display(), layout.size);
+    }
+    let sha256 = crate::io::count::sha256_file(pending.temp_path())?;
+    Ok(Written { pending, bytes, sha256: Some(sha256), skipped: 0 })
+}
+
+/// Adds staged records to hadris's input tree: smelt's modes, owners and clamped mtimes
+/// on every node, hard links as links, devices with their numbers. An entry already
+/// there is replaced, except a directory by a directory.
+fn add_layer(out: &mut hadris_fs::Tree, tree: &Tree, epoch: i64) -> anyhow::Result<()> {
+    let mut first_link: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for (path, e) in tree.iter() {
+        let name = path.as_str();
+        let fail = |err: hadris_fs::PathError| anyhow!("ISO entry {path}: {err}");
+        if let Kind::File { link: Some(key), .. } = &e.kind {
+            if let Some(existing) = first_link.get(key) {
+                out.link(existing.as_str(), name).map_err(fail)?;
+                continue;
+            }
+            first_link.insert(*key, name.to_string());
+        }
+        let node = match &e.kind {
+            Kind::Dir => Node::dir(),
+            Kind::File { source, size, .. } => Node::file(content(source, *size)?),
+            Kind::Symlink(t) => Node::symlink(t.as_bytes()),
+            Kind::Char(ma, mi) => Node::special(FileType::CharDevice, Some(DeviceNumber::new(*ma, *mi))),
+            Kind::Block(ma, mi) => Node::special(FileType::BlockDevice, Some(DeviceNumber::new(*ma, *mi))),
+            Kind::Fifo => Node::special(FileType::Fifo, None),
+        };
+        let mtime =
+            DateTime::from_unix_seconds(e.mtime.min(epoch).max(0)).map_err(|er| anyhow!("{path}: {er:?}"))?;
+        let attrs = SetAttr::new()
+            .with_modified(mtime)
+            .with_accessed(mtime)
+            .with_created(mtime)
+            .with_permissions(Permissions::new(e.mode))
+            .with_owner(Owner::new(e.uid, e.gid));
+        match out.get(name) {
+            Some(existing) if existing.file_type() == FileType::Dir && node.file_type() == FileType::Dir => {}
+            Some(_) => out.replace(name, node.with_attrs(attrs)).map_err(fail)?,
+            None => out.insert(name, node.with_attrs(attrs)).map_err(fail)?,
+        }
+    }
+    Ok(())
+}
+
+fn content(source: &Source, size: u64) -> anyhow::Result<Content> {
+    Ok(match source {
+        Source::Host(p) => {
+            let c = hadris_fs::host::file(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+            if c.len() != size {
+                anyhow::bail!("{} changed size while the image was built", p.display());
+            }
+            c
+        }
+        Source::Static(b) => Content::bytes(b.to_vec()),
+        Source::Bytes(b) => Content::bytes(b.to_vec()),
+    })
+}

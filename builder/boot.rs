@@ -1,0 +1,176 @@
+//! Bootable media: the kernel, the boot loaders found on the host (isolinux for BIOS,
+//! GRUB for UEFI) and the configs, rendered from `templates/boot/`, that tie them to
+//! the image's initramfs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use serde_json::json;
+
+use crate::archive::{esp, iso::Boot};
+use crate::config::image::{Image, Kernel};
+use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::stage::tree::{Entry, Kind, Tree};
+
+const ISOLINUX_CFG: &str = include_str!("../templates/boot/isolinux.cfg.tera");
+const GRUB_CFG: &str = include_str!("../templates/boot/grub.cfg.tera");
+const GRUB_EARLY_CFG: &str = include_str!("../templates/boot/grub-early.cfg.tera");
+
+/// Where things go on a bootable ISO.
+const KERNEL: &str = "/boot/vmlinuz";
+const INITRD: &str = "/boot/initrd.img";
+
+/// GRUB modules the UEFI loader carries: enough to find the ISO by label (on a CD or
+/// on a USB stick's partitions), read its config and boot Linux with a serial console.
+const GRUB_MODULES: &[&str] = &[
+    "normal",
+    "configfile",
+    "linux",
+    "search",
+    "search_label",
+    "iso9660",
+    "part_gpt",
+    "part_msdos",
+    "fat",
+    "serial",
+    "terminal",
+    "echo",
+    "test",
+    "gzio",
+    "efi_gop",
+    "all_video",
+];
+
+/// The kernel an image names: a path, or the host's newest `/boot/vmlinuz-*`.
+pub fn kernel_path(kernel: &Kernel) -> anyhow::Result<PathBuf> {
+    match kernel {
+        Kernel::Path(p) if p.is_file() => Ok(p.clone()),
+        Kernel::Path(p) => {
+            bail!("kernel {} does not exist; set `kernel` in image.toml to a vmlinuz file", p.display())
+        }
+        Kernel::Auto => {
+            let mut found: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir("/boot")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let release = name.strip_prefix("vmlinuz-")?.to_string();
+                    let key =
+                        release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+                    Some((key, e.path()))
+                })
+                .collect();
+            found.sort();
+            found.pop().map(|(_, p)| p).context(
+                "kernel = \"auto\" found no /boot/vmlinuz-*; install a kernel (Debian: linux-image-cloud-amd64) \
+                 or set `kernel` in image.toml to a vmlinuz file",
+            )
+        }
+    }
+}
+
+fn host_file(candidates: &[&str], package: &str) -> anyhow::Result<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file()).with_context(|| {
+        format!("a bootable ISO needs {} from the host; install {package} (Debian/Ubuntu)", candidates[0])
+    })
+}
+
+/// The GRUB UEFI loader, built by the host's grub-mkimage with an early config that
+/// finds the ISO by its label. Its output is the same bytes for the same inputs.
+fn grub_efi(early_cfg: &str, work: &Path) -> anyhow::Result<Vec<u8>> {
+    let cfg = work.join("grub-early.cfg");
+    let out = work.join("bootx64.efi");
+    std::fs::write(&cfg, early_cfg)?;
+    let status = Command::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-c"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .args(GRUB_MODULES)
+        .output()
+        .context(
+            "a bootable ISO needs grub-mkimage; install grub-efi-amd64-bin and grub-common (Debian/Ubuntu)",
+        )?;
+    if !status.status.success() {
+        bail!("grub-mkimage failed: {}", String::from_utf8_lossy(&status.stderr).trim());
+    }
+    std::fs::read(&out).context("reading the GRUB image")
+}
+
+fn render(template: &str, name: &str, image: &Image) -> anyhow::Result<Vec<u8>> {
+    let ctx = json!({
+        "image": { "name": image.name, "cmdline": image.cmdline, "iso_label": image.iso_label },
+        "kernel": KERNEL,
+        "initrd": INITRD,
+    });
+    let context = tera::Context::from_serialize(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(Vec::<&str>::new());
+    Ok(tera
+        .render_str(template, &context, false)
+        .map_err(|e| anyhow::anyhow!("rendering templates/boot/{name}: {e}"))?
+        .into_bytes())
+}
+
+/// The tree of a bootable ISO — kernel, initramfs, loaders and configs, over the
+/// elements' `iso/` files — and what El Torito and the hybrid tables need.
+pub fn iso_tree(
+    image: &Image,
+    kernel: &Path,
+    initramfs: &Path,
+    extras: &Tree,
+    work: &Path,
+    mtime: i64,
+) -> anyhow::Result<(Tree, Boot)> {
+    let isolinux =
+        host_file(&["/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/isolinux.bin"], "isolinux")?;
+    let ldlinux = host_file(
+        &["/usr/lib/syslinux/modules/bios/ldlinux.c32", "/usr/lib/syslinux/ldlinux.c32"],
+        "syslinux-common",
+    )?;
+    let isohdpfx =
+        host_file(&["/usr/lib/ISOLINUX/isohdpfx.bin", "/usr/lib/syslinux/isohdpfx.bin"], "isolinux")?;
+    let grub = grub_efi(&String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?, work)?;
+
+    let mut tree = extras.clone();
+    let mut put = |path: &str, source: Source| -> anyhow::Result<()> {
+        let size = match &source {
+            Source::Host(p) => {
+                std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len()
+            }
+            Source::Bytes(b) => b.len() as u64,
+            Source::Static(b) => b.len() as u64,
+        };
+        let entry = Entry {
+            kind: Kind::File { source, size, alloc: size.next_multiple_of(2048), link: None },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime,
+            element: "smelt".into(),
+        };
+        let at = ImagePath::new(path).map_err(anyhow::Error::msg)?;
+        tree.insert(&at, entry).map_err(|e| anyhow::anyhow!("ISO path {path}: {e}"))?;
+        Ok(())
+    };
+    put(KERNEL, Source::Host(kernel.to_path_buf()))?;
+    put(INITRD, Source::Host(initramfs.to_path_buf()))?;
+    put("isolinux/isolinux.bin", Source::Host(isolinux))?;
+    put("isolinux/ldlinux.c32", Source::Host(ldlinux))?;
+    put("isolinux/isolinux.cfg", Source::Bytes(render(ISOLINUX_CFG, "isolinux.cfg.tera", image)?.into()))?;
+    put("boot/grub/grub.cfg", Source::Bytes(render(GRUB_CFG, "grub.cfg.tera", image)?.into()))?;
+    let esp = esp::fat_image(&[("EFI/BOOT/BOOTX64.EFI", &grub)])?;
+    let mbr_code = std::fs::read(&isohdpfx)?;
+    Ok((
+        tree,
+        Boot {
+            bios_image: "isolinux/isolinux.bin".into(),
+            catalog: "isolinux/boot.cat".into(),
+            mbr_code,
+            esp,
+        },
+    ))
+}
