@@ -4,12 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio libarchive-tools zstd xz-utils)
-need_cmds=(qemu-system-x86_64 busybox cpio bsdtar zstd xz)
+packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio libarchive-tools zstd xz-utils
+          isolinux syslinux-common ovmf grub-efi-amd64-bin grub-common xorriso genisoimage)
+need_cmds=(qemu-system-x86_64 busybox cpio bsdtar zstd xz xorriso isoinfo grub-mkimage)
+need_files=(/usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin /usr/lib/syslinux/modules/bios/ldlinux.c32
+            /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/lib/grub/x86_64-efi/linux.mod)
 
 missing_cmds() {
   local m=()
   for c in "${need_cmds[@]}"; do command -v "$c" >/dev/null 2>&1 || m+=("$c"); done
+  for f in "${need_files[@]}"; do [ -e "$f" ] || m+=("$f"); done
   compgen -G '/boot/vmlinuz-*' >/dev/null || m+=("a kernel in /boot/vmlinuz-*")
   echo "${m[@]:-}"
 }

@@ -111,9 +111,17 @@ pub fn kernel() -> PathBuf {
 static QEMU_SLOTS: Mutex<u32> = Mutex::new(0);
 static QEMU_FREE: Condvar = Condvar::new();
 
-/// Boots `initrd` with `kernel` under TCG and returns the serial console output. At
-/// most two boots run at once: the machine has two cores.
+/// Boots `initrd` with the host kernel under TCG and returns the serial console.
 pub fn boot(initrd: &Path, append: &str) -> String {
+    let mut args: Vec<String> = vec!["-kernel".into(), kernel().display().to_string(), "-initrd".into()];
+    args.push(initrd.display().to_string());
+    args.extend(["-append".into(), format!("console=ttyS0 panic=-1 {append}")]);
+    qemu(&args)
+}
+
+/// Runs QEMU (TCG, 512 MiB, serial on stdout, no reboot) with `args` and returns what
+/// the guest printed. At most two guests run at once: the machine has two cores.
+pub fn qemu<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     {
         let mut busy = QEMU_SLOTS.lock().unwrap();
         while *busy >= 2 {
@@ -122,22 +130,8 @@ pub fn boot(initrd: &Path, append: &str) -> String {
         *busy += 1;
     }
     let out = Command::new("timeout")
-        .args([
-            "120",
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-nographic",
-            "-no-reboot",
-            "-kernel",
-        ])
-        .arg(kernel())
-        .arg("-initrd")
-        .arg(initrd)
-        .arg("-append")
-        .arg(format!("console=ttyS0 panic=-1 {append}"))
+        .args(["180", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot"])
+        .args(args)
         .output()
         .unwrap();
     *QEMU_SLOTS.lock().unwrap() -= 1;

@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context as _};
 use hadris_fs::{Content, DateTime, DeviceNumber, FileType, Node, Owner, Permissions, SetAttr};
 use hadris_iso::{
     AppendedPartition, BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel, IsoOptions, NameCase,
+    Relocation,
 };
 
 use super::Written;
@@ -52,6 +53,9 @@ pub fn lay_out(layers: &[&Tree], label: &str, epoch: i64, boot: Option<&Boot>) -
         .with_name_case(NameCase::Preserve)
         .with_joliet()
         .with_rock_ridge()
+        // Directories deeper than ISO 9660's 8 levels move to a hidden `.rr_moved` (Rock
+        // Ridge relocation; Linux and libarchive follow it back to where they belong).
+        .with_relocation(Relocation::DotRrMoved)
         .with_time(time);
     if let Some(b) = boot {
         let bios = BootEntry::bios(&b.bios_image).with_load_size(4).with_boot_info(BootInfo::Table);

@@ -140,6 +140,17 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
             Compression::default()
         }
     };
+    let iso_label = r.iso_label.clone().unwrap_or_else(|| default_label(&r.name));
+    if iso_label.is_empty()
+        || iso_label.len() > 32
+        || !iso_label.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        errs.push(file.error_at(
+            &["image", "iso-label"],
+            format!("iso-label `{iso_label}` is not an ISO 9660 volume label"),
+            Some("use 1 to 32 upper-case letters, digits and `_`; BIOS and UEFI loaders find the ISO by it".into()),
+        ));
+    }
     let dir = file.path.parent().unwrap_or(Path::new("."));
     let kernel = r.kernel.map(|k| match k.as_str() {
         "auto" => Kernel::Auto,
@@ -150,7 +161,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     }
     Ok(Image {
         file: file.path.clone(),
-        iso_label: r.iso_label.unwrap_or_else(|| r.name.to_uppercase().replace(['.', '-'], "_")),
+        iso_label,
         name: r.name,
         elements: r.elements,
         outputs,
@@ -160,6 +171,14 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         budget: r.budget.map(|b| dir.join(b)),
         params: raw.params,
     })
+}
+
+/// The image name as a volume label: upper case, `_` for anything else, 32 at most.
+fn default_label(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .take(32)
+        .collect()
 }
 
 /// Diagnostics for `[params.X]` tables that name elements not in the build, located in
@@ -195,6 +214,18 @@ mod tests {
         let img = parse("[image]\nname = \"a\"\nelements = [\"init\"]\n").unwrap();
         assert_eq!(img.outputs, vec![OutputKind::Initramfs]);
         assert_eq!(img.compression, Compression::Zstd(3));
+        assert_eq!(
+            parse("[image]\nname = \"acme-kit.v2\"\nelements = [\"init\"]\n").unwrap().iso_label,
+            "ACME_KIT_V2"
+        );
+    }
+
+    #[test]
+    fn iso_labels_are_checked() {
+        let e =
+            parse("[image]\nname = \"a\"\nelements = [\"init\"]\niso-label = \"acme kit\"\n").unwrap_err();
+        assert_eq!(e.0[0].message, "iso-label `acme kit` is not an ISO 9660 volume label");
+        assert_eq!(e.0[0].at, Some((4, 13)));
     }
 
     #[test]

@@ -203,6 +203,8 @@ fn write_outputs(
             OutputKind::ConfigDrive => unreachable!("refused before building"),
         }
     }
+    // Report outputs in the order the image lists them, whatever order they were made in.
+    produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
     Ok(produced)
 }
 

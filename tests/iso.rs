@@ -1,0 +1,328 @@
+//! ISO and ramdisk-tar outputs: booted three ways, read by xorriso, isoinfo and bsdtar,
+//! mounted by a guest kernel, and reproducible.
+
+use std::collections::BTreeMap;
+
+use crate::util::{boot, kernel, qemu, sh, Dir};
+
+/// A bootable image whose start-up step prints a marker, plus a file under `iso/`.
+fn bootable(dir: &Dir) {
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"boot\"\nelements = [\"base-busybox\", \"init\", \"marker\"]\n\
+         outputs = [\"iso\", \"ramdisk-tar\"]\nkernel = \"auto\"\niso-label = \"SMELTBOOT\"\n\
+         cmdline = \"console=ttyS0,115200 panic=-1 smelt.then=poweroff\"\n",
+    );
+    dir.write("elements/marker/element.toml", "description = \"marker\"\n");
+    dir.write(
+        "elements/marker/root/etc/smelt/init.d/50-marker",
+        "#!/bin/sh\necho \"ISO boot marker: $(uname -r)\"\n",
+    );
+    dir.write("elements/marker/iso/README.txt", "beside the image\n");
+}
+
+#[test]
+fn a_bootable_iso_boots_from_bios_cd_usb_disk_and_uefi_cd() {
+    let dir = Dir::new();
+    bootable(&dir);
+    dir.build(&[]).ok();
+    let iso = dir.path("out/boot.iso");
+    let iso = iso.to_str().unwrap();
+    let vars = dir.path("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("ovmf is installed");
+    let ways: [(&str, Vec<String>); 3] = [
+        ("BIOS CD", vec!["-boot".into(), "d".into(), "-cdrom".into(), iso.into()]),
+        ("isohybrid disk", vec!["-drive".into(), format!("file={iso},format=raw,if=ide,snapshot=on")]),
+        (
+            "UEFI CD",
+            vec![
+                "-drive".into(),
+                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+                "-drive".into(),
+                format!("if=pflash,format=raw,file={}", vars.display()),
+                "-cdrom".into(),
+                iso.into(),
+            ],
+        ),
+    ];
+    let release = kernel().file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let consoles: Vec<(&str, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ways.iter().map(|(how, args)| (*how, s.spawn(|| qemu(args)))).collect();
+        handles.into_iter().map(|(how, h)| (how, h.join().unwrap())).collect()
+    });
+    for (how, console) in consoles {
+        assert!(
+            console.contains(&format!("ISO boot marker: {release}")),
+            "{how}: no marker on serial:\n{console}"
+        );
+        assert!(console.contains("smelt-init: then: poweroff"), "{how}:\n{console}");
+    }
+}
+
+#[test]
+fn the_ramdisk_tarball_holds_the_kernel_and_a_bootable_initramfs() {
+    let dir = Dir::new();
+    bootable(&dir);
+    dir.build(&[]).ok();
+    let tar = dir.path("out/boot.tar");
+    let listing = sh(&format!("bsdtar -tvf {} --numeric-owner", tar.display()));
+    let names: Vec<&str> = listing.lines().map(|l| l.split_whitespace().last().unwrap()).collect();
+    assert_eq!(names, ["boot.kernel", "boot.initramfs"]);
+    assert!(listing.lines().all(|l| l.starts_with("-rw-r--r--  0 0      0")), "{listing}");
+    let x = dir.path("x");
+    std::fs::create_dir(&x).unwrap();
+    sh(&format!("cd {} && bsdtar -xf {}", x.display(), tar.display()));
+    assert_eq!(std::fs::read(x.join("boot.kernel")).unwrap(), std::fs::read(kernel()).unwrap());
+    let console = boot(&x.join("boot.initramfs"), "smelt.then=poweroff");
+    assert!(console.contains("ISO boot marker"), "{console}");
+}
+
+/// A data image: files with contents to checksum, a hard link, symlinks, a setuid file,
+/// a declared owner, a deep directory and a long name.
+fn data_image(dir: &Dir) {
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"data\"\nelements = [\"payload\"]\noutputs = [\"iso\"]\niso-label = \"FIELDKIT\"\n",
+    );
+    dir.write(
+        "elements/payload/element.toml",
+        "description = \"payload\"\n[[permissions]]\npath = \"opt/kit/bin/tool\"\nmode = \"4755\"\n\
+         [[permissions]]\npath = \"home/field/**\"\nuid = 1000\ngid = 1000\n",
+    );
+    let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    dir.write("elements/payload/root/opt/kit/data/lines.txt", &text);
+    dir.write("elements/payload/root/opt/kit/bin/tool", "#!/bin/sh\necho tool\n");
+    dir.write("elements/payload/root/home/field/notes.md", "# notes\n");
+    dir.write("elements/payload/root/a/b/c/d/e/f/g/h/i/deep.txt", "deep\n");
+    dir.write(&format!("elements/payload/root/opt/kit/{}.conf", "long-name-".repeat(7)), "x = 1\n");
+    std::fs::hard_link(
+        dir.path("elements/payload/root/opt/kit/data/lines.txt"),
+        dir.path("elements/payload/root/opt/kit/data/same.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("data/lines.txt", dir.path("elements/payload/root/opt/kit/latest")).unwrap();
+    std::os::unix::fs::symlink("/opt/kit/bin/tool", dir.path("elements/payload/root/opt/kit/tool")).unwrap();
+    dir.write("elements/payload/iso/AUTORUN.TXT", "not in the image\n");
+}
+
+type Listing = BTreeMap<String, (String, Option<u64>, Option<String>)>;
+
+/// path → (mode string, size of regular files, link target) from `ls -l`-like lines
+/// whose last fields are `name` or `name -> target`, given where the name starts.
+fn listing(text: &str, size_field: usize, name_field: usize) -> Listing {
+    let mut out = Listing::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let rest = f[name_field..].join(" ");
+        let (name, target) = match rest.split_once(" -> ") {
+            Some((n, t)) => (n.to_string(), Some(t.trim_matches('\'').to_string())),
+            None => (rest, None),
+        };
+        let name = name.trim_matches('\'').trim_start_matches("./").trim_start_matches('/').to_string();
+        let size = f[0].starts_with('-').then(|| f[size_field].parse().unwrap());
+        out.insert(name, (f[0].to_string(), size, target));
+    }
+    out.remove("");
+    out.remove(".");
+    out
+}
+
+fn report_listing(dir: &Dir) -> Listing {
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    let mut out = Listing::new();
+    for e in report["entries"].as_array().unwrap() {
+        let kind = e["kind"].as_str().unwrap();
+        let mode = u32::from_str_radix(e["mode"].as_str().unwrap(), 8).unwrap();
+        let bits = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"];
+        let mut m = format!(
+            "{kind}{}{}{}",
+            bits[(mode >> 6 & 7) as usize],
+            bits[(mode >> 3 & 7) as usize],
+            bits[(mode & 7) as usize]
+        );
+        if mode & 0o4000 != 0 {
+            m.replace_range(3..4, if mode & 0o100 != 0 { "s" } else { "S" });
+        }
+        let size = (kind == "-").then(|| e["size"].as_u64().unwrap());
+        let target = e.get("target").and_then(|t| t.as_str()).map(String::from);
+        out.insert(e["path"].as_str().unwrap().trim_start_matches('/').to_string(), (m, size, target));
+    }
+    out
+}
+
+#[test]
+fn xorriso_isoinfo_and_bsdtar_read_the_data_iso_as_the_report_lists_it() {
+    let dir = Dir::new();
+    data_image(&dir);
+    dir.build(&[]).ok();
+    let iso = dir.path("out/data.iso");
+    let mut expected = report_listing(&dir);
+    expected.insert("AUTORUN.TXT".into(), ("-rw-r--r--".into(), Some(17), None));
+    let mut xorriso =
+        listing(&sh(&format!("xorriso -indev {} -find / -exec lsdl 2>/dev/null", iso.display())), 4, 8);
+    // a/b/c/d/e/f/g/h/i is deeper than ISO 9660 allows: Rock Ridge relocates it under a
+    // hidden .rr_moved, which xorriso shows and the kernel and libarchive hide.
+    assert_eq!(xorriso.remove(".rr_moved").map(|e| e.0), Some("drwxr-xr-x".to_string()));
+    let bsdtar_text = sh(&format!("bsdtar -tvf {}", iso.display()));
+    // bsdtar names the second name of a hard link "X link to Y": check it, then read the
+    // entry as the file it is.
+    assert!(
+        bsdtar_text.contains("./opt/kit/data/same.txt link to ./opt/kit/data/lines.txt"),
+        "{bsdtar_text}"
+    );
+    let mut bsdtar = listing(&bsdtar_text.replace(" link to ./opt/kit/data/lines.txt", ""), 4, 8);
+    if let Some(e) = bsdtar.get_mut("opt/kit/data/same.txt") {
+        e.1 = expected["opt/kit/data/same.txt"].1;
+    }
+    // isoinfo lists directory by directory; rebuild full paths from its headers.
+    let mut isoinfo_lines = String::new();
+    let mut current = String::new();
+    for line in sh(&format!("isoinfo -R -l -i {}", iso.display())).lines() {
+        if let Some(d) = line.strip_prefix("Directory listing of ") {
+            current = d.trim().to_string();
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 12 || f[11..].join(" ").is_empty() {
+            continue;
+        }
+        let name = f[11..].join(" ");
+        if name == "." || name == ".." {
+            continue;
+        }
+        isoinfo_lines.push_str(&format!("{} 1 0 0 {} x x x {current}{name}\n", f[0], f[4]));
+    }
+    let isoinfo = listing(&isoinfo_lines, 4, 8);
+    for (tool, got) in [("xorriso", &xorriso), ("bsdtar", &bsdtar)] {
+        let differ: Vec<String> = expected
+            .iter()
+            .filter(|(p, e)| got.get(*p) != Some(e))
+            .map(|(p, e)| format!("{p}: report {e:?}, {tool} {:?}", got.get(p)))
+            .chain(got.keys().filter(|p| !expected.contains_key(*p)).map(|p| format!("{p}: only in {tool}")))
+            .collect();
+        assert!(differ.is_empty(), "{tool} disagrees:\n{}", differ.join("\n"));
+    }
+    // isoinfo prints no link targets or setuid bits, and lists relocated directories
+    // where they physically are (it does not follow Rock Ridge relocation): compare
+    // names, modes and sizes outside the relocated subtree.
+    let strip = |l: &Listing| -> BTreeMap<String, (String, Option<u64>)> {
+        l.iter()
+            .filter(|(p, _)| !p.starts_with(".rr_moved") && !p.starts_with("a/b/c/d/e/f/g/h/"))
+            .map(|(p, (m, s, _))| (p.clone(), (m.replace('s', "x"), *s)))
+            .collect()
+    };
+    assert_eq!(strip(&isoinfo), strip(&expected), "isoinfo disagrees");
+    assert_eq!(isoinfo[".rr_moved/h/i/deep.txt"].1, Some(5));
+}
+
+#[test]
+fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
+    let dir = Dir::new();
+    data_image(&dir);
+    dir.build(&[]).ok();
+    // A ramdisk that loads virtio_blk and isofs from the host kernel, mounts the ISO
+    // and prints checksums of what it reads.
+    let release = kernel().file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let modules = [
+        "virtio_ring",
+        "virtio",
+        "virtio_pci_legacy_dev",
+        "virtio_pci_modern_dev",
+        "virtio_pci",
+        "virtio_blk",
+        "cdrom",
+        "isofs",
+    ];
+    for m in modules {
+        let found = sh(&format!("find /lib/modules/{release}/kernel -name '{m}.ko*' | head -1"));
+        let found = found.trim();
+        assert!(found.ends_with(".ko"), "{m}: need an uncompressed module, found {found:?}");
+        std::fs::create_dir_all(dir.path("elements/reader/root/modules")).unwrap();
+        std::fs::copy(found, dir.path(&format!("elements/reader/root/modules/{m}.ko"))).unwrap();
+    }
+    dir.write(
+        "elements/reader/root/etc/smelt/init.d/50-read",
+        &format!(
+            "#!/bin/sh\nfor m in {}; do insmod /modules/$m.ko; done\n\
+             i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n\
+             mkdir -p /mnt && mount -t iso9660 -o ro /dev/vda /mnt && cd /mnt && \
+             sha256sum opt/kit/data/lines.txt opt/kit/data/same.txt a/b/c/d/e/f/g/h/i/deep.txt opt/kit/latest && \
+             echo \"mode $(stat -c %a opt/kit/bin/tool) owner $(stat -c %u:%g home/field/notes.md)\"\n",
+            modules.join(" ")
+        ),
+    );
+    dir.write("reader.toml", "[image]\nname = \"reader\"\nelements = [\"base-busybox\", \"init\", \"reader\"]\n[params.init]\nthen = \"poweroff\"\n");
+    dir.smelt(&["build", "reader.toml", "--elements-path", "elements", "-o", "out"]).ok();
+    let console = qemu(&[
+        "-kernel".to_string(),
+        kernel().display().to_string(),
+        "-initrd".into(),
+        dir.path("out/reader.cpio.zst").display().to_string(),
+        "-append".into(),
+        "console=ttyS0 panic=-1".into(),
+        "-drive".into(),
+        format!("file={},if=virtio,format=raw,readonly=on", dir.path("out/data.iso").display()),
+    ]);
+    let root = dir.path("elements/payload/root");
+    let sum = |p: &str| {
+        sh(&format!("sha256sum < {}", root.join(p).display())).split_whitespace().next().unwrap().to_string()
+    };
+    for (path, source) in [
+        ("opt/kit/data/lines.txt", "opt/kit/data/lines.txt"),
+        ("opt/kit/data/same.txt", "opt/kit/data/lines.txt"),
+        ("a/b/c/d/e/f/g/h/i/deep.txt", "a/b/c/d/e/f/g/h/i/deep.txt"),
+        ("opt/kit/latest", "opt/kit/data/lines.txt"),
+    ] {
+        assert!(
+            console.contains(&format!("{}  {path}", sum(source))),
+            "{path} does not check out in the guest:\n{console}"
+        );
+    }
+    assert!(console.contains("mode 4755 owner 1000:1000"), "{console}");
+}
+
+#[test]
+fn isos_and_tarballs_are_reproducible() {
+    let outputs: Vec<Vec<Vec<u8>>> = (0..2)
+        .map(|i| {
+            if i == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(1100));
+            }
+            let dir = Dir::new();
+            bootable(&dir);
+            dir.smelt_env(
+                &["build", "image.toml", "--elements-path", "elements", "-o", "out", "-q"],
+                &[("SOURCE_DATE_EPOCH", "1700000000")],
+            )
+            .ok();
+            let data = Dir::new();
+            data_image(&data);
+            data.smelt_env(
+                &["build", "image.toml", "--elements-path", "elements", "-o", "out", "-q"],
+                &[("SOURCE_DATE_EPOCH", "1700000000")],
+            )
+            .ok();
+            ["out/boot.iso", "out/boot.tar"]
+                .iter()
+                .map(|p| std::fs::read(dir.path(p)).unwrap())
+                .chain([std::fs::read(data.path("out/data.iso")).unwrap()])
+                .collect()
+        })
+        .collect();
+    for (i, name) in ["boot.iso", "boot.tar", "data.iso"].iter().enumerate() {
+        assert!(outputs[0][i] == outputs[1][i], "{name} differs between two builds");
+    }
+}
+
+#[test]
+fn an_iso_over_budget_fails_fast_and_is_not_written() {
+    let dir = Dir::new();
+    data_image(&dir);
+    dir.write("size-budget.toml", "[output.iso]\nmax = \"100KiB\"\n");
+    let r = dir.build(&[]).fails(3);
+    assert!(r.stderr.contains("smelt: over budget (1 limit exceeded):\n  output iso: "), "{}", r.stderr);
+    assert!(r.stderr.contains("of 100.0 KiB allowed"), "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
