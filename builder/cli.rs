@@ -38,6 +38,24 @@ pub enum Command {
         /// The file to check
         file: PathBuf,
     },
+    /// List what an initramfs (any compression, concatenated archives) or ISO holds
+    Inspect {
+        /// The initramfs or ISO
+        file: PathBuf,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what grew, shrank, appeared and vanished between two outputs
+    Diff {
+        /// The older output
+        old: PathBuf,
+        /// The newer output
+        new: PathBuf,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -23,6 +23,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod element;
+pub mod inspect;
 pub mod io;
 pub mod ops;
 pub mod path;

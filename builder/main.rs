@@ -58,6 +58,8 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             Some(ElementsCmd::Show { name }) => ops::elements::show(&elements_path, &name, json),
         },
         Command::Check { file } => ops::check::check(&file),
+        Command::Inspect { file, json } => ops::inspect::inspect(&file, json),
+        Command::Diff { old, new, json } => ops::diff::diff(&old, &new, json),
     }
 }
 

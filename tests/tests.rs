@@ -5,6 +5,7 @@ mod boot;
 mod cli;
 mod crosscheck;
 mod errors;
+mod inspect;
 mod iso;
 mod repro;
 mod staging;

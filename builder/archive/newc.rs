@@ -236,6 +236,103 @@ fn count_subdirs(tree: &Tree) -> BTreeMap<String, u32> {
     counts
 }
 
+/// One entry read back from a newc archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadEntry {
+    pub name: String,
+    pub ino: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub mtime: u32,
+    pub size: u32,
+    pub rdev: (u32, u32),
+    /// A symlink's target (its data); other data is skipped, not kept.
+    pub target: Option<String>,
+}
+
+/// Reads every entry of the newc archives in `input` (one after another, with zero
+/// padding between them, as the kernel accepts), calling `each` per entry.
+pub fn read_archives(input: &mut dyn io::BufRead, each: &mut dyn FnMut(ReadEntry)) -> anyhow::Result<()> {
+    while skip_padding(input)? {
+        read_archive(input, each)?;
+    }
+    Ok(())
+}
+
+/// Skips zero bytes; false at the end of the input.
+pub fn skip_padding(input: &mut dyn io::BufRead) -> anyhow::Result<bool> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        let zeros = buf.iter().take_while(|b| **b == 0).count();
+        if zeros == 0 {
+            return Ok(true);
+        }
+        input.consume(zeros);
+    }
+}
+
+/// Reads one archive, up to and including its trailer (not reported), calling `each`
+/// per entry. File data is skipped in a stream, never held.
+pub fn read_archive(input: &mut dyn io::BufRead, each: &mut dyn FnMut(ReadEntry)) -> anyhow::Result<()> {
+    loop {
+        let mut header = [0u8; 110];
+        input.read_exact(&mut header).context("reading a cpio header")?;
+        if &header[..6] != MAGIC {
+            bail!(
+                "not a newc cpio header (magic {:?}); smelt reads newc (070701) archives",
+                String::from_utf8_lossy(&header[..6])
+            );
+        }
+        let field = |i: usize| -> anyhow::Result<u32> {
+            let text = std::str::from_utf8(&header[6 + i * 8..14 + i * 8])?;
+            u32::from_str_radix(text, 16).with_context(|| format!("bad cpio header field {text:?}"))
+        };
+        let namesize = field(11)? as usize;
+        let mut name = vec![0u8; namesize];
+        input.read_exact(&mut name).context("reading a cpio name")?;
+        skip(input, (110 + namesize).next_multiple_of(4) - 110 - namesize)?;
+        let name = String::from_utf8_lossy(name.strip_suffix(&[0]).unwrap_or(&name)).into_owned();
+        let (mode, size) = (field(1)?, field(6)?);
+        let target = if mode & 0o170000 == 0o120000 {
+            let mut t = vec![0u8; size as usize];
+            input.read_exact(&mut t).context("reading a symlink target")?;
+            Some(String::from_utf8_lossy(&t).into_owned())
+        } else {
+            skip(input, size as usize)?;
+            None
+        };
+        skip(input, (size as usize).next_multiple_of(4) - size as usize)?;
+        if name == TRAILER {
+            return Ok(());
+        }
+        each(ReadEntry {
+            name,
+            ino: field(0)?,
+            mode,
+            uid: field(2)?,
+            gid: field(3)?,
+            nlink: field(4)?,
+            mtime: field(5)?,
+            size,
+            rdev: (field(9)?, field(10)?),
+            target,
+        });
+    }
+}
+
+fn skip(input: &mut dyn io::BufRead, n: usize) -> anyhow::Result<()> {
+    let copied = io::copy(&mut input.take(n as u64), &mut io::sink())?;
+    if copied != n as u64 {
+        bail!("the cpio archive ends in the middle of an entry");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +359,30 @@ mod tests {
         assert_eq!(&out[..14], b"07070100000002");
         assert_eq!(&out[14..22], b"000081ED");
         assert_eq!(&out[94..102], b"00000005"); // namesize
+    }
+
+    #[test]
+    fn roundtrip() {
+        let mut tree = Tree::default();
+        tree.insert(&ImagePath::new("etc/motd").unwrap(), Entry::bytes(b"hello".to_vec(), 0o644, 9, "e"))
+            .unwrap();
+        tree.insert(&ImagePath::new("bin/sh").unwrap(), Entry::symlink("busybox", 9, "e")).unwrap();
+        let one = write_tree(&tree, None, Vec::new(), |_| {}).unwrap();
+        // Two archives back to back with padding, as a kernel would take them.
+        let mut both = one.clone();
+        both.extend_from_slice(&[0u8; 512]);
+        both.extend_from_slice(&one);
+        let mut seen = Vec::new();
+        read_archives(&mut &both[..], &mut |e| seen.push((e.name, e.mode, e.size, e.target))).unwrap();
+        let first = vec![
+            (".".to_string(), 0o040755, 0, None),
+            ("bin".into(), 0o040755, 0, None),
+            ("bin/sh".into(), 0o120777, 7, Some("busybox".into())),
+            ("etc".into(), 0o040755, 0, None),
+            ("etc/motd".into(), 0o100644, 5, None),
+        ];
+        assert_eq!(seen[..5], first[..]);
+        assert_eq!(seen[5..], first[..]);
     }
 
     #[test]

@@ -3,5 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod diff;
 pub mod elements;
+pub mod inspect;
 pub mod plan;

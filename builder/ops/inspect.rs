@@ -1,0 +1,49 @@
+//! `smelt inspect FILE`: what an initramfs or ISO holds — every path with its type,
+//! mode, owner and size, then the directories that weigh most.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::config::size::human;
+use crate::inspect;
+
+pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<String> {
+    let listing = inspect::read(path)?;
+    let dirs = listing.dir_totals();
+    if as_json {
+        let doc = json!({
+            "file": path.display().to_string(),
+            "format": listing.format,
+            "compressions": listing.compressions,
+            "entries": listing.items.values().collect::<Vec<_>>(),
+            "dirs": dirs,
+            "total_bytes": listing.total_bytes(),
+        });
+        return Ok(serde_json::to_string_pretty(&doc)? + "\n");
+    }
+    let what = match listing.format {
+        "iso" => "ISO 9660".to_string(),
+        _ => format!("initramfs ({})", listing.compressions.join(" + ")),
+    };
+    let mut s = format!(
+        "{}: {what}, {} entries, {} in files\n\n",
+        path.display(),
+        listing.items.len(),
+        human(listing.total_bytes())
+    );
+    for i in listing.items.values() {
+        let target = i.target.as_ref().map_or(String::new(), |t| format!(" -> {t}"));
+        s.push_str(&format!(
+            "{}{} {:>5} {:>5} {:>12}  {}{target}\n",
+            i.kind, i.mode, i.uid, i.gid, i.size, i.path
+        ));
+    }
+    let mut heavy: Vec<(&String, &u64)> = dirs.iter().collect();
+    heavy.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    s.push_str("\nlargest directories:\n");
+    for (dir, bytes) in heavy.into_iter().take(15) {
+        s.push_str(&format!("  {:>12}  {dir}\n", human(*bytes)));
+    }
+    Ok(s)
+}
