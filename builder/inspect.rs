@@ -24,6 +24,9 @@ pub struct Item {
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A device's (major, minor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +145,7 @@ fn item_from_newc(e: newc::ReadEntry) -> Item {
         uid: e.uid,
         gid: e.gid,
         size: if kind == '-' { e.size as u64 } else { 0 },
+        rdev: matches!(kind, 'c' | 'b').then_some(e.rdev),
         target: e.target,
     }
 }
@@ -182,6 +186,7 @@ fn read_iso(path: &Path) -> anyhow::Result<Listing> {
                     gid: owner.map_or(0, |o| o.gid()),
                     size: node.content().map_or(0, |c| c.len()),
                     target: node.target().map(|t| String::from_utf8_lossy(t).into_owned()),
+                    rdev: node.device().map(|d| (d.major(), d.minor())),
                 },
             );
             if kind == 'd' {

@@ -45,8 +45,7 @@ pub fn initramfs(
     let compressor = buffered.into_inner().map_err(|e| e.into_error()).context("writing the initramfs")?;
     let counted = compressor.finish().context("finishing compression")?;
     let (file, bytes, sha256) = counted.into_parts();
-    let file = file.into_inner().map_err(|e| e.into_error()).context("writing the initramfs")?;
-    file.sync_all().context("syncing the initramfs")?;
+    file.into_inner().map_err(|e| e.into_error()).context("writing the initramfs")?;
     Ok(Written { pending, bytes, sha256, skipped: 0 })
 }
 

@@ -38,6 +38,6 @@ pub fn write(
     }
     let counted = tar.into_inner().context("finishing the tarball")?;
     let (buffered, bytes, sha256) = counted.into_parts();
-    buffered.into_inner().map_err(|e| e.into_error()).context("writing the tarball")?.sync_all()?;
+    buffered.into_inner().map_err(|e| e.into_error()).context("writing the tarball")?;
     Ok(Written { pending, bytes, sha256, skipped: 0 })
 }

@@ -34,9 +34,10 @@ pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<String> {
     );
     for i in listing.items.values() {
         let target = i.target.as_ref().map_or(String::new(), |t| format!(" -> {t}"));
+        let size = i.rdev.map_or(i.size.to_string(), |(major, minor)| format!("{major}, {minor}"));
         s.push_str(&format!(
-            "{}{} {:>5} {:>5} {:>12}  {}{target}\n",
-            i.kind, i.mode, i.uid, i.gid, i.size, i.path
+            "{}{} {:>5} {:>5} {size:>12}  {}{target}\n",
+            i.kind, i.mode, i.uid, i.gid, i.path
         ));
     }
     let mut heavy: Vec<(&String, &u64)> = dirs.iter().collect();
