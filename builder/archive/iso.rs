@@ -35,7 +35,13 @@ pub struct Layout {
     options: IsoOptions,
     pub size: u64,
     /// What the format could not store as asked (hadris's report), for the user.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Something an ISO stores differently from the tree: what, and where.
+pub struct Warning {
+    pub what: String,
+    pub path: Option<String>,
 }
 
 /// Lays out `layers` (later ones over earlier ones) as an ISO labelled `label`, dated
@@ -78,23 +84,23 @@ pub fn lay_out(layers: &[&Tree], label: &str, epoch: i64, boot: Option<&Boot>) -
         .flat_map(|l| l.iter())
         .filter(|(_, e)| matches!(e.kind, Kind::Char(..) | Kind::Block(..)))
         .count();
-    let mut warnings: Vec<String> = report
+    let mut warnings: Vec<Warning> = report
         .warnings()
         .iter()
         .map(|w| {
-            let path = w.path().map(|p| format!("/{}: ", String::from_utf8_lossy(p))).unwrap_or_default();
-            let stored = w
-                .stored_as()
-                .map(|s| format!(" (stored as {})", String::from_utf8_lossy(s)))
-                .unwrap_or_default();
-            format!("{path}{}{stored}", w.message())
+            let path = w.path().map(|p| format!("/{}", String::from_utf8_lossy(p)));
+            let stored = w.stored_as().map(|s| format!(" (stored as {})", String::from_utf8_lossy(s)));
+            Warning { what: w.message().to_string(), path: path.map(|p| p + &stored.unwrap_or_default()) }
         })
         .collect();
     if devices > 0 {
-        warnings.push(format!(
-            "{devices} device nodes: Linux reads their numbers right; xorriso and bsdtar show other numbers \
-             (hadris-iso writes Rock Ridge device numbers as major/minor halves)"
-        ));
+        warnings.push(Warning {
+            what: format!(
+                "{devices} device nodes: Linux reads their numbers right; xorriso and bsdtar show other numbers \
+                 (hadris-iso writes Rock Ridge device numbers as major/minor halves)"
+            ),
+            path: None,
+        });
     }
     Ok(Layout { size: report.size(), tree: htree, options, warnings })
 }
@@ -127,13 +133,14 @@ struct HashingDevice<D> {
     inner: D,
     next: u64,
     in_order: bool,
+    batch: Vec<u8>,
     chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     hasher: Option<std::thread::JoinHandle<(u64, String)>>,
 }
 
 impl<D: hadris_storage::sync::BlockDevice> HashingDevice<D> {
     fn new(inner: D) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let hasher = std::thread::spawn(move || {
             let mut w = crate::io::count::CountingWriter::hashing(std::io::sink());
             for chunk in rx {
@@ -142,11 +149,26 @@ impl<D: hadris_storage::sync::BlockDevice> HashingDevice<D> {
             let (_, n, hex) = w.into_parts();
             (n, hex.expect("a hashing writer"))
         });
-        HashingDevice { inner, next: 0, in_order: true, chunks: Some(tx), hasher: Some(hasher) }
+        HashingDevice {
+            inner,
+            next: 0,
+            in_order: true,
+            batch: Vec::with_capacity(2 << 20),
+            chunks: Some(tx),
+            hasher: Some(hasher),
+        }
+    }
+
+    fn send_batch(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(2 << 20));
+        if let Some(tx) = &self.chunks {
+            let _ = tx.send(batch);
+        }
     }
 
     /// The SHA-256 of the `len` bytes written, if they were written in one pass.
     fn finish(&mut self, len: u64) -> Option<String> {
+        self.send_batch();
         drop(self.chunks.take());
         let (hashed, hex) = self.hasher.take()?.join().ok()?;
         (self.in_order && hashed == len).then_some(hex)
@@ -195,8 +217,10 @@ impl<D: hadris_storage::sync::BlockDevice> hadris_storage::sync::BlockDevice for
         }
         self.next = first.get() * block + buf.len() as u64;
         if self.in_order {
-            if let Some(tx) = &self.chunks {
-                let _ = tx.send(buf.to_vec());
+            // hadris writes a block or a few at a time: hand the hasher 1 MiB batches.
+            self.batch.extend_from_slice(buf);
+            if self.batch.len() >= 1 << 20 {
+                self.send_batch();
             }
         }
         Ok(())

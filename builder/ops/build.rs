@@ -15,7 +15,7 @@ use crate::io::atomic::Pending;
 use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, OutputReport, Report};
 use crate::stage::{self, hooks::HookFailed, tree::Tree};
-use crate::ui::Ui;
+use crate::ui::{Ui, Verbosity};
 
 pub struct BuildOptions {
     pub inputs: Inputs,
@@ -168,8 +168,8 @@ fn write_outputs(
                     }
                     _ => iso::lay_out(&[tree, &extras], &plan.image.iso_label, epoch, None)?,
                 };
-                for w in &layout.warnings {
-                    ui.warn(&format!("iso: {w}"));
+                for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
+                    ui.warn(&format!("iso: {line}"));
                 }
                 let dest = opts.outdir.join(format!("{name}.iso"));
                 match budget::check_output(&plan.budget, OutputKind::Iso, layout.size).filter(|c| !c.ok) {
@@ -206,6 +206,39 @@ fn write_outputs(
     // Report outputs in the order the image lists them, whatever order they were made in.
     produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
     Ok(produced)
+}
+
+/// ISO warnings grouped by kind, in the order first seen: a real tree can raise
+/// thousands (every long Joliet name), so each kind prints its count and a few paths,
+/// or every path with `-v`.
+fn summarize(warnings: &[iso::Warning], every_path: bool) -> Vec<String> {
+    let mut kinds: Vec<(&str, Vec<&str>)> = Vec::new();
+    for w in warnings {
+        let at = match kinds.iter().position(|(what, _)| *what == w.what) {
+            Some(i) => i,
+            None => {
+                kinds.push((&w.what, Vec::new()));
+                kinds.len() - 1
+            }
+        };
+        kinds[at].1.extend(w.path.as_deref());
+    }
+    let shown = if every_path { usize::MAX } else { 3 };
+    kinds
+        .into_iter()
+        .map(|(what, paths)| match paths.len() {
+            0 => what.to_string(),
+            n => {
+                let listed = paths.iter().take(shown).copied().collect::<Vec<_>>().join(", ");
+                let more = if n > shown {
+                    format!(", and {} more (-v lists them)", n - shown)
+                } else {
+                    String::new()
+                };
+                format!("{what}: {n} path{}: {listed}{more}", if n == 1 { "" } else { "s" })
+            }
+        })
+        .collect()
 }
 
 /// Outputs and modes this version cannot make are refused before any work is done.
