@@ -1,5 +1,5 @@
-//! smelt builds Linux initramfs images by composing ordered *elements*, rootless and
-//! reproducibly, with size budgets checked on every build.
+//! smelt builds Linux initramfs images, ISOs and ramdisk tarballs by composing ordered
+//! *elements*, rootless and reproducibly, with size budgets checked on every build.
 //!
 //! The pipeline of `smelt build`, one module per step (see `ops::build`):
 //!
@@ -14,8 +14,12 @@
 //! 4. [`budget`] — measure the tree (apparent, allocated, per element, per path) and
 //!    check the budget before and after writing.
 //! 5. [`archive`] — stream the tree as newc cpio through [`io`]'s compressors and
-//!    counting writers into a temporary file; publish only when within budget.
+//!    counting writers, lay it out as an ISO (bootable ones assembled by [`boot`]), or
+//!    pack kernel + initramfs in a tarball; each into a temporary file, published only
+//!    when every output is within budget.
 //! 6. [`report`] — `report.json` and the closing table.
+//!
+//! [`inspect`] reads outputs back for `smelt inspect` and `smelt diff`.
 
 pub mod archive;
 pub mod boot;
