@@ -29,6 +29,7 @@ pub mod config;
 pub mod element;
 pub mod inspect;
 pub mod io;
+pub mod network;
 pub mod ops;
 pub mod path;
 pub mod plan;

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use crate::config::budget::{self, Budget};
+use crate::config::client::Client;
 use crate::config::image::{self, Image};
 use crate::config::source::{suggest, Diagnostics, TomlFile};
 use crate::element::library::Library;
@@ -40,6 +41,8 @@ pub struct Plan {
     /// The client inventory as a template sees it, and its nodes.
     pub client: Value,
     pub nodes: Vec<Value>,
+    /// The checked inventory, for the network element.
+    pub inventory: Option<Client>,
     pub epoch: Option<i64>,
     pub offline: bool,
 }
@@ -56,9 +59,12 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
     let params = merge_params(&file, &image, &resolved, &inputs.sets)?;
     let hooks = hooks::collect(&resolved.elements)?;
     let budget = find_budget(&image)?;
-    let (client, nodes) = match &inputs.client {
-        Some(path) => load_client(path)?,
-        None => (Value::Null, Vec::new()),
+    let (client_view, nodes, client) = match &inputs.client {
+        Some(path) => {
+            let (view, nodes, client) = load_client(path)?;
+            (view, nodes, Some(client))
+        }
+        None => (Value::Null, Vec::new(), None),
     };
     Ok(Plan {
         image,
@@ -66,8 +72,9 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         params,
         hooks,
         budget,
-        client,
+        client: client_view,
         nodes,
+        inventory: client,
         epoch: inputs.source_date_epoch,
         offline: inputs.offline,
     })
@@ -159,36 +166,16 @@ fn parse_value(raw: &str) -> Value {
         .unwrap_or_else(|_| Value::String(raw.into()))
 }
 
-/// The client inventory, as templates see it: `client` is the `[client]` table and
-/// `nodes` the `[[nodes]]` list. (Full inventory checks live with the network element.)
-fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>)> {
-    let file = TomlFile::read(path)?;
-    #[derive(serde::Deserialize)]
-    struct RawClient {
-        client: serde_json::Map<String, Value>,
-        #[serde(default)]
-        nodes: Vec<serde_json::Map<String, Value>>,
-    }
-    let raw: RawClient = file.parse()?;
-    let mut diags = Vec::new();
-    for (i, n) in raw.nodes.iter().enumerate() {
-        if !n.get("name").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty() && !s.contains('/'))) {
-            diags.push(file.error_at(
-                &["nodes", &i.to_string()],
-                "every node needs a `name` without `/`",
-                None,
-            ));
-        }
-    }
-    if !diags.is_empty() {
-        return Err(Diagnostics(diags).into());
-    }
-    Ok((Value::Object(raw.client), raw.nodes.into_iter().map(Value::Object).collect()))
+/// The client inventory, checked, and as templates see it: `client` and `nodes`.
+fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>, Client)> {
+    let client = crate::config::client::load(path)?;
+    let (view, nodes) = crate::network::view(&client);
+    Ok((view, nodes, client))
 }
 
 /// Checks a client inventory on its own (`smelt check`); returns its node count.
 pub fn check_client(path: &Path) -> anyhow::Result<usize> {
-    Ok(load_client(path)?.1.len())
+    Ok(crate::config::client::load(path)?.nodes.len())
 }
 
 /// A param as a hook sees it in `SMELT_PARAM_*`: strings as they are, lists of plain

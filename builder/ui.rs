@@ -63,6 +63,11 @@ impl Ui {
     }
 }
 
+/// A warning from deep inside the build, where no `Ui` is at hand; always shown.
+pub fn warning(msg: &str) {
+    eprintln!("smelt: warning: {msg}");
+}
+
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

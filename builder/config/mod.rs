@@ -2,6 +2,7 @@
 //! code uses without re-validating. Errors point into the file with line and column.
 
 pub mod budget;
+pub mod client;
 pub mod image;
 pub mod size;
 pub mod source;

@@ -1,24 +1,79 @@
-//! The built-in bases whose work is done in Rust rather than by hooks: `base-busybox`
-//! and `base-host`. They run only for the built-in elements of those names; an element
-//! of the same name earlier on the path replaces them entirely.
+//! The built-in elements whose work is done in Rust rather than by hooks: the bases
+//! `base-busybox` and `base-host`, `kernel-modules`, and the `network` element's
+//! per-node rendering. They
+//! run only for the built-in elements of those names; an element of the same name
+//! earlier on the path replaces them entirely.
 
 pub mod busybox;
 pub mod host;
+pub mod modules;
 
 use serde_json::Value;
 
 use super::tree::Tree;
 use crate::element::{Element, Origin};
+use crate::plan::Plan;
 
-/// Runs the base of `element`, if it has one; returns how many entries it added.
-pub fn apply(tree: &mut Tree, element: &Element, params: &Value) -> anyhow::Result<Option<usize>> {
+/// Runs the built-in work of `element`, if it has any; returns how many entries it added.
+pub fn apply(
+    tree: &mut Tree,
+    element: &Element,
+    params: &Value,
+    plan: &Plan,
+    mtime: i64,
+) -> anyhow::Result<Option<usize>> {
     if element.origin != Origin::BuiltIn {
         return Ok(None);
     }
     let count = match element.name.as_str() {
         "base-busybox" => busybox::apply(tree, &element.name, params)?,
         "base-host" => host::apply(tree, &element.name, params)?,
+        "network" => network(tree, &element.name, params, plan, mtime)?,
+        "kernel-modules" => {
+            let release = match &plan.image.kernel {
+                Some(k) => crate::boot::kernel_path(k).ok().and_then(|p| modules::kernel_release(&p)),
+                None => None,
+            };
+            modules::apply(tree, &element.name, params, release, mtime)?
+        }
         _ => return Ok(None),
     };
     Ok(Some(count))
+}
+
+/// Renders every requested renderer for every node; with `init` in the image the
+/// boot-time applier (`ramdisk`) is always among them.
+fn network(tree: &mut Tree, element: &str, params: &Value, plan: &Plan, mtime: i64) -> anyhow::Result<usize> {
+    let Some(client) = &plan.inventory else {
+        crate::ui::warning(
+            "element `network` without --client CLIENT.toml: there are no nodes, so every boot falls back to DHCP",
+        );
+        return Ok(0);
+    };
+    let mut renderers: Vec<String> = match params.get("renderers") {
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
+        _ => Vec::new(),
+    };
+    for r in &renderers {
+        if !crate::network::RENDERERS.contains(&r.as_str()) {
+            anyhow::bail!(
+                "element `network`: unknown renderer `{r}` in param `renderers`; renderers are {}",
+                crate::network::RENDERERS.join(", ")
+            );
+        }
+    }
+    if plan.resolved.get("init").is_some() && !renderers.iter().any(|r| r == "ramdisk") {
+        renderers.push("ramdisk".into());
+    }
+    let user_dir = params.get("templates").and_then(Value::as_str).map(|d| plan.image.dir().join(d));
+    if let Some(d) = &user_dir {
+        if !d.is_dir() {
+            anyhow::bail!(
+                "element `network`: param `templates` names {}, which is not a directory",
+                d.display()
+            );
+        }
+    }
+    crate::network::render(tree, element, client, &plan.client, &renderers, user_dir.as_deref(), mtime)
 }

@@ -1,0 +1,354 @@
+//! Per-node networking: the client inventory as templates see it, the map the ramdisk
+//! uses to find its node at boot, and the `network` element's rendering of every
+//! renderer's templates for every node into `/etc/smelt/network/NODE/RENDERER/`.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{anyhow, Context as _};
+use include_dir::{include_dir, Dir};
+use ipnet::IpNet;
+use serde_json::{json, Value};
+
+use crate::config::client::{Client, Interface, Kind, Node};
+use crate::path::ImagePath;
+use crate::stage::tree::{Entry, Tree};
+
+/// The renderers' templates: `templates/network/RENDERER/FILE.tera`.
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates/network");
+
+/// Every renderer the `network` element knows.
+pub const RENDERERS: [&str; 8] = [
+    "networkd",
+    "nm-keyfile",
+    "ifupdown",
+    "ifcfg-rh",
+    "ifcfg-suse",
+    "netplan",
+    "network-data-json",
+    "ramdisk",
+];
+
+/// Where each node's rendered configs go in the image.
+pub const NETWORK_DIR: &str = "etc/smelt/network";
+
+/// The client and its nodes as templates see them (`client`, `nodes`, `node`): every
+/// address also split into ip, prefix and netmask, interfaces also grouped by kind.
+pub fn view(client: &Client) -> (Value, Vec<Value>) {
+    let c = json!({
+        "name": client.name,
+        "domain": client.domain,
+        "timezone": client.timezone,
+        "dns": client.dns,
+        "search": client.search,
+        "ntp": client.ntp,
+    });
+    let nodes = client.nodes.iter().map(|n| node_view(n, client)).collect();
+    (c, nodes)
+}
+
+fn node_view(n: &Node, client: &Client) -> Value {
+    let interfaces: Vec<Value> = n.interfaces.iter().map(iface_view).collect();
+    let of =
+        |kind: &str| -> Vec<Value> { interfaces.iter().filter(|i| i["kind"] == kind).cloned().collect() };
+    let dns = if n.dns.is_empty() { &client.dns } else { &n.dns };
+    let fqdn = match &client.domain {
+        Some(d) => format!("{}.{d}", n.hostname),
+        None => n.hostname.clone(),
+    };
+    json!({
+        "name": n.name,
+        "hostname": n.hostname,
+        "fqdn": fqdn,
+        "serial": n.serial,
+        "domain": client.domain,
+        "timezone": client.timezone,
+        "dns": dns,
+        "search": if client.search.is_empty() { client.domain.iter().cloned().collect() } else { client.search.clone() },
+        "ntp": client.ntp,
+        "macs": n.interfaces.iter().filter_map(|i| match &i.kind { Kind::Link { mac } => Some(mac.clone()), _ => None }).collect::<Vec<_>>(),
+        "links": of("link"),
+        "bonds": of("bond"),
+        "vlans": of("vlan"),
+        "network_data_json": serde_json::to_string_pretty(&network_data(n, dns)).expect("JSON"),
+        "interfaces": interfaces,
+    })
+}
+
+fn iface_view(i: &Interface) -> Value {
+    let addr = |n: &IpNet| {
+        json!({
+            "cidr": n.to_string(),
+            "ip": n.addr().to_string(),
+            "prefix": n.prefix_len(),
+            "netmask": n.netmask().to_string(),
+            "network": n.trunc().to_string(),
+            "family": if n.addr().is_ipv4() { 4 } else { 6 },
+        })
+    };
+    let addresses: Vec<Value> = i.addresses.iter().map(addr).collect();
+    let routes: Vec<Value> = i
+        .routes
+        .iter()
+        .map(|r| {
+            let family = match (r.to, r.via) {
+                (Some(n), _) => {
+                    if n.addr().is_ipv4() {
+                        4
+                    } else {
+                        6
+                    }
+                }
+                (None, Some(v)) => {
+                    if v.is_ipv4() {
+                        4
+                    } else {
+                        6
+                    }
+                }
+                (None, None) => 4,
+            };
+            json!({
+                "to": r.to.map_or("default".to_string(), |n| n.to_string()),
+                "to_ip": r.to.map(|n| n.addr().to_string()),
+                "to_netmask": r.to.map(|n| n.netmask().to_string()),
+                "to_prefix": r.to.map(|n| n.prefix_len()),
+                "via": r.via,
+                "metric": r.metric,
+                "family": family,
+            })
+        })
+        .collect();
+    let mut v = json!({
+        "name": i.name,
+        "mtu": i.mtu,
+        "master": i.master,
+        "addresses": addresses,
+        "addresses4": addresses.iter().filter(|a| a["family"] == 4).cloned().collect::<Vec<_>>(),
+        "addresses6": addresses.iter().filter(|a| a["family"] == 6).cloned().collect::<Vec<_>>(),
+        "gateway4": i.gateway4,
+        "gateway6": i.gateway6,
+        "dhcp": i.dhcp,
+        "routes": routes,
+        "configured": i.dhcp || !i.addresses.is_empty(),
+    });
+    let extra = match &i.kind {
+        Kind::Link { mac } => json!({ "kind": "link", "mac": mac }),
+        Kind::Bond { members, mode, miimon, updelay, downdelay, primary, lacp_rate, xmit_hash_policy } => {
+            json!({
+                "kind": "bond", "members": members, "mode": mode, "miimon": miimon, "updelay": updelay,
+                "downdelay": downdelay, "primary": primary, "lacp_rate": lacp_rate, "xmit_hash_policy": xmit_hash_policy,
+            })
+        }
+        Kind::Vlan { parent, id } => json!({ "kind": "vlan", "parent": parent, "id": id }),
+    };
+    v.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+    v
+}
+
+/// OpenStack's `network_data.json` for one node (links, networks, services), as
+/// cloud-init and Ironic read it.
+pub fn network_data(n: &Node, dns: &[IpAddr]) -> Value {
+    let mut links = Vec::new();
+    let mut networks = Vec::new();
+    for i in &n.interfaces {
+        let mut link = match &i.kind {
+            Kind::Link { mac } => json!({ "id": i.name, "type": "phy", "ethernet_mac_address": mac }),
+            Kind::Bond { members, mode, miimon, xmit_hash_policy, .. } => {
+                let mac = first_member_mac(n, members);
+                json!({
+                    "id": i.name, "type": "bond", "bond_links": members, "bond_mode": mode,
+                    "bond_miimon": miimon, "bond_xmit_hash_policy": xmit_hash_policy, "ethernet_mac_address": mac,
+                })
+            }
+            Kind::Vlan { parent, id } => {
+                let mac = n.interfaces.iter().find(|p| &p.name == parent).and_then(|p| match &p.kind {
+                    Kind::Link { mac } => Some(mac.clone()),
+                    Kind::Bond { members, .. } => first_member_mac(n, members),
+                    _ => None,
+                });
+                json!({ "id": i.name, "type": "vlan", "vlan_link": parent, "vlan_id": id, "vlan_mac_address": mac })
+            }
+        };
+        if let Some(mtu) = i.mtu {
+            link["mtu"] = json!(mtu);
+        }
+        links.push(link);
+        for (k, a) in i.addresses.iter().enumerate() {
+            let v6 = a.addr().is_ipv6();
+            let gateway = if v6 { i.gateway6 } else { i.gateway4 };
+            let mut routes: Vec<Value> = i
+                .routes
+                .iter()
+                .filter(|r| r.via.is_some_and(|v| v.is_ipv6() == v6))
+                .map(|r| {
+                    let (network, netmask) = match r.to {
+                        Some(to) => (to.addr().to_string(), to.netmask().to_string()),
+                        None => (
+                            if v6 { "::" } else { "0.0.0.0" }.to_string(),
+                            if v6 { "::" } else { "0.0.0.0" }.to_string(),
+                        ),
+                    };
+                    json!({ "network": network, "netmask": netmask, "gateway": r.via })
+                })
+                .collect();
+            if let Some(g) = gateway {
+                let any = if v6 { "::" } else { "0.0.0.0" };
+                routes.insert(0, json!({ "network": any, "netmask": any, "gateway": g }));
+            }
+            networks.push(json!({
+                "id": format!("{}-{k}", i.name),
+                "type": if v6 { "ipv6" } else { "ipv4" },
+                "link": i.name,
+                "ip_address": a.addr().to_string(),
+                "netmask": a.netmask().to_string(),
+                "routes": routes,
+            }));
+        }
+        if i.dhcp {
+            networks.push(json!({ "id": format!("{}-dhcp", i.name), "type": "ipv4_dhcp", "link": i.name }));
+        }
+    }
+    let services: Vec<Value> = dns.iter().map(|d| json!({ "type": "dns", "address": d })).collect();
+    json!({ "links": links, "networks": networks, "services": services })
+}
+
+fn first_member_mac(n: &Node, members: &[String]) -> Option<String> {
+    members.first().and_then(|m| n.interfaces.iter().find(|i| &i.name == m)).and_then(|i| match &i.kind {
+        Kind::Link { mac } => Some(mac.clone()),
+        _ => None,
+    })
+}
+
+/// `/etc/smelt/network/nodes`: how the ramdisk finds its node, a line each:
+/// `mac MAC NODE` and `serial SERIAL NODE`.
+pub fn node_map(client: &Client) -> String {
+    let mut out = String::from("# kind key node: written by smelt's network element\n");
+    for n in &client.nodes {
+        for i in &n.interfaces {
+            if let Kind::Link { mac } = &i.kind {
+                out.push_str(&format!("mac {mac} {}\n", n.name));
+            }
+        }
+        if let Some(s) = &n.serial {
+            out.push_str(&format!("serial {s} {}\n", n.name));
+        }
+    }
+    out
+}
+
+/// One renderer template: its path under the renderer folder and its text.
+struct Template {
+    path: String,
+    text: String,
+}
+
+/// The renderer's templates: the built-in ones, each replaced by a file of the same
+/// path under `user_dir/RENDERER/` when there is one (and the user's extra files added).
+fn templates(renderer: &str, user_dir: Option<&Path>) -> anyhow::Result<Vec<Template>> {
+    let mut out: Vec<Template> = Vec::new();
+    if let Some(dir) = TEMPLATES.get_dir(renderer) {
+        for f in dir.files() {
+            let path = f.path().strip_prefix(renderer).unwrap_or(f.path()).to_string_lossy().into_owned();
+            out.push(Template {
+                path,
+                text: f.contents_utf8().context("built-in template is UTF-8")?.to_string(),
+            });
+        }
+    }
+    if let Some(user) = user_dir.map(|d| d.join(renderer)).filter(|d| d.is_dir()) {
+        for entry in walkdir::WalkDir::new(&user).min_depth(1).sort_by_file_name() {
+            let entry = entry?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path().strip_prefix(&user)?.to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(entry.path())
+                .with_context(|| format!("reading {}", entry.path().display()))?;
+            out.retain(|t| t.path != path);
+            out.push(Template { path, text });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Renders `renderers` for every node of `client` into the tree; returns the number of
+/// files written. A file name's `{iface}`, `{link}`, `{bond}` or `{vlan}` renders it
+/// once per such interface (with `iface` in the context); a file that renders to
+/// nothing but white space is left out.
+pub fn render(
+    tree: &mut Tree,
+    element: &str,
+    client: &Client,
+    client_view: &Value,
+    renderers: &[String],
+    user_dir: Option<&Path>,
+    mtime: i64,
+) -> anyhow::Result<usize> {
+    let (_, nodes) = view(client);
+    let mut count = 0;
+    let mut put = |tree: &mut Tree, path: String, text: String, mode: u32| -> anyhow::Result<()> {
+        let at = ImagePath::new(&path).map_err(|e| anyhow!("element `{element}`: {e}"))?;
+        tree.insert(&at, Entry::bytes(text.into_bytes(), mode, mtime, element))
+            .map_err(|e| anyhow!("element `{element}`: {e}"))?;
+        count += 1;
+        Ok(())
+    };
+    put(tree, format!("{NETWORK_DIR}/nodes"), node_map(client), 0o644)?;
+    for renderer in renderers {
+        let list = templates(renderer, user_dir)?;
+        if list.is_empty() {
+            anyhow::bail!(
+                "element `{element}`: no templates for renderer `{renderer}`; renderers are {}",
+                RENDERERS.join(", ")
+            );
+        }
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(Vec::<&str>::new());
+        for t in &list {
+            tera.add_raw_template(&t.path, &t.text)
+                .map_err(|e| anyhow!("element `{element}`: template network/{renderer}/{}: {e}", t.path))?;
+        }
+        for node in &nodes {
+            for t in &list {
+                let out_name = t.path.strip_suffix(".tera").unwrap_or(&t.path);
+                let per: Option<(&str, &str)> = ["{iface}", "{link}", "{bond}", "{vlan}"]
+                    .iter()
+                    .find(|p| out_name.contains(**p))
+                    .map(|p| (*p, &p[1..p.len() - 1]));
+                let targets: Vec<(String, Option<&Value>)> = match per {
+                    None => vec![(out_name.to_string(), None)],
+                    Some((placeholder, kind)) => node["interfaces"]
+                        .as_array()
+                        .expect("interfaces")
+                        .iter()
+                        .filter(|i| kind == "iface" || i["kind"] == kind)
+                        .map(|i| (out_name.replace(placeholder, i["name"].as_str().unwrap_or("")), Some(i)))
+                        .collect(),
+                };
+                for (name, iface) in targets {
+                    let mut ctx = json!({ "client": client_view, "node": node, "nodes": nodes });
+                    if let Some(i) = iface {
+                        ctx["iface"] = i.clone();
+                    }
+                    let context = tera::Context::from_serialize(&ctx).map_err(|e| anyhow!("{e}"))?;
+                    let text = tera.render(&t.path, &context).map_err(|e| {
+                        anyhow!(
+                            "element `{element}`: template network/{renderer}/{} for node {}: {e}",
+                            t.path,
+                            node["name"]
+                        )
+                    })?;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    let mode = if text.starts_with("#!") { 0o755 } else { 0o644 };
+                    let node_name = node["name"].as_str().unwrap_or("");
+                    put(tree, format!("{NETWORK_DIR}/{node_name}/{renderer}/{name}"), text, mode)?;
+                }
+            }
+        }
+    }
+    Ok(count)
+}

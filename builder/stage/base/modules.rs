@@ -1,0 +1,217 @@
+//! `kernel-modules`: the requested modules of one kernel release with their whole
+//! dependency closure (`modules.dep` and softdeps), trimmed `modules.dep`,
+//! `modules.alias` and `modules.softdep`, and `/etc/modules-load.d/smelt.conf` so the
+//! image's init loads them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use crate::config::source::suggest;
+use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::stage::tree::{Entry, Kind, Tree};
+
+/// Adds the modules `params.modules` names; `release` is the image's kernel release,
+/// when it has a kernel.
+pub fn apply(
+    tree: &mut Tree,
+    element: &str,
+    params: &Value,
+    image_release: Option<String>,
+    mtime: i64,
+) -> anyhow::Result<usize> {
+    let wanted: Vec<String> = match params.get("modules") {
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
+        _ => Vec::new(),
+    };
+    if wanted.is_empty() {
+        bail!("element `{element}`: param `modules` is empty; list the modules to load, e.g. modules = [\"virtio_net\"]");
+    }
+    let release = match params.get("kernel-release").and_then(Value::as_str) {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ => image_release.map_or_else(newest_release, Ok)?,
+    };
+    let root = Path::new("/lib/modules").join(&release);
+    let dep_text = std::fs::read_to_string(root.join("modules.dep")).with_context(|| {
+        format!(
+            "element `{element}`: reading {}/modules.dep; is the kernel package for {release} installed?",
+            root.display()
+        )
+    })?;
+    let deps = parse_dep(&dep_text);
+    let softdeps =
+        std::fs::read_to_string(root.join("modules.softdep")).map(|t| parse_softdep(&t)).unwrap_or_default();
+    let by_name: BTreeMap<String, &String> = deps.keys().map(|p| (module_name(p), p)).collect();
+
+    // The closure: hard dependencies and the softdeps that exist in this release.
+    let mut chosen: BTreeSet<&String> = BTreeSet::new();
+    let mut queue: Vec<String> = Vec::new();
+    for w in &wanted {
+        let name = w.replace('-', "_");
+        if !by_name.contains_key(&name) {
+            let hint = suggest(&name, by_name.keys().map(String::as_str))
+                .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+            bail!("element `{element}`: module `{w}` is not in {}/modules.dep (built into the kernel, or misspelt){hint}", root.display());
+        }
+        queue.push(name);
+    }
+    while let Some(name) = queue.pop() {
+        let Some(path) = by_name.get(&name) else { continue };
+        if !chosen.insert(path) {
+            continue;
+        }
+        queue.extend(deps[*path].iter().map(|d| module_name(d)));
+        queue.extend(softdeps.get(&name).into_iter().flatten().cloned());
+    }
+
+    // Copy each module, decompressing zstd (busybox insmod reads .ko, .ko.gz and .ko.xz,
+    // not .ko.zst); the trimmed modules.dep names what is in the image.
+    let mut renamed: BTreeMap<&String, String> = BTreeMap::new();
+    let mut count = 0;
+    for path in &chosen {
+        let host = root.join(path);
+        let (image_rel, source) = match path.strip_suffix(".zst") {
+            Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
+            None => (path.to_string(), Source::Host(host.clone())),
+        };
+        let size = match &source {
+            Source::Bytes(b) => b.len() as u64,
+            _ => std::fs::metadata(&host)?.len(),
+        };
+        let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}")).map_err(anyhow::Error::msg)?;
+        let entry = Entry {
+            kind: Kind::File { source, size, alloc: size.next_multiple_of(4096), link: None },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime,
+            element: element.into(),
+        };
+        tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
+        renamed.insert(path, image_rel);
+        count += 1;
+    }
+    let mut dep_out = String::new();
+    for path in &chosen {
+        let ds: Vec<&str> = deps[*path].iter().filter_map(|d| renamed.get(d).map(String::as_str)).collect();
+        dep_out.push_str(&format!(
+            "{}:{}{}\n",
+            renamed[path],
+            if ds.is_empty() { "" } else { " " },
+            ds.join(" ")
+        ));
+    }
+    let names: BTreeSet<String> = chosen.iter().map(|p| module_name(p)).collect();
+    let alias_out: String = std::fs::read_to_string(root.join("modules.alias"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2).is_some_and(|m| names.contains(&m.replace('-', "_"))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let softdep_out: String = std::fs::read_to_string(root.join("modules.softdep"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|m| names.contains(&m.replace('-', "_"))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut write = |rel: &str, text: String| -> anyhow::Result<()> {
+        let at = ImagePath::new(rel).map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))
+            .map_err(anyhow::Error::msg)?;
+        count += 1;
+        Ok(())
+    };
+    write(&format!("lib/modules/{release}/modules.dep"), dep_out)?;
+    write(&format!("lib/modules/{release}/modules.alias"), alias_out)?;
+    write(&format!("lib/modules/{release}/modules.softdep"), softdep_out)?;
+    if let Ok(builtin) = std::fs::read_to_string(root.join("modules.builtin")) {
+        write(&format!("lib/modules/{release}/modules.builtin"), builtin)?;
+    }
+    let load: String = wanted.iter().map(|w| format!("{w}\n")).collect();
+    write("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
+    Ok(count)
+}
+
+/// The release of a kernel image: its file name's `vmlinuz-RELEASE`, else the version
+/// string a bzImage carries (boot protocol: offset 0x20e).
+pub fn kernel_release(kernel: &Path) -> Option<String> {
+    if let Some(r) = kernel.file_name()?.to_str()?.strip_prefix("vmlinuz-") {
+        return Some(r.to_string());
+    }
+    let bytes = std::fs::read(kernel).ok()?;
+    let at = u16::from_le_bytes(bytes.get(0x20e..0x210)?.try_into().ok()?) as usize + 0x200;
+    let text = bytes.get(at..at + 128)?;
+    let end = text.iter().position(|b| *b == b' ' || *b == 0)?;
+    Some(String::from_utf8_lossy(&text[..end]).into_owned())
+}
+
+fn newest_release() -> anyhow::Result<String> {
+    let mut releases: Vec<(Vec<u64>, String)> = std::fs::read_dir("/lib/modules")
+        .context("no /lib/modules on this host; set kernel-modules.kernel-release or the image's kernel")?
+        .flatten()
+        .filter(|e| e.path().join("modules.dep").exists())
+        .map(|e| {
+            let r = e.file_name().to_string_lossy().into_owned();
+            (r.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect(), r)
+        })
+        .collect();
+    releases.sort();
+    releases
+        .pop()
+        .map(|(_, r)| r)
+        .context("no kernel release with a modules.dep under /lib/modules; install a kernel package")
+}
+
+/// `modules.dep`: `path: dep dep …`, paths relative to the release's directory.
+fn parse_dep(text: &str) -> BTreeMap<String, Vec<String>> {
+    text.lines()
+        .filter_map(|l| {
+            let (module, deps) = l.split_once(':')?;
+            Some((module.trim().to_string(), deps.split_whitespace().map(String::from).collect()))
+        })
+        .collect()
+}
+
+/// `modules.softdep`: `softdep NAME pre: A B post: C`; both lists are loaded with it.
+fn parse_softdep(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("softdep ")) {
+        let mut words = line.split_whitespace().skip(1);
+        let Some(name) = words.next() else { continue };
+        let list = out.entry(name.replace('-', "_")).or_default();
+        list.extend(words.filter(|w| !w.ends_with(':')).map(|w| w.replace('-', "_")));
+    }
+    out
+}
+
+/// `kernel/drivers/net/virtio_net.ko.zst` → `virtio_net` (modprobe treats - and _ alike).
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split(".ko").next().unwrap_or(file).replace('-', "_")
+}
+
+fn unzstd(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(std::fs::File::open(path)?)?
+        .read_to_end(&mut out)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_softdeps() {
+        assert_eq!(module_name("kernel/drivers/net/virtio_net.ko.zst"), "virtio_net");
+        assert_eq!(module_name("kernel/fs/nls/nls-cp437.ko"), "nls_cp437");
+        let s = parse_softdep("# c\nsoftdep nfsd pre: crypto-md5 post: x\n");
+        assert_eq!(s["nfsd"], vec!["crypto_md5", "x"]);
+    }
+}
