@@ -48,7 +48,7 @@ pub fn view(client: &Client) -> (Value, Vec<Value>) {
 }
 
 fn node_view(n: &Node, client: &Client) -> Value {
-    let interfaces: Vec<Value> = n.interfaces.iter().map(iface_view).collect();
+    let interfaces: Vec<Value> = n.interfaces.iter().map(|i| iface_view(i, &n.name)).collect();
     let of =
         |kind: &str| -> Vec<Value> { interfaces.iter().filter(|i| i["kind"] == kind).cloned().collect() };
     let dns = if n.dns.is_empty() { &client.dns } else { &n.dns };
@@ -64,6 +64,8 @@ fn node_view(n: &Node, client: &Client) -> Value {
         "domain": client.domain,
         "timezone": client.timezone,
         "dns": dns,
+        "dns4": dns.iter().filter(|d| d.is_ipv4()).collect::<Vec<_>>(),
+        "dns6": dns.iter().filter(|d| d.is_ipv6()).collect::<Vec<_>>(),
         "search": if client.search.is_empty() { client.domain.iter().cloned().collect() } else { client.search.clone() },
         "ntp": client.ntp,
         "macs": n.interfaces.iter().filter_map(|i| match &i.kind { Kind::Link { mac } => Some(mac.clone()), _ => None }).collect::<Vec<_>>(),
@@ -75,7 +77,19 @@ fn node_view(n: &Node, client: &Client) -> Value {
     })
 }
 
-fn iface_view(i: &Interface) -> Value {
+/// A stable UUID for a node's interface (NetworkManager needs one per connection): the
+/// same inventory gives the same UUIDs on every build.
+fn uuid(node: &str, iface: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("smelt:{node}:{iface}").as_bytes());
+    let mut b: [u8; 16] = h[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x50; // version 5 style: name-based
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+fn iface_view(i: &Interface, node: &str) -> Value {
     let addr = |n: &IpNet| {
         json!({
             "cidr": n.to_string(),
@@ -121,6 +135,7 @@ fn iface_view(i: &Interface) -> Value {
         .collect();
     let mut v = json!({
         "name": i.name,
+        "uuid": uuid(node, &i.name),
         "mtu": i.mtu,
         "master": i.master,
         "addresses": addresses,
@@ -129,6 +144,8 @@ fn iface_view(i: &Interface) -> Value {
         "gateway4": i.gateway4,
         "gateway6": i.gateway6,
         "dhcp": i.dhcp,
+        "routes4": routes.iter().filter(|r| r["family"] == 4).cloned().collect::<Vec<_>>(),
+        "routes6": routes.iter().filter(|r| r["family"] == 6).cloned().collect::<Vec<_>>(),
         "routes": routes,
         "configured": i.dhcp || !i.addresses.is_empty(),
     });
@@ -276,7 +293,7 @@ fn templates(renderer: &str, user_dir: Option<&Path>) -> anyhow::Result<Vec<Temp
 /// Renders `renderers` for every node of `client` into the tree; returns the number of
 /// files written. A file name's `{iface}`, `{link}`, `{bond}` or `{vlan}` renders it
 /// once per such interface (with `iface` in the context); a file that renders to
-/// nothing but white space is left out.
+/// nothing but white space is left out; `_name.tera` files are only included.
 pub fn render(
     tree: &mut Tree,
     element: &str,
@@ -306,12 +323,12 @@ pub fn render(
         }
         let mut tera = tera::Tera::default();
         tera.autoescape_on(Vec::<&str>::new());
-        for t in &list {
-            tera.add_raw_template(&t.path, &t.text)
-                .map_err(|e| anyhow!("element `{element}`: template network/{renderer}/{}: {e}", t.path))?;
-        }
+        // All at once: a template may include one added after it.
+        tera.add_raw_templates(list.iter().map(|t| (t.path.as_str(), t.text.as_str())))
+            .map_err(|e| anyhow!("element `{element}`: templates of network/{renderer}: {e}"))?;
         for node in &nodes {
-            for t in &list {
+            // `_name.tera` files are partials for `{% include %}`, not outputs.
+            for t in list.iter().filter(|t| !t.path.rsplit('/').next().unwrap_or("").starts_with('_')) {
                 let out_name = t.path.strip_suffix(".tera").unwrap_or(&t.path);
                 let per: Option<(&str, &str)> = ["{iface}", "{link}", "{bond}", "{vlan}"]
                     .iter()

@@ -7,6 +7,7 @@ mod crosscheck;
 mod errors;
 mod inspect;
 mod iso;
+mod network;
 mod repro;
 mod staging;
 mod util;

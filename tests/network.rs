@@ -1,0 +1,170 @@
+//! The network element: every renderer's output pinned for typical inventories, and one
+//! client image booted as two nodes and as a stranger.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::util::{kernel, qemu, Dir};
+
+const CASES: [&str; 5] = ["bond-vlans", "active-backup", "flat", "ipv6", "dhcp"];
+
+/// Every file under `dir`, by relative path.
+fn files(dir: &Path) -> BTreeMap<String, String> {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Renders every renderer for each golden case and compares with
+/// tests/golden/network/CASE/expected (SNAPSHOTS=overwrite rewrites them).
+#[test]
+fn every_renderer_matches_its_golden_files() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/network");
+    let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
+    let mut failures = Vec::new();
+    for case in CASES {
+        let dir = Dir::new();
+        std::fs::copy(golden.join(case).join("client.toml"), dir.path("client.toml")).unwrap();
+        dir.write(
+            "image.toml",
+            "[image]\nname = \"net\"\nelements = [\"network\"]\noutputs = [\"dir\"]\n[params.network]\nrenderers = \
+             [\"networkd\", \"nm-keyfile\", \"ifupdown\", \"ifcfg-rh\", \"ifcfg-suse\", \"netplan\", \"network-data-json\", \"ramdisk\"]\n",
+        );
+        dir.smelt_env(
+            &["build", "image.toml", "--client", "client.toml", "-o", "out", "-q"],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        )
+        .ok();
+        let rendered = dir.path("out/net.dir/etc/smelt/network");
+        let got = files(&rendered);
+        let expected_dir = golden.join(case).join("expected");
+        if overwrite {
+            let _ = std::fs::remove_dir_all(&expected_dir);
+            for (rel, text) in &got {
+                let p = expected_dir.join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            }
+            continue;
+        }
+        let want = files(&expected_dir);
+        if got != want {
+            let differ: Vec<&String> =
+                got.keys().chain(want.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
+            failures.push(format!(
+                "{case}: {differ:?} differ (SNAPSHOTS=overwrite rewrites, then review the diff)"
+            ));
+        }
+        // The machine-read formats parse.
+        for (rel, text) in &got {
+            if rel.ends_with(".json") {
+                serde_json::from_str::<serde_json::Value>(text)
+                    .unwrap_or_else(|e| panic!("{case}: {rel}: {e}"));
+            }
+            if rel.ends_with(".yaml") {
+                yaml_rust2::YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{case}: {rel}: {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One image for the whole client; the guest's NIC MACs decide which node it is.
+fn client_image(dir: &Dir) {
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
+        dir.path("client.toml"),
+    )
+    .unwrap();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"acme\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\"]\n\
+         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n\
+         [params.init]\nthen = \"poweroff\"\n",
+    );
+    dir.write(
+        "elements/show/root/etc/smelt/init.d/90-show",
+        "#!/bin/sh\necho \"state: bond0 slaves=[$(cat /sys/class/net/bond0/bonding/slaves 2>/dev/null)] \
+         mode=$(cut -d' ' -f1 /sys/class/net/bond0/bonding/mode 2>/dev/null)\"\n\
+         for v in front back; do echo \"state: $v $(ip -o -4 addr show dev $v 2>/dev/null | awk '{print $4}') \
+         vlan=$(grep -s \"^$v \" /proc/net/vlan/config | cut -d'|' -f2 | tr -d ' ')\"; done\n\
+         echo \"state: hostname $(hostname)\"\n",
+    );
+    dir.write(
+        "image.toml",
+        &std::fs::read_to_string(dir.path("image.toml"))
+            .unwrap()
+            .replace("\"network\"]", "\"network\", \"show\"]"),
+    );
+    dir.smelt(&[
+        "build",
+        "image.toml",
+        "--client",
+        "client.toml",
+        "--elements-path",
+        "elements",
+        "-o",
+        "out",
+    ])
+    .ok();
+}
+
+fn boot_with_nics(dir: &Dir, macs: &[&str]) -> String {
+    let mut args = vec![
+        "-kernel".to_string(),
+        kernel().display().to_string(),
+        "-initrd".into(),
+        dir.path("out/acme.cpio.zst").display().to_string(),
+        "-append".into(),
+        "console=ttyS0 panic=-1".into(),
+    ];
+    for (i, mac) in macs.iter().enumerate() {
+        args.extend([
+            "-netdev".to_string(),
+            format!("user,id=n{i}"),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n{i},mac={mac}"),
+        ]);
+    }
+    qemu(&args)
+}
+
+#[test]
+fn one_client_image_configures_whichever_node_boots_it() {
+    let dir = Dir::new();
+    client_image(&dir);
+    let (n1, n2, stranger) = std::thread::scope(|s| {
+        let a = s.spawn(|| boot_with_nics(&dir, &["52:54:00:00:01:01", "52:54:00:00:01:02"]));
+        let b = s.spawn(|| boot_with_nics(&dir, &["52:54:00:00:02:01", "52:54:00:00:02:02"]));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        (a, b, boot_with_nics(&dir, &["52:54:00:00:09:01"]))
+    });
+    for (node, console, last) in [("acme-n1", &n1, "11"), ("acme-n2", &n2, "12")] {
+        for expected in [
+            format!("smelt-network: this is node {node} (found by MAC"),
+            format!("smelt-network: node {node}: bond0[fast0 fast1] up 802.3ad; front 10.10.0.{last}/24; back 192.168.50.{last}/24;"),
+            "state: bond0 slaves=[fast0 fast1] mode=802.3ad".to_string(),
+            format!("state: front 10.10.0.{last}/24 vlan=100"),
+            format!("state: back 192.168.50.{last}/24 vlan=200"),
+            format!("state: hostname {node}"),
+        ] {
+            assert!(console.contains(&expected), "{node}: `{expected}` not on the console:\n{console}");
+        }
+    }
+    assert!(
+        stranger.contains(
+            "smelt-network: no node matches this machine (MACs: 52:54:00:00:09:01); DHCP on every interface"
+        ),
+        "{stranger}"
+    );
+    assert!(stranger.contains("smelt-network: eth0: DHCP 10.0.2.15/24"), "{stranger}");
+}
