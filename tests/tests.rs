@@ -3,6 +3,7 @@
 
 mod boot;
 mod cli;
+mod client;
 mod crosscheck;
 mod errors;
 mod inspect;

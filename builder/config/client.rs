@@ -247,8 +247,9 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
                 c.err_at(&at(&["serial"]), format!("{who}: serial `{serial}` is node {other}'s too"), None);
             }
         }
+        // The host name defaults to the node name, already checked above.
         let hostname = n.hostname.clone().unwrap_or_else(|| n.name.clone());
-        if !valid_hostname(&hostname) {
+        if n.hostname.is_some() && !valid_hostname(&hostname) {
             c.err_at(
                 &at(&["hostname"]),
                 format!("{who}: `{hostname}` is not a valid host name"),
