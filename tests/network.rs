@@ -119,11 +119,15 @@ fn client_image(dir: &Dir) {
 }
 
 fn boot_with_nics(dir: &Dir, macs: &[&str]) -> String {
+    boot_with_nics_from(dir, "out/acme.cpio.zst", macs)
+}
+
+fn boot_with_nics_from(dir: &Dir, initrd: &str, macs: &[&str]) -> String {
     let mut args = vec![
         "-kernel".to_string(),
         kernel().display().to_string(),
         "-initrd".into(),
-        dir.path("out/acme.cpio.zst").display().to_string(),
+        dir.path(initrd).display().to_string(),
         "-append".into(),
         "console=ttyS0 panic=-1".into(),
     ];
@@ -167,4 +171,40 @@ fn one_client_image_configures_whichever_node_boots_it() {
         "{stranger}"
     );
     assert!(stranger.contains("smelt-network: eth0: DHCP 10.0.2.15/24"), "{stranger}");
+}
+
+#[test]
+fn per_node_images_carry_only_their_node_and_boot_as_it() {
+    let dir = Dir::new();
+    client_image(&dir);
+    dir.smelt(&[
+        "build",
+        "image.toml",
+        "--client",
+        "client.toml",
+        "--elements-path",
+        "elements",
+        "-o",
+        "pn",
+        "--per-node",
+    ])
+    .ok();
+    let n1 = dir.path("pn/acme-acme-n1.cpio.zst");
+    let r = dir.smelt(&["inspect", n1.to_str().unwrap(), "--json"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["compressions"], serde_json::json!(["zstd", "zstd"]), "the shared part, then the node's");
+    let paths: Vec<&str> =
+        doc["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(
+        paths.contains(&"/etc/smelt/network/acme-n1/ramdisk/apply.sh") && paths.contains(&"/etc/smelt/node")
+    );
+    assert!(!paths.iter().any(|p| p.contains("acme-n2/")), "acme-n1's image holds acme-n2's config");
+    assert!(dir.path("pn/acme-acme-n2.cpio.zst").exists() && !dir.path("pn/acme.cpio.zst").exists());
+    let console =
+        boot_with_nics_from(&dir, "pn/acme-acme-n1.cpio.zst", &["52:54:00:00:01:01", "52:54:00:00:01:02"]);
+    assert!(
+        console.contains("smelt-network: this is node acme-n1 (found by this image's stamp)"),
+        "{console}"
+    );
+    assert!(console.contains("state: front 10.10.0.11/24 vlan=100"), "{console}");
 }

@@ -8,7 +8,9 @@ pub mod newc;
 pub mod ramdisk_tar;
 
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use anyhow::Context as _;
 
@@ -49,19 +51,84 @@ pub fn initramfs(
     Ok(Written { pending, bytes, sha256, skipped: 0 })
 }
 
-/// Writes the tree as a directory. Ownership cannot be set without privilege, and
-/// device nodes cannot be made: they are counted in `skipped`.
-pub fn dir(tree: &Tree, dest: &Path) -> anyhow::Result<Written> {
+/// Writes the trees, one over the other, as a directory. Ownership cannot be set
+/// without privilege, and device nodes cannot be made: they are counted in `skipped`.
+pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
     let pending = Pending::new(dest);
     let root = pending.temp_path().to_path_buf();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let mut skipped = 0;
     let mut bytes = 0;
-    for (path, entry) in tree.iter() {
-        if !write_entry(entry, &root.join(path.as_str()))? {
-            skipped += 1;
+    for tree in layers {
+        for (path, entry) in tree.iter() {
+            if !write_entry(entry, &root.join(path.as_str()))? {
+                skipped += 1;
+            }
+            bytes += entry.size();
         }
-        bytes += entry.size();
     }
     Ok(Written { pending, bytes, sha256: None, skipped })
+}
+
+/// An archive every per-node image starts with, hashed once: each node's image copies
+/// it (in the kernel) and hashes only its own part after it.
+pub struct SharedPart {
+    path: PathBuf,
+    bytes: u64,
+    hash: Sha256,
+}
+
+impl SharedPart {
+    pub fn new(path: &Path) -> anyhow::Result<SharedPart> {
+        let mut hash = Sha256::new();
+        let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let bytes = std::io::copy(&mut f, &mut DigestWriter(&mut hash))?;
+        Ok(SharedPart { path: path.to_path_buf(), bytes, hash })
+    }
+
+    /// `dest` = the shared part, then `own`, as the kernel unpacks archives placed back
+    /// to back. The shared bytes are copied by the kernel (copy_file_range, or a reflink
+    /// where the filesystem has them).
+    pub fn then(&self, own: &Path, dest: &Path) -> anyhow::Result<Written> {
+        let pending = Pending::new(dest);
+        std::fs::copy(&self.path, pending.temp_path())
+            .with_context(|| format!("writing {}", dest.display()))?;
+        let mut out = std::fs::OpenOptions::new().append(true).open(pending.temp_path())?;
+        let mut hash = self.hash.clone();
+        let mut f = std::fs::File::open(own).with_context(|| format!("opening {}", own.display()))?;
+        let mut tee = Tee { out: &mut out, hash: &mut hash };
+        let own_bytes =
+            std::io::copy(&mut f, &mut tee).with_context(|| format!("writing {}", dest.display()))?;
+        let sha256 = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Written { pending, bytes: self.bytes + own_bytes, sha256: Some(sha256), skipped: 0 })
+    }
+}
+
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for DigestWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes to a file and a hash at once.
+struct Tee<'a> {
+    out: &'a mut std::fs::File,
+    hash: &'a mut Sha256,
+}
+
+impl std::io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }

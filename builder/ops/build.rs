@@ -1,6 +1,7 @@
 //! `smelt build`: plan, stage, measure, check the budget, write every output under a
 //! temporary name, and publish them only when all are within budget.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -12,9 +13,14 @@ use crate::budget::{self, OverBudget};
 use crate::config::budget::Budget;
 use crate::config::image::OutputKind;
 use crate::io::atomic::Pending;
+use crate::path::ImagePath;
 use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, OutputReport, Report};
-use crate::stage::{self, hooks::HookFailed, tree::Tree};
+use crate::stage::{
+    self,
+    hooks::HookFailed,
+    tree::{Entry, Tree},
+};
 use crate::ui::{Ui, Verbosity};
 
 pub struct BuildOptions {
@@ -59,7 +65,9 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         return over_budget(report, checks, &plan);
     }
 
-    let produced = write_outputs(&plan, &tree, opts, work.path(), ui)?;
+    let mut parts = None;
+    let variants = variants(&plan, &tree, opts.per_node, &mut parts);
+    let produced = write_outputs(&plan, &variants, opts, work.path(), ui)?;
     report.outputs = produced.reports;
     checks.extend(produced.checks);
     if checks.iter().any(|c| !c.ok) {
@@ -118,90 +126,166 @@ fn verdict(check: Option<&budget::Check>) -> &'static str {
     }
 }
 
-/// Writes every output under a temporary name, in dependency order: the initramfs
-/// first (a bootable ISO and the ramdisk tarball carry it), then the rest. An ISO over
-/// budget is not written at all: its size is known from its layout.
+/// One image to write: the stem of its file names and the trees it is made of — the
+/// whole image, or (per node) the part every node shares and then the node's own.
+struct Variant<'t> {
+    stem: String,
+    layers: Vec<&'t Tree>,
+}
+
+/// The variants a build writes: one image, or one per node of the client, each made of
+/// the shared part and the node's part (with `/etc/smelt/node` naming the node).
+fn variants<'t>(
+    plan: &Plan,
+    tree: &'t Tree,
+    per_node: bool,
+    parts: &'t mut Option<(Tree, BTreeMap<String, Tree>)>,
+) -> Vec<Variant<'t>> {
+    if !per_node {
+        return vec![Variant { stem: plan.image.name.clone(), layers: vec![tree] }];
+    }
+    let names: Vec<String> =
+        plan.inventory.iter().flat_map(|c| c.nodes.iter().map(|n| n.name.clone())).collect();
+    let epoch = plan.epoch.unwrap_or_else(crate::ui::now);
+    let (shared, mut by_node) = tree.split_by_node(&names, |n| {
+        ImagePath::new(&format!("{}/{n}", crate::network::NETWORK_DIR)).expect("valid")
+    });
+    for (name, part) in by_node.iter_mut() {
+        let stamp = ImagePath::new("etc/smelt/node").expect("valid");
+        for dir in ["etc", "etc/smelt"] {
+            let at = ImagePath::new(dir).expect("valid");
+            if let Some(e) = tree.get(&at) {
+                part.insert(&at, e.clone()).expect("a directory");
+            }
+        }
+        part.insert(&stamp, Entry::bytes(format!("{name}\n").into_bytes(), 0o644, epoch, "smelt"))
+            .expect("a file");
+    }
+    *parts = Some((shared, by_node));
+    let (shared, by_node) = parts.as_ref().expect("just set");
+    names
+        .iter()
+        .map(|n| Variant { stem: format!("{}-{n}", plan.image.name), layers: vec![shared, &by_node[n]] })
+        .collect()
+}
+
+/// Writes every output of every variant under a temporary name, in dependency order:
+/// the initramfs first (a bootable ISO and the ramdisk tarball carry it), then the
+/// rest. Per node, the shared part is compressed once and each node's small archive is
+/// appended to it, as the kernel unpacks archives back to back. An ISO over budget is
+/// not written at all: its size is known from its layout.
 fn write_outputs(
     plan: &Plan,
-    tree: &Tree,
+    variants: &[Variant],
     opts: &BuildOptions,
     work: &Path,
     ui: &Ui,
 ) -> anyhow::Result<Produced> {
-    let name = &plan.image.name;
     let wants = |kind| plan.image.outputs.contains(&kind);
     let kernel = plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?;
     let epoch = plan.epoch.unwrap_or_else(crate::ui::now);
+    let compression = plan.image.compression;
+    let extras = if wants(OutputKind::Iso) { Some(stage::iso_extras(plan)?) } else { None };
     let mut produced = Produced::default();
-
     let needs_initramfs = wants(OutputKind::Initramfs)
         || wants(OutputKind::RamdiskTar)
         || (wants(OutputKind::Iso) && kernel.is_some());
-    let mut scratch = None;
-    if needs_initramfs {
-        let compression = plan.image.compression;
-        let file = format!("{name}.cpio{}", compression.suffix());
-        let dest = if wants(OutputKind::Initramfs) { opts.outdir.join(&file) } else { work.join(&file) };
-        let bar = ui.bytes_bar(tree.iter().map(|(_, e)| e.size()).sum(), "initramfs");
-        let out = ui
-            .step("initramfs", || archive::initramfs(tree, plan.epoch, compression, &dest, |n| bar.inc(n)))?;
-        bar.finish_and_clear();
-        if wants(OutputKind::Initramfs) {
-            produced.record(OutputKind::Initramfs, out, &plan.budget);
-        } else {
-            scratch = Some(out);
-        }
-    }
-    let initramfs: Option<PathBuf> =
-        scratch.as_ref().or(produced.written.first()).map(|w| w.pending.temp_path().to_path_buf());
+    let mut shared_archive: Option<(Written, archive::SharedPart)> = None;
 
-    for kind in &plan.image.outputs {
-        match kind {
-            OutputKind::Initramfs => {}
-            OutputKind::Iso => {
-                let extras = stage::iso_extras(plan)?;
-                let layout = match (&kernel, &initramfs) {
-                    (Some(kernel), Some(initramfs)) => {
-                        let (iso_tree, boot) =
-                            boot::iso_tree(&plan.image, kernel, initramfs, &extras, work, epoch)?;
-                        iso::lay_out(&[&iso_tree], &plan.image.iso_label, epoch, Some(&boot))?
+    for v in variants {
+        let stem = &v.stem;
+        let mut scratch = None;
+        let mut initramfs: Option<PathBuf> = None;
+        if needs_initramfs {
+            let file = format!("{stem}.cpio{}", compression.suffix());
+            let dest = if wants(OutputKind::Initramfs) { opts.outdir.join(&file) } else { work.join(&file) };
+            let out = match v.layers.as_slice() {
+                [whole] => {
+                    let bar = ui.bytes_bar(whole.iter().map(|(_, e)| e.size()).sum(), "initramfs");
+                    let out = ui.step("initramfs", || {
+                        archive::initramfs(whole, plan.epoch, compression, &dest, |n| bar.inc(n))
+                    })?;
+                    bar.finish_and_clear();
+                    out
+                }
+                [shared, own] => {
+                    if shared_archive.is_none() {
+                        let at = work.join(format!("shared.cpio{}", compression.suffix()));
+                        let written = ui.step("shared", || {
+                            archive::initramfs(shared, plan.epoch, compression, &at, |_| {})
+                        })?;
+                        let part = archive::SharedPart::new(written.pending.temp_path())?;
+                        shared_archive = Some((written, part));
                     }
-                    _ => iso::lay_out(&[tree, &extras], &plan.image.iso_label, epoch, None)?,
-                };
-                for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
-                    ui.warn(&format!("iso: {line}"));
+                    let own_at = work.join(format!("{stem}.own.cpio{}", compression.suffix()));
+                    let own = archive::initramfs(own, plan.epoch, compression, &own_at, |_| {})?;
+                    let (_, shared) = shared_archive.as_ref().expect("made above");
+                    ui.step(stem, || shared.then(own.pending.temp_path(), &dest))?
                 }
-                let dest = opts.outdir.join(format!("{name}.iso"));
-                match budget::check_output(&plan.budget, OutputKind::Iso, layout.size).filter(|c| !c.ok) {
-                    // Fail fast: the layout gave the size, so the ISO is never written.
-                    Some(over) => produced.refuse(OutputKind::Iso, &dest, layout.size, over),
-                    None => {
-                        let out = ui.step("iso", || iso::write(&layout, &dest))?;
-                        produced.record(OutputKind::Iso, out, &plan.budget);
-                    }
-                }
+                _ => unreachable!("a variant has one or two layers"),
+            };
+            initramfs = Some(out.pending.temp_path().to_path_buf());
+            if wants(OutputKind::Initramfs) {
+                produced.record(OutputKind::Initramfs, out, &plan.budget);
+            } else {
+                scratch = Some(out);
             }
-            OutputKind::RamdiskTar => {
-                let (Some(kernel), Some(initramfs)) = (&kernel, &initramfs) else {
-                    bail!("output `ramdisk-tar` needs a kernel: set kernel = \"auto\" or a vmlinuz path in [image]");
-                };
-                let dest = opts.outdir.join(format!("{name}.tar"));
-                let out =
-                    ui.step("ramdisk-tar", || ramdisk_tar::write(name, kernel, initramfs, epoch, &dest))?;
-                produced.record(OutputKind::RamdiskTar, out, &plan.budget);
-            }
-            OutputKind::Dir => {
-                let out = ui.step("dir", || archive::dir(tree, &opts.outdir.join(format!("{name}.dir"))))?;
-                if out.skipped > 0 {
-                    ui.warn(&format!(
-                        "dir: {} device nodes cannot be made without privilege and were left out",
-                        out.skipped
-                    ));
-                }
-                produced.record(OutputKind::Dir, out, &plan.budget);
-            }
-            OutputKind::ConfigDrive => unreachable!("refused before building"),
         }
+
+        for kind in &plan.image.outputs {
+            match kind {
+                OutputKind::Initramfs => {}
+                OutputKind::Iso => {
+                    let extras = extras.as_ref().expect("made for ISOs");
+                    let layout = match (&kernel, &initramfs) {
+                        (Some(kernel), Some(initramfs)) => {
+                            let (iso_tree, boot) =
+                                boot::iso_tree(&plan.image, kernel, initramfs, extras, work, epoch)?;
+                            iso::lay_out(&[&iso_tree], &plan.image.iso_label, epoch, Some(&boot))?
+                        }
+                        _ => {
+                            let mut layers = v.layers.clone();
+                            layers.push(extras);
+                            iso::lay_out(&layers, &plan.image.iso_label, epoch, None)?
+                        }
+                    };
+                    for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
+                        ui.warn(&format!("iso: {line}"));
+                    }
+                    let dest = opts.outdir.join(format!("{stem}.iso"));
+                    match budget::check_output(&plan.budget, OutputKind::Iso, layout.size).filter(|c| !c.ok) {
+                        // Fail fast: the layout gave the size, so the ISO is never written.
+                        Some(over) => produced.refuse(OutputKind::Iso, &dest, layout.size, over),
+                        None => {
+                            let out = ui.step("iso", || iso::write(&layout, &dest))?;
+                            produced.record(OutputKind::Iso, out, &plan.budget);
+                        }
+                    }
+                }
+                OutputKind::RamdiskTar => {
+                    let (Some(kernel), Some(initramfs)) = (&kernel, &initramfs) else {
+                        bail!("output `ramdisk-tar` needs a kernel: set kernel = \"auto\" or a vmlinuz path in [image]");
+                    };
+                    let dest = opts.outdir.join(format!("{stem}.tar"));
+                    let out =
+                        ui.step("ramdisk-tar", || ramdisk_tar::write(stem, kernel, initramfs, epoch, &dest))?;
+                    produced.record(OutputKind::RamdiskTar, out, &plan.budget);
+                }
+                OutputKind::Dir => {
+                    let out =
+                        ui.step("dir", || archive::dir(&v.layers, &opts.outdir.join(format!("{stem}.dir"))))?;
+                    if out.skipped > 0 {
+                        ui.warn(&format!(
+                            "dir: {} device nodes cannot be made without privilege and were left out",
+                            out.skipped
+                        ));
+                    }
+                    produced.record(OutputKind::Dir, out, &plan.budget);
+                }
+                OutputKind::ConfigDrive => unreachable!("refused before building"),
+            }
+        }
+        drop(scratch);
     }
     // Report outputs in the order the image lists them, whatever order they were made in.
     produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
@@ -247,7 +331,6 @@ fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
         if plan.nodes.is_empty() {
             bail!("--per-node needs a client inventory with nodes: add --client CLIENT.toml");
         }
-        bail!("--per-node images are not built by this version of smelt yet; build one image for the whole client");
     }
     for kind in &plan.image.outputs {
         if *kind == OutputKind::ConfigDrive {

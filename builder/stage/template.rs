@@ -66,8 +66,12 @@ pub fn apply(
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
             let path = ImagePath::new(&dest)
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
-            tree.insert(&path, Entry::bytes(text.into_bytes(), mode, mtime, &element.name))
+            let at = tree
+                .insert(&path, Entry::bytes(text.into_bytes(), mode, mtime, &element.name))
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
+            if let Some(n) = node.and_then(|n| n["name"].as_str()) {
+                tree.mark_node(at, n);
+            }
             count += 1;
         }
     }

@@ -116,6 +116,9 @@ impl Entry {
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
     entries: BTreeMap<ImagePath, Entry>,
+    /// Paths that belong to one node of the client (rendered per node), for per-node
+    /// images: `--per-node` stamps them onto the shared part, node by node.
+    nodes: BTreeMap<ImagePath, String>,
 }
 
 /// How deep symlinks may nest while resolving a path (the kernel's limit is 40).
@@ -249,6 +252,48 @@ impl Tree {
     fn has_children(&self, dir: &ImagePath) -> bool {
         let prefix = format!("{}/", dir.as_str());
         self.entries.range(dir.clone()..).nth(1).is_some_and(|(p, _)| p.as_str().starts_with(&prefix))
+    }
+
+    /// Records that `path` belongs to `node` only.
+    pub fn mark_node(&mut self, path: ImagePath, node: &str) {
+        self.nodes.insert(path, node.to_string());
+    }
+
+    /// Splits the tree for per-node images: the part every node shares, and each node's
+    /// own part — what was marked for it and everything under `dir_of(node)` — with the
+    /// node part's parent directories copied so their modes and owners stay the same
+    /// when the kernel unpacks it over the shared part.
+    pub fn split_by_node(
+        &self,
+        names: &[String],
+        dir_of: impl Fn(&str) -> ImagePath,
+    ) -> (Tree, BTreeMap<String, Tree>) {
+        let owner = |path: &ImagePath| -> Option<&str> {
+            if let Some(n) = self.nodes.get(path) {
+                return Some(n.as_str());
+            }
+            names.iter().map(String::as_str).find(|n| path.starts_with(&dir_of(n)))
+        };
+        let mut shared = Tree::default();
+        let mut parts: BTreeMap<String, Tree> = names.iter().map(|n| (n.clone(), Tree::default())).collect();
+        for (path, entry) in &self.entries {
+            match owner(path).and_then(|n| parts.get_mut(n)) {
+                Some(part) => {
+                    let mut parent = path.parent();
+                    while let Some(p) = parent.filter(|p| !p.is_root()) {
+                        if let Some(e) = self.entries.get(&p) {
+                            part.entries.entry(p.clone()).or_insert_with(|| e.clone());
+                        }
+                        parent = p.parent();
+                    }
+                    part.entries.insert(path.clone(), entry.clone());
+                }
+                None => {
+                    shared.entries.insert(path.clone(), entry.clone());
+                }
+            }
+        }
+        (shared, parts)
     }
 
     /// Removes every path for which `remove` says so, returning how many.
