@@ -26,6 +26,7 @@ pub mod boot;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod config_drive;
 pub mod element;
 pub mod inspect;
 pub mod io;

@@ -68,6 +68,7 @@ fn node_view(n: &Node, client: &Client) -> Value {
         "dns6": dns.iter().filter(|d| d.is_ipv6()).collect::<Vec<_>>(),
         "search": if client.search.is_empty() { client.domain.iter().cloned().collect() } else { client.search.clone() },
         "ntp": client.ntp,
+        "ssh_keys": client.ssh_keys.iter().chain(&n.ssh_keys).collect::<Vec<_>>(),
         "macs": n.interfaces.iter().filter_map(|i| match &i.kind { Kind::Link { mac } => Some(mac.clone()), _ => None }).collect::<Vec<_>>(),
         "links": of("link"),
         "bonds": of("bond"),
@@ -79,7 +80,7 @@ fn node_view(n: &Node, client: &Client) -> Value {
 
 /// A stable UUID for a node's interface (NetworkManager needs one per connection): the
 /// same inventory gives the same UUIDs on every build.
-fn uuid(node: &str, iface: &str) -> String {
+pub fn uuid(node: &str, iface: &str) -> String {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(format!("smelt:{node}:{iface}").as_bytes());
     let mut b: [u8; 16] = h[..16].try_into().expect("16 bytes");

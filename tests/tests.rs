@@ -4,6 +4,7 @@
 mod boot;
 mod cli;
 mod client;
+mod config_drive;
 mod crosscheck;
 mod errors;
 mod inspect;

@@ -29,11 +29,15 @@ struct RawClient {
     search: Vec<String>,
     #[serde(default)]
     ntp: Vec<String>,
+    #[serde(default, rename = "ssh-keys")]
+    ssh_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
 struct RawNode {
     name: String,
+    #[serde(default, rename = "ssh-keys")]
+    ssh_keys: Vec<String>,
     hostname: Option<String>,
     serial: Option<String>,
     dns: Option<Vec<String>>,
@@ -125,6 +129,8 @@ pub struct Client {
     pub dns: Vec<IpAddr>,
     pub search: Vec<String>,
     pub ntp: Vec<String>,
+    /// SSH public keys every node's config drive offers.
+    pub ssh_keys: Vec<String>,
     pub nodes: Vec<Node>,
 }
 
@@ -133,6 +139,7 @@ pub struct Node {
     pub name: String,
     pub hostname: String,
     pub serial: Option<String>,
+    pub ssh_keys: Vec<String>,
     pub dns: Vec<IpAddr>,
     /// Links first, then bonds, then VLANs: the order they are brought up.
     pub interfaces: Vec<Interface>,
@@ -355,6 +362,7 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
         dns,
         search: client.search,
         ntp: client.ntp,
+        ssh_keys: client.ssh_keys,
         nodes,
     })
 }
@@ -740,7 +748,14 @@ impl Checker<'_> {
             }
             out.push(iface);
         }
-        Node { name: raw.name.clone(), hostname, serial: raw.serial.clone(), dns, interfaces: out }
+        Node {
+            name: raw.name.clone(),
+            hostname,
+            serial: raw.serial.clone(),
+            ssh_keys: raw.ssh_keys.clone(),
+            dns,
+            interfaces: out,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::boot;
 use crate::budget::{self, OverBudget};
 use crate::config::budget::Budget;
 use crate::config::image::OutputKind;
+use crate::config_drive;
 use crate::io::atomic::Pending;
 use crate::path::ImagePath;
 use crate::plan::{self, Inputs, Plan};
@@ -282,10 +283,24 @@ fn write_outputs(
                     }
                     produced.record(OutputKind::Dir, out, &plan.budget);
                 }
-                OutputKind::ConfigDrive => unreachable!("refused before building"),
+                // One per node, after the images.
+                OutputKind::ConfigDrive => {}
             }
         }
         drop(scratch);
+    }
+    if wants(OutputKind::ConfigDrive) {
+        let client = plan.inventory.as_ref().expect("checked before building");
+        let dir = opts.outdir.join("config-drive");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for node in &plan.nodes {
+            let name = node["name"].as_str().unwrap_or("");
+            let tree = config_drive::tree(client, &plan.client, node, &plan.resolved.elements, epoch)?;
+            let out = ui.step("config-drive", || {
+                config_drive::write(&tree, epoch, &dir.join(format!("{name}.iso")))
+            })?;
+            produced.record(OutputKind::ConfigDrive, out, &plan.budget);
+        }
     }
     // Report outputs in the order the image lists them, whatever order they were made in.
     produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
@@ -325,21 +340,16 @@ fn summarize(warnings: &[iso::Warning], every_path: bool) -> Vec<String> {
         .collect()
 }
 
-/// Outputs and modes this version cannot make are refused before any work is done.
+/// Outputs that need a client inventory are refused without one, before any work.
 fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
-    if opts.per_node {
-        if plan.nodes.is_empty() {
-            bail!("--per-node needs a client inventory with nodes: add --client CLIENT.toml");
-        }
+    if opts.per_node && plan.nodes.is_empty() {
+        bail!("--per-node needs a client inventory with nodes: add --client CLIENT.toml");
     }
-    for kind in &plan.image.outputs {
-        if *kind == OutputKind::ConfigDrive {
-            bail!(
-                "output `{}` (in {}) is not built by this version of smelt yet; remove it from [image] outputs",
-                kind.name(),
-                plan.image.file.display()
-            );
-        }
+    if plan.image.outputs.contains(&OutputKind::ConfigDrive) && plan.nodes.is_empty() {
+        bail!(
+            "output `config-drive` (in {}) makes one drive per node: add --client CLIENT.toml with its nodes",
+            plan.image.file.display()
+        );
     }
     Ok(())
 }
