@@ -208,3 +208,74 @@ fn per_node_images_carry_only_their_node_and_boot_as_it() {
     );
     assert!(console.contains("state: front 10.10.0.11/24 vlan=100"), "{console}");
 }
+
+#[test]
+fn a_node_is_found_by_dmi_serial_or_by_the_kernel_argument() {
+    let dir = Dir::new();
+    client_image(&dir);
+    let boot = |extra: &[&str], append: &str| {
+        let mut args = vec![
+            "-kernel".to_string(),
+            kernel().display().to_string(),
+            "-initrd".into(),
+            dir.path("out/acme.cpio.zst").display().to_string(),
+            "-append".into(),
+            format!("console=ttyS0 panic=-1 {append}"),
+            "-netdev".into(),
+            "user,id=n0".into(),
+            "-device".into(),
+            "virtio-net-pci,netdev=n0,mac=52:54:00:00:09:09".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        qemu(&args)
+    };
+    let (by_serial, by_arg) = std::thread::scope(|s| {
+        let a = s.spawn(|| boot(&["-smbios", "type=1,serial=J30012AC"], ""));
+        let b = s.spawn(|| boot(&[], "smelt.node=acme-n1"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        by_serial.contains("smelt-network: this is node acme-n2 (found by serial J30012AC)"),
+        "{by_serial}"
+    );
+    assert!(by_arg.contains("smelt-network: this is node acme-n1 (found by smelt.node=)"), "{by_arg}");
+    // The node's NICs are not there: the applier says which, and that it failed.
+    assert!(by_arg.contains("smelt-network: link fast0: no interface has MAC 52:54:00:00:01:01"), "{by_arg}");
+    assert!(by_arg.contains("smelt-network: node acme-n1: some steps FAILED"), "{by_arg}");
+}
+
+#[test]
+fn a_users_template_replaces_the_built_in_one() {
+    let dir = Dir::new();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
+        dir.path("client.toml"),
+    )
+    .unwrap();
+    dir.write(
+        "my-templates/networkd/30-{iface}.network.tera",
+        "# ours for {{ iface.name }} on {{ node.name }}\n",
+    );
+    dir.write("my-templates/networkd/99-extra.conf.tera", "extra for {{ node.hostname }}\n");
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"t\"\nelements = [\"network\"]\noutputs = [\"dir\"]\n[params.network]\nrenderers = [\"networkd\"]\ntemplates = \"my-templates\"\n",
+    );
+    dir.build(&["--client", "client.toml"]).ok();
+    let got = files(&dir.path("out/t.dir/etc/smelt/network/acme-n2/networkd"));
+    assert_eq!(got["30-front.network"], "# ours for front on acme-n2\n");
+    assert_eq!(got["99-extra.conf"], "extra for acme-n2\n");
+    assert!(got["20-bond0.netdev"].contains("Mode=802.3ad"), "the other built-in templates stay");
+    dir.write(
+        "image.toml",
+        &std::fs::read_to_string(dir.path("image.toml"))
+            .unwrap()
+            .replace("networkd\"]", "networkd\", \"systemd\"]"),
+    );
+    let r = dir.build(&["--client", "client.toml"]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "smelt: element `network`: unknown renderer `systemd` in param `renderers`; renderers are networkd, nm-keyfile, \
+         ifupdown, ifcfg-rh, ifcfg-suse, netplan, network-data-json, ramdisk\n"
+    );
+}
