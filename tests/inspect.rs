@@ -20,11 +20,11 @@ fn image(dir: &Dir, compression: &str, extra: &str) {
     dir.write("elements/extra/root/etc/extra.conf", "x = 1\n");
 }
 
-/// path → (type+mode, uid, gid, size of files, link target) from `inspect --json`.
-fn inspected(
-    dir: &Dir,
-    file: &str,
-) -> (serde_json::Value, BTreeMap<String, (String, u64, u64, Option<u64>, Option<String>)>) {
+/// path → (type+mode, uid, gid, size of files, link target).
+type Listing = BTreeMap<String, (String, u64, u64, Option<u64>, Option<String>)>;
+
+/// The listing `inspect --json` gives.
+fn inspected(dir: &Dir, file: &str) -> (serde_json::Value, Listing) {
     let r = dir.smelt(&["inspect", file, "--json"]).ok();
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let mut out = BTreeMap::new();
@@ -50,7 +50,7 @@ fn inspected(
 }
 
 /// The same shape from bsdtar's listing.
-fn bsdtar(file: &std::path::Path) -> BTreeMap<String, (String, u64, u64, Option<u64>, Option<String>)> {
+fn bsdtar(file: &std::path::Path) -> Listing {
     let mut out = BTreeMap::new();
     for line in sh(&format!("bsdtar -tvf {} --numeric-owner", file.display())).lines() {
         let f: Vec<&str> = line.split_whitespace().collect();

@@ -119,17 +119,23 @@ fn client_image(dir: &Dir) {
 }
 
 fn boot_with_nics(dir: &Dir, macs: &[&str]) -> String {
-    boot_with_nics_from(dir, "out/acme.cpio.zst", macs)
+    boot_guest(dir, "out/acme.cpio.zst", macs, "", &[])
 }
 
 fn boot_with_nics_from(dir: &Dir, initrd: &str, macs: &[&str]) -> String {
+    boot_guest(dir, initrd, macs, "", &[])
+}
+
+/// Boots `initrd` with a virtio NIC per MAC, `append` on the kernel command line and
+/// `extra` QEMU arguments.
+fn boot_guest(dir: &Dir, initrd: &str, macs: &[&str], append: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "-kernel".to_string(),
         kernel().display().to_string(),
         "-initrd".into(),
         dir.path(initrd).display().to_string(),
         "-append".into(),
-        "console=ttyS0 panic=-1".into(),
+        format!("console=ttyS0 panic=-1 {append}"),
     ];
     for (i, mac) in macs.iter().enumerate() {
         args.extend([
@@ -139,6 +145,7 @@ fn boot_with_nics_from(dir: &Dir, initrd: &str, macs: &[&str]) -> String {
             format!("virtio-net-pci,netdev=n{i},mac={mac}"),
         ]);
     }
+    args.extend(extra.iter().map(|s| s.to_string()));
     qemu(&args)
 }
 
@@ -214,20 +221,7 @@ fn a_node_is_found_by_dmi_serial_or_by_the_kernel_argument() {
     let dir = Dir::new();
     client_image(&dir);
     let boot = |extra: &[&str], append: &str| {
-        let mut args = vec![
-            "-kernel".to_string(),
-            kernel().display().to_string(),
-            "-initrd".into(),
-            dir.path("out/acme.cpio.zst").display().to_string(),
-            "-append".into(),
-            format!("console=ttyS0 panic=-1 {append}"),
-            "-netdev".into(),
-            "user,id=n0".into(),
-            "-device".into(),
-            "virtio-net-pci,netdev=n0,mac=52:54:00:00:09:09".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        qemu(&args)
+        boot_guest(&dir, "out/acme.cpio.zst", &["52:54:00:00:09:09"], append, extra)
     };
     let (by_serial, by_arg) = std::thread::scope(|s| {
         let a = s.spawn(|| boot(&["-smbios", "type=1,serial=J30012AC"], ""));

@@ -152,13 +152,9 @@ pub fn write_tree<W: Write>(
         let mut rdev = (0, 0);
         match &entry.kind {
             Kind::Char(ma, mi) | Kind::Block(ma, mi) => rdev = (*ma, *mi),
-            Kind::File { link: Some(key), .. } if nlink > 1 => {
-                // The kernel links later entries to the first one with the same inode
-                // and takes the data from the first (init/initramfs.c, maybe_link).
-                if !data_written.insert(*key) {
-                    size = 0;
-                }
-            }
+            // The kernel links later entries to the first one with the same inode and
+            // takes the data from the first (init/initramfs.c, maybe_link).
+            Kind::File { link: Some(key), .. } if nlink > 1 && !data_written.insert(*key) => size = 0,
             _ => {}
         }
         if size > u32::MAX as u64 {
@@ -194,7 +190,7 @@ pub fn write_tree<W: Write>(
             _ => {}
         }
     }
-    Ok(w.finish().context("finishing the cpio archive")?)
+    w.finish().context("finishing the cpio archive")
 }
 
 /// Inode numbers from 2 (the root is 1) in path order; hard links share the number of
@@ -374,7 +370,7 @@ mod tests {
         both.extend_from_slice(&one);
         let mut seen = Vec::new();
         read_archives(&mut &both[..], &mut |e| seen.push((e.name, e.mode, e.size, e.target))).unwrap();
-        let first = vec![
+        let first = [
             (".".to_string(), 0o040755, 0, None),
             ("bin".into(), 0o040755, 0, None),
             ("bin/sh".into(), 0o120777, 7, Some("busybox".into())),
