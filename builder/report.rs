@@ -18,6 +18,31 @@ pub struct Report {
     pub tree: Measure,
     pub largest: Vec<Largest>,
     pub budget: BudgetReport,
+    /// Every PEM certificate in the image, by SHA-256 fingerprint (keys are never listed).
+    pub certificates: Vec<CertReport>,
+}
+
+#[derive(Serialize)]
+pub struct CertReport {
+    pub path: String,
+    pub sha256_fingerprint: String,
+    pub element: String,
+}
+
+/// The certificates of the tree: `.pem`/`.crt` files up to 1 MiB that hold one.
+pub fn certificates(tree: &Tree) -> Vec<CertReport> {
+    tree.iter()
+        .filter(|(p, e)| {
+            (p.as_str().ends_with(".pem") || p.as_str().ends_with(".crt")) && e.size() <= 1 << 20
+        })
+        .filter_map(|(p, e)| {
+            let Kind::File { source, .. } = &e.kind else { return None };
+            let text = String::from_utf8(source.read_all().ok()?).ok()?;
+            text.contains("-----BEGIN CERTIFICATE").then_some(())?;
+            let sha256_fingerprint = crate::stage::base::tls::fingerprint(&text).ok()?;
+            Some(CertReport { path: p.to_string(), sha256_fingerprint, element: e.element.clone() })
+        })
+        .collect()
 }
 
 /// `report.json`: the report, then every entry, serialized straight from the tree so
@@ -129,6 +154,12 @@ impl Report {
         s.push_str(&format!("\nbudget ({}):\n", self.budget.source));
         for c in &self.budget.checks {
             s.push_str(&format!("  {} {c}\n", if c.ok { "ok  " } else { "OVER" }));
+        }
+        if !self.certificates.is_empty() {
+            s.push_str("\ncertificates (SHA-256):\n");
+        }
+        for c in &self.certificates {
+            s.push_str(&format!("  {}  {}\n", c.path, c.sha256_fingerprint));
         }
         if !self.outputs.is_empty() {
             s.push_str(&format!("\n{:<44} {:>12}  {}\n", "output", "bytes", "sha256"));

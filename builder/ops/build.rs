@@ -60,6 +60,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
             .collect(),
         tree: measure,
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
+        certificates: report::certificates(&tree),
     };
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {

@@ -84,6 +84,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
         ui.detail(&format!("prune: removed {pruned} paths, {}", crate::config::size::human(bytes)));
     }
     prune::permissions(&mut tree, &plan.resolved.elements)?;
+    prune::check_links(&tree)?;
     prune::devices(&mut tree, &plan.resolved.elements, mtime)?;
     Ok(tree)
 }

@@ -67,6 +67,40 @@ pub fn permissions(tree: &mut Tree, elements: &[Element]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Refuses symlinks whose relative target climbs above the image root: inside the
+/// ramdisk they would stop at `/`, but in a `dir` output or an ISO extracted on a host
+/// they point outside the image. Absolute targets are resolved inside the image.
+pub fn check_links(tree: &Tree) -> anyhow::Result<()> {
+    let mut bad = Vec::new();
+    for (path, e) in tree.iter() {
+        let Kind::Symlink(target) = &e.kind else { continue };
+        if target.starts_with('/') {
+            continue;
+        }
+        let mut depth = path.as_str().matches('/').count() as i64;
+        for part in target.split('/') {
+            match part {
+                ".." => depth -= 1,
+                "" | "." => {}
+                _ => depth += 1,
+            }
+            if depth < 0 {
+                bad.push(format!(
+                    "element `{}`: symlink {path} -> {target} points outside the image root; \
+                     make it absolute (resolved inside the image) or point it within",
+                    e.element
+                ));
+                break;
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", bad.join("\n"))
+    }
+}
+
 /// Adds every element's `[[devices]]`: no root is needed, as they only exist as records.
 pub fn devices(tree: &mut Tree, elements: &[Element], mtime: i64) -> anyhow::Result<()> {
     for e in elements {

@@ -5,8 +5,10 @@
 //! earlier on the path replaces them entirely.
 
 pub mod busybox;
+pub mod files;
 pub mod host;
 pub mod modules;
+pub mod tls;
 
 use serde_json::Value;
 
@@ -29,6 +31,17 @@ pub fn apply(
         "base-busybox" => busybox::apply(tree, &element.name, params)?,
         "base-host" => host::apply(tree, &element.name, params)?,
         "network" => network(tree, &element.name, params, plan, mtime)?,
+        "inject-files" => files::inject(tree, &element.name, params, plan.image.dir(), mtime)?,
+        "dev-user" => files::dev_user(tree, &element.name, params, mtime)?,
+        "timezone" => {
+            let zone = plan.inventory.as_ref().and_then(|c| c.timezone.as_deref());
+            files::timezone(tree, &element.name, params, zone, mtime)?
+        }
+        "agent" => {
+            let context = serde_json::json!({ "image": { "name": plan.image.name }, "params": params, "client": plan.client, "nodes": plan.nodes });
+            files::agent(tree, &element.name, params, plan.image.dir(), &context, mtime)?
+        }
+        "tls" => tls::apply(tree, &element.name, params, plan.image.dir(), &plan.image.name, mtime)?,
         "kernel-modules" => {
             let release = match &plan.image.kernel {
                 Some(k) => crate::boot::kernel_path(k).ok().and_then(|p| modules::kernel_release(&p)),
