@@ -159,11 +159,53 @@ fn sha512_crypt(password: &str, user: &str) -> anyhow::Result<String> {
     const SALT_CHARS: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let seed = Sha256::digest(format!("smelt-dev-user:{user}:{password}").as_bytes());
     let salt: String = seed.iter().take(16).map(|b| SALT_CHARS[(*b as usize) % 64] as char).collect();
-    use sha_crypt::PasswordHasher as _;
-    let hash = sha_crypt::ShaCrypt::default()
-        .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
-        .map_err(|e| anyhow!("hashing the password: {e}"))?;
-    Ok(hash.to_string())
+    // sha-crypt's MCF writer base64-encodes the salt it was given, which crypt(3) then
+    // reads as a different salt: hash with the raw function and encode as glibc does.
+    let params = sha_crypt::Params::new(5000).map_err(|e| anyhow!("hashing the password: {e:?}"))?;
+    let digest = sha_crypt::sha512_crypt(password.as_bytes(), salt.as_bytes(), params);
+    Ok(format!("$6${salt}${}", crypt_b64_sha512(&digest)))
+}
+
+/// The SHA-512 crypt encoding of the digest: bytes in groups of three, in the
+/// specification's order, six bits a character, least significant first.
+fn crypt_b64_sha512(d: &[u8; 64]) -> String {
+    const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const ORDER: [(usize, usize, usize); 21] = [
+        (0, 21, 42),
+        (22, 43, 1),
+        (44, 2, 23),
+        (3, 24, 45),
+        (25, 46, 4),
+        (47, 5, 26),
+        (6, 27, 48),
+        (28, 49, 7),
+        (50, 8, 29),
+        (9, 30, 51),
+        (31, 52, 10),
+        (53, 11, 32),
+        (12, 33, 54),
+        (34, 55, 13),
+        (56, 14, 35),
+        (15, 36, 57),
+        (37, 58, 16),
+        (59, 17, 38),
+        (18, 39, 60),
+        (40, 61, 19),
+        (62, 20, 41),
+    ];
+    let mut out = String::with_capacity(86);
+    let mut put = |w: u32, n: usize| {
+        let mut w = w;
+        for _ in 0..n {
+            out.push(ALPHABET[(w & 0x3f) as usize] as char);
+            w >>= 6;
+        }
+    };
+    for (a, b, c) in ORDER {
+        put(((d[a] as u32) << 16) | ((d[b] as u32) << 8) | d[c] as u32, 4);
+    }
+    put(d[63] as u32, 2);
+    out
 }
 
 /// `agent`: the payload (a file or a directory tree) at `dest`, its config rendered
@@ -268,4 +310,18 @@ pub fn timezone(
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sha512_crypt_matches_glibc() {
+        // glibc: crypt("hunter2", "$6$bdrEp6oN3BqRiRoB$")
+        let params = sha_crypt::Params::new(5000).unwrap();
+        let d = sha_crypt::sha512_crypt(b"hunter2", b"bdrEp6oN3BqRiRoB", params);
+        assert_eq!(
+            super::crypt_b64_sha512(&d),
+            "WVTL68Z9Ls1WSRvPmkQItnivVA5FhuOSJ2xFw5dArH6hgCLUmFrNQmLHIa4M5G9criR.1mjDtJj0GQ8ZDwmwp1"
+        );
+    }
 }

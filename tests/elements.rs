@@ -1,0 +1,224 @@
+//! The element library: an agent ramdisk booted with its certificate, and the small
+//! elements' effects and refusals.
+
+use std::path::Path;
+
+use crate::util::{kernel, member, qemu, sh, Dir};
+
+#[test]
+fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
+    let dir = Dir::new();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
+        dir.path("client.toml"),
+    )
+    .unwrap();
+    dir.write(
+        "agent/bin/agent",
+        "#!/bin/sh\n# A stand-in deploy agent: reports what it sees and stays up.\n\
+         cd \"$(dirname \"$0\")/..\"\n\
+         echo \"AGENT up on $(hostname): config $(cat agent.conf), cert $(head -1 /etc/smelt/tls/cert.pem), \
+         key mode $(stat -c %a /etc/smelt/tls/key.pem), front $(ip -o -4 addr show dev front | awk '{print $4}')\"\n\
+         while true; do sleep 60; done\n",
+    );
+    dir.write("agent.conf.tera", "listen={{ params.dest }}:9999 image={{ image.name }}");
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"deploy\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\", \"tls\", \"agent\", \"settle\"]\n\
+         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n\
+         [params.network]\nrenderers = []\n\
+         [params.tls]\nhostname = \"agent.acme.example\"\nsans = [\"10.10.0.11\"]\n\
+         [params.agent]\npayload = \"agent\"\ndest = \"/opt/agent\"\nstart = \"bin/agent\"\nconfig = \"agent.conf.tera\"\n\
+         [params.init]\nthen = \"poweroff\"\n",
+    );
+    // Give the agent a moment on the console before the guest powers off.
+    dir.write("elements/settle/root/etc/smelt/init.d/99-settle", "#!/bin/sh\nsleep 2\n");
+    let r = dir.build(&["--client", "client.toml"]).ok();
+    assert!(
+        r.stderr.contains("tls: generated a new key and certificate for agent.acme.example"),
+        "{}",
+        r.stderr
+    );
+    let key = dir.path(".smelt-state/tls/agent.acme.example/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    assert!(!r.stderr.contains(key_text.lines().nth(1).unwrap()), "the key is printed");
+
+    // The fingerprint in the report is the certificate's.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    let cert = report["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/etc/smelt/tls/cert.pem")
+        .unwrap();
+    let pem = dir.path(".smelt-state/tls/agent.acme.example/cert.pem");
+    let openssl = sh(&format!("openssl x509 -in {} -noout -fingerprint -sha256", pem.display()));
+    assert_eq!(openssl.trim().rsplit('=').next().unwrap(), cert["sha256_fingerprint"]);
+    assert!(sh(&format!("openssl x509 -in {} -noout -ext subjectAltName", pem.display()))
+        .contains("IP Address:10.10.0.11"));
+    let listing = sh(&format!("zstd -dc {} | cpio -tv --quiet", dir.path("out/deploy.cpio.zst").display()));
+    assert!(
+        listing.lines().any(|l| l.starts_with("-rw-------") && l.ends_with("etc/smelt/tls/key.pem")),
+        "{listing}"
+    );
+
+    let console = qemu(&[
+        "-kernel".to_string(),
+        kernel().display().to_string(),
+        "-initrd".into(),
+        dir.path("out/deploy.cpio.zst").display().to_string(),
+        "-append".into(),
+        "console=ttyS0 panic=-1".into(),
+        "-netdev".into(),
+        "user,id=n0".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=n0,mac=52:54:00:00:01:01".into(),
+        "-netdev".into(),
+        "user,id=n1".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=n1,mac=52:54:00:00:01:02".into(),
+    ]);
+    assert!(console.contains("smelt-agent: started 'bin/agent'"), "{console}");
+    assert!(
+        console.contains(
+            "AGENT up on acme-n1: config listen=/opt/agent:9999 image=deploy, cert -----BEGIN CERTIFICATE-----, key mode 600, front 10.10.0.11/24"
+        ),
+        "{console}"
+    );
+
+    // Later builds reuse the kept key and certificate: the same bytes.
+    dir.smelt_env(
+        &[
+            "build",
+            "image.toml",
+            "--client",
+            "client.toml",
+            "--elements-path",
+            "elements",
+            "-o",
+            "out2",
+            "-q",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    )
+    .ok();
+    dir.smelt_env(
+        &[
+            "build",
+            "image.toml",
+            "--client",
+            "client.toml",
+            "--elements-path",
+            "elements",
+            "-o",
+            "out3",
+            "-q",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(dir.path("out2/deploy.cpio.zst")).unwrap(),
+        std::fs::read(dir.path("out3/deploy.cpio.zst")).unwrap()
+    );
+}
+
+#[test]
+fn inject_files_places_content_and_refuses_escapes() {
+    let dir = Dir::new();
+    dir.write("payload.bin", "from the host\n");
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"inj\"\nelements = [\"inject-files\"]\n\
+         [params.inject-files.files]\n\"/etc/secret\" = { content-base64 = \"c2VjcmV0Cg==\", mode = \"0600\" }\n\
+         \"opt/payload.bin\" = { source = \"payload.bin\" }\n",
+    );
+    dir.build(&[]).ok();
+    let archive = dir.path("out/inj.cpio.zst");
+    assert_eq!(member(&archive, "etc/secret"), "secret\n");
+    assert_eq!(member(&archive, "opt/payload.bin"), "from the host\n");
+    let listing = sh(&format!("zstd -dc {} | cpio -tv --quiet", archive.display()));
+    assert!(listing.lines().any(|l| l.starts_with("-rw-------") && l.ends_with("etc/secret")), "{listing}");
+
+    for (dest, message) in [
+        ("../etc/shadow", "smelt: element `inject-files`: destination path `../etc/shadow` escapes the image root; destinations are paths inside the image\n"),
+        ("/../../etc/shadow", "smelt: element `inject-files`: destination path `/../../etc/shadow` escapes the image root; destinations are paths inside the image\n"),
+    ] {
+        dir.write(
+            "image.toml",
+            &format!("[image]\nname = \"inj\"\nelements = [\"inject-files\"]\n[params.inject-files.files]\n\"{dest}\" = {{ content-base64 = \"eA==\" }}\n"),
+        );
+        assert_eq!(dir.build(&[]).fails(1).stderr, message);
+    }
+}
+
+#[test]
+fn a_staged_symlink_out_of_the_root_is_refused() {
+    let dir = Dir::new();
+    dir.write("image.toml", "[image]\nname = \"ln\"\nelements = [\"links\"]\n");
+    dir.write("elements/links/element.toml", "description = \"links\"\n");
+    std::fs::create_dir_all(dir.path("elements/links/root/etc")).unwrap();
+    std::os::unix::fs::symlink("../../../../etc/shadow", dir.path("elements/links/root/etc/stolen")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.path("elements/links/root/etc/fine")).unwrap();
+    let r = dir.build(&[]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "smelt: element `links`: symlink /etc/stolen -> ../../../../etc/shadow points outside the image root; \
+         make it absolute (resolved inside the image) or point it within\n"
+    );
+}
+
+#[test]
+fn dev_user_timezone_and_module_autoload() {
+    let dir = Dir::new();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"dev\"\nelements = [\"base-busybox\", \"init\", \"dev-user\", \"timezone\", \"module-autoload\"]\noutputs = [\"initramfs\"]\n\
+         [params.dev-user]\nname = \"ops\"\npassword = \"hunter2\"\nauthorized-keys = [\"ssh-ed25519 AAAA ops@acme\"]\nsudo = true\n\
+         [params.timezone]\nzone = \"Europe/Madrid\"\n",
+    );
+    dir.build(&[]).ok();
+    let archive = dir.path("out/dev.cpio.zst");
+    assert!(member(&archive, "etc/passwd").contains("ops:x:1000:1000:ops:/home/ops:/bin/sh\n"));
+    let shadow = member(&archive, "etc/shadow");
+    let hash = shadow.lines().find(|l| l.starts_with("ops:")).unwrap().split(':').nth(1).unwrap().to_string();
+    assert!(hash.starts_with("$6$"), "{hash}");
+    // The system's crypt(3), through Python's crypt module, checks the hash.
+    let verified = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt, os; h = os.environ['HASH']; print(crypt.crypt('hunter2', h) == h)",
+        ])
+        .env("HASH", &hash)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&verified.stdout).trim(),
+        "True",
+        "the shadow hash does not verify the password"
+    );
+    let listing = sh(&format!("zstd -dc {} | cpio -tv --quiet --numeric-uid-gid", archive.display()));
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or_else(|| panic!("{name}:\n{listing}"))
+            .to_string()
+    };
+    assert!(line("etc/shadow").starts_with("-rw-------"));
+    assert!(line("home/ops/.ssh/authorized_keys").starts_with("-rw-------   1 1000     1000"));
+    assert!(line("etc/sudoers.d/ops").starts_with("-r--r-----"));
+    assert_eq!(member(&archive, "etc/sudoers.d/ops"), "ops ALL=(ALL) NOPASSWD:ALL\n");
+    assert_eq!(member(&archive, "etc/timezone"), "Europe/Madrid\n");
+    assert_eq!(
+        sh(&format!("bsdtar -xOf {} etc/localtime | sha256sum", archive.display())),
+        sh("sha256sum < /usr/share/zoneinfo/Europe/Madrid")
+    );
+    let console = crate::util::boot(&archive, "smelt.then=poweroff");
+    assert!(console.contains("smelt-modules: "), "{console}");
+}
