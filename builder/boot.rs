@@ -143,6 +143,7 @@ pub fn iso_tree(
             }
             Source::Bytes(b) => b.len() as u64,
             Source::Static(b) => b.len() as u64,
+            Source::Range { len, .. } => *len,
         };
         let entry = Entry {
             kind: Kind::File { source, size, alloc: size.next_multiple_of(2048), link: None },

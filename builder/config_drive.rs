@@ -74,10 +74,11 @@ pub fn tree(
     Ok(tree)
 }
 
-/// Writes one node's config drive to `dest` (published by the caller).
+/// Writes one node's config drive to `dest` (published by the caller). Its files are
+/// all made in memory, so nothing is spilled.
 pub fn write(tree: &Tree, epoch: i64, dest: &Path) -> anyhow::Result<Written> {
     // cloud-init finds the drive by this label (DataSourceConfigDrive).
-    let layout = iso::lay_out(&[tree], "config-2", epoch, None)?;
+    let layout = iso::lay_out(&[tree], "config-2", epoch, None, Path::new("/nonexistent"))?;
     iso::write(&layout, dest)
 }
 

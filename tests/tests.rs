@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config_drive;
 mod crosscheck;
+mod debian;
 mod elements;
 mod errors;
 mod inspect;

@@ -46,11 +46,20 @@ pub struct Warning {
 
 /// Lays out `layers` (later ones over earlier ones) as an ISO labelled `label`, dated
 /// `epoch` (every timestamp is clamped to it), bootable when `boot` is given.
-pub fn lay_out(layers: &[&Tree], label: &str, epoch: i64, boot: Option<&Boot>) -> anyhow::Result<Layout> {
+/// Files that live inside a tarball (`Source::Range`) are copied out to `scratch`
+/// first: hadris reads whole host files.
+pub fn lay_out(
+    layers: &[&Tree],
+    label: &str,
+    epoch: i64,
+    boot: Option<&Boot>,
+    scratch: &Path,
+) -> anyhow::Result<Layout> {
     let time = DateTime::from_unix_seconds(epoch).map_err(|e| anyhow!("date {epoch}: {e:?}"))?;
     let mut htree = hadris_fs::Tree::new();
+    let mut spilled = 0usize;
     for layer in layers {
-        add_layer(&mut htree, layer, epoch)?;
+        add_layer(&mut htree, layer, epoch, scratch, &mut spilled)?;
     }
     let mut options = IsoOptions::new()
         .with_id(IsoId::Volume, label)
@@ -237,7 +246,13 @@ impl<D: hadris_storage::sync::BlockDevice> hadris_storage::sync::BlockDevice for
 /// Adds staged records to hadris's input tree: smelt's modes, owners and clamped mtimes
 /// on every node, hard links as links, devices with their numbers. An entry already
 /// there is replaced, except a directory by a directory.
-fn add_layer(out: &mut hadris_fs::Tree, tree: &Tree, epoch: i64) -> anyhow::Result<()> {
+fn add_layer(
+    out: &mut hadris_fs::Tree,
+    tree: &Tree,
+    epoch: i64,
+    scratch: &Path,
+    spilled: &mut usize,
+) -> anyhow::Result<()> {
     let mut first_link: BTreeMap<(u64, u64), String> = BTreeMap::new();
     for (path, e) in tree.iter() {
         let name = path.as_str();
@@ -251,7 +266,7 @@ fn add_layer(out: &mut hadris_fs::Tree, tree: &Tree, epoch: i64) -> anyhow::Resu
         }
         let node = match &e.kind {
             Kind::Dir => Node::dir(),
-            Kind::File { source, size, .. } => Node::file(content(source, *size)?),
+            Kind::File { source, size, .. } => Node::file(content(source, *size, scratch, spilled)?),
             Kind::Symlink(t) => Node::symlink(t.as_bytes()),
             Kind::Char(ma, mi) => Node::special(FileType::CharDevice, Some(DeviceNumber::new(*ma, *mi))),
             Kind::Block(ma, mi) => Node::special(FileType::BlockDevice, Some(DeviceNumber::new(*ma, *mi))),
@@ -274,7 +289,7 @@ fn add_layer(out: &mut hadris_fs::Tree, tree: &Tree, epoch: i64) -> anyhow::Resu
     Ok(())
 }
 
-fn content(source: &Source, size: u64) -> anyhow::Result<Content> {
+fn content(source: &Source, size: u64, scratch: &Path, spilled: &mut usize) -> anyhow::Result<Content> {
     Ok(match source {
         Source::Host(p) => {
             let c = hadris_fs::host::file(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
@@ -285,5 +300,15 @@ fn content(source: &Source, size: u64) -> anyhow::Result<Content> {
         }
         Source::Static(b) => Content::bytes(b.to_vec()),
         Source::Bytes(b) => Content::bytes(b.to_vec()),
+        Source::Range { .. } => {
+            std::fs::create_dir_all(scratch)?;
+            *spilled += 1;
+            let path = scratch.join(format!("iso-{spilled}"));
+            let mut out =
+                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            std::io::copy(&mut source.open()?, &mut out)
+                .with_context(|| format!("copying {}", source.describe()))?;
+            hadris_fs::host::file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        }
     })
 }

@@ -2,8 +2,8 @@
 //! written into an archive) or bytes smelt made or ships.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::path::PathBuf;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -14,6 +14,9 @@ pub enum Source {
     Static(&'static [u8]),
     /// Bytes made during the build (rendered templates, generated files).
     Bytes(Arc<[u8]>),
+    /// `len` bytes at `offset` of a host file: a member of an uncompressed tarball,
+    /// staged by reference like any host file.
+    Range { file: Arc<Path>, offset: u64, len: u64 },
 }
 
 impl Source {
@@ -22,6 +25,11 @@ impl Source {
             Source::Host(p) => Box::new(File::open(p)?),
             Source::Static(b) => Box::new(*b),
             Source::Bytes(b) => Box::new(&b[..]),
+            Source::Range { file, offset, len } => {
+                let mut f = File::open(file)?;
+                f.seek(SeekFrom::Start(*offset))?;
+                Box::new(f.take(*len))
+            }
         })
     }
 
@@ -37,6 +45,7 @@ impl Source {
             Source::Host(p) => p.display().to_string(),
             Source::Static(_) => "(built into smelt)".into(),
             Source::Bytes(_) => "(generated)".into(),
+            Source::Range { file, offset, .. } => format!("{} (at byte {offset})", file.display()),
         }
     }
 }

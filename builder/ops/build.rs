@@ -243,12 +243,24 @@ fn write_outputs(
                         (Some(kernel), Some(initramfs)) => {
                             let (iso_tree, boot) =
                                 boot::iso_tree(&plan.image, kernel, initramfs, extras, work, epoch)?;
-                            iso::lay_out(&[&iso_tree], &plan.image.iso_label, epoch, Some(&boot))?
+                            iso::lay_out(
+                                &[&iso_tree],
+                                &plan.image.iso_label,
+                                epoch,
+                                Some(&boot),
+                                &work.join("iso-spill"),
+                            )?
                         }
                         _ => {
                             let mut layers = v.layers.clone();
                             layers.push(extras);
-                            iso::lay_out(&layers, &plan.image.iso_label, epoch, None)?
+                            iso::lay_out(
+                                &layers,
+                                &plan.image.iso_label,
+                                epoch,
+                                None,
+                                &work.join("iso-spill"),
+                            )?
                         }
                     };
                     for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {

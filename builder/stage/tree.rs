@@ -145,6 +145,13 @@ impl Tree {
         self.entries.get(path)
     }
 
+    /// Makes the file at `path` one of a group of hard links.
+    pub fn set_link(&mut self, path: &ImagePath, key: (u64, u64)) {
+        if let Some(Entry { kind: Kind::File { link, .. }, .. }) = self.entries.get_mut(path) {
+            *link = Some(key);
+        }
+    }
+
     pub fn remove(&mut self, path: &ImagePath) -> Option<Entry> {
         self.entries.remove(path)
     }

@@ -8,6 +8,7 @@ pub mod busybox;
 pub mod files;
 pub mod host;
 pub mod modules;
+pub mod rootfs;
 pub mod tls;
 
 use serde_json::Value;
@@ -31,6 +32,8 @@ pub fn apply(
         "base-busybox" => busybox::apply(tree, &element.name, params)?,
         "base-host" => host::apply(tree, &element.name, params)?,
         "network" => network(tree, &element.name, params, plan, mtime)?,
+        "base-rootfs" => rootfs::rootfs(tree, &element.name, params, plan.image.dir())?,
+        "base-debian" => rootfs::debian(tree, &element.name, params, plan.offline)?,
         "inject-files" => files::inject(tree, &element.name, params, plan.image.dir(), mtime)?,
         "dev-user" => files::dev_user(tree, &element.name, params, mtime)?,
         "timezone" => {

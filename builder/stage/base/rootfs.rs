@@ -1,0 +1,271 @@
+//! Bases from a whole root filesystem: `base-rootfs` (a tarball or a directory) and
+//! `base-debian` (debootstrap minbase, once; then a cached tarball). A tarball's
+//! members are staged by reference — each record points at its bytes inside the
+//! uncompressed tar — with the owners, modes and devices its headers give, so staging
+//! from it needs neither root nor a copy.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::stage::disk::host_entry;
+use crate::stage::tree::{Entry, Kind, Tree};
+
+/// Where smelt keeps what it fetched or unpacked: `SMELT_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/smelt`, else `~/.cache/smelt`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SMELT_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("smelt");
+    }
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/smelt")
+}
+
+/// Adds every member of an uncompressed tarball to the tree, by reference.
+pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Result<usize> {
+    let file: Arc<Path> = Arc::from(tar_path);
+    let reader = std::fs::File::open(tar_path)
+        .with_context(|| format!("element `{element}`: opening {}", tar_path.display()))?;
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, reader));
+    let mut links: HashMap<ImagePath, (u64, u64)> = HashMap::new();
+    let mut count = 0;
+    let fail =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("element `{element}`: {}: {e}", tar_path.display());
+    for (index, member) in archive.entries().map_err(|e| fail(&e))?.enumerate() {
+        let member = member.map_err(|e| fail(&e))?;
+        let h = member.header();
+        let name = member.path().map_err(|e| fail(&e))?.to_string_lossy().into_owned();
+        let path = ImagePath::new(&name).map_err(|e| fail(&e))?;
+        if path.is_root() {
+            continue;
+        }
+        let size = h.size().map_err(|e| fail(&e))?;
+        let device = || -> anyhow::Result<(u32, u32)> {
+            Ok((
+                h.device_major().map_err(|e| fail(&e))?.unwrap_or(0),
+                h.device_minor().map_err(|e| fail(&e))?.unwrap_or(0),
+            ))
+        };
+        let link_target = || -> anyhow::Result<String> {
+            Ok(member
+                .link_name()
+                .map_err(|e| fail(&e))?
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default())
+        };
+        use tar::EntryType as T;
+        let kind = match h.entry_type() {
+            T::Regular | T::Continuous => Kind::File {
+                source: Source::Range { file: file.clone(), offset: member.raw_file_position(), len: size },
+                size,
+                alloc: size.next_multiple_of(4096),
+                link: None,
+            },
+            T::Directory => Kind::Dir,
+            T::Symlink => Kind::Symlink(link_target()?),
+            T::Link => {
+                // A hard link names an earlier member: share its data and link key.
+                let target = ImagePath::new(&link_target()?).map_err(|e| fail(&e))?;
+                let key = *links.entry(target.clone()).or_insert((u64::MAX, index as u64));
+                let Some(Kind::File { source, size, alloc, .. }) = tree.get(&target).map(|e| e.kind.clone())
+                else {
+                    bail!("element `{element}`: {}: {name} is a hard link to {target}, which is not a file before it", tar_path.display());
+                };
+                tree.set_link(&target, key);
+                Kind::File { source, size, alloc, link: Some(key) }
+            }
+            T::Char => {
+                let (ma, mi) = device()?;
+                Kind::Char(ma, mi)
+            }
+            T::Block => {
+                let (ma, mi) = device()?;
+                Kind::Block(ma, mi)
+            }
+            T::Fifo => Kind::Fifo,
+            _ => continue,
+        };
+        let entry = Entry {
+            kind,
+            mode: h.mode().map_err(|e| fail(&e))? & 0o7777,
+            uid: h.uid().map_err(|e| fail(&e))? as u32,
+            gid: h.gid().map_err(|e| fail(&e))? as u32,
+            mtime: h.mtime().map_err(|e| fail(&e))? as i64,
+            element: element.into(),
+        };
+        tree.insert(&path, entry).map_err(|e| fail(&e))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// `base-rootfs`: `source` is a tarball (plain, or gz/xz/zst, unpacked once into the
+/// cache) or a directory, relative to image.toml.
+pub fn rootfs(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) -> anyhow::Result<usize> {
+    let source = params.get("source").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let source = image_dir.join(source.with_context(|| {
+        format!("element `{element}`: param `source` is empty; name a rootfs tarball or directory")
+    })?);
+    let meta = std::fs::metadata(&source)
+        .with_context(|| format!("element `{element}`: source {}", source.display()))?;
+    if meta.is_dir() {
+        return add_dir(tree, &source, element);
+    }
+    let mut magic = [0u8; 6];
+    let n = std::fs::File::open(&source)?.read(&mut magic)?;
+    let compressed = match &magic[..n.min(6)] {
+        [0x1f, 0x8b, ..] => Some("gz"),
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => Some("xz"),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some("zst"),
+        _ => None,
+    };
+    let Some(kind) = compressed else { return add_tar(tree, &source, element) };
+    // Members are staged by reference into an uncompressed copy, made once per content.
+    let digest = crate::io::count::sha256_file(&source)?;
+    let plain = cache_dir().join("rootfs").join(format!("{}.tar", &digest[..32]));
+    if !plain.exists() {
+        std::fs::create_dir_all(plain.parent().expect("has a parent"))?;
+        let tmp = plain.with_extension(format!("partial-{}", std::process::id()));
+        let input = BufReader::new(std::fs::File::open(&source)?);
+        let mut reader: Box<dyn Read> = match kind {
+            "gz" => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            "xz" => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+            _ => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        };
+        let mut out = std::fs::File::create(&tmp)?;
+        std::io::copy(&mut reader, &mut out)
+            .with_context(|| format!("element `{element}`: unpacking {}", source.display()))?;
+        std::fs::rename(&tmp, &plain)?;
+    }
+    add_tar(tree, &plain, element)
+}
+
+/// A rootfs directory, by reference; files owned by the user running smelt become
+/// root's, other owners are kept.
+fn add_dir(tree: &mut Tree, dir: &Path, element: &str) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let e = e.with_context(|| format!("element `{element}`: reading {}", dir.display()))?;
+        let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
+        let path = ImagePath::new(&rel).map_err(anyhow::Error::msg)?;
+        tree.insert(&path, host_entry(e.path(), &e.metadata()?, element)?).map_err(anyhow::Error::msg)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// `base-debian`: debootstrap minbase of `suite` from `mirror` with `packages`, run
+/// once and kept as a tarball in the cache; every build, the first included, stages
+/// from that tarball, so a rebuild with `--offline` gives the same bytes.
+pub fn debian(tree: &mut Tree, element: &str, params: &Value, offline: bool) -> anyhow::Result<usize> {
+    let suite = params.get("suite").and_then(Value::as_str).unwrap_or("bookworm").to_string();
+    let mirror =
+        params.get("mirror").and_then(Value::as_str).unwrap_or("http://deb.debian.org/debian").to_string();
+    let mut packages: Vec<String> = match params.get("packages") {
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(String::from).collect(),
+        _ => Vec::new(),
+    };
+    packages.sort();
+    packages.dedup();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let wanted =
+        json!({ "suite": suite, "mirror": mirror, "packages": packages, "arch": arch, "variant": "minbase" });
+    let key = {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(wanted.to_string().as_bytes());
+        h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let cached = cache_dir().join("base-debian").join(format!("{suite}-{arch}-{key}.tar"));
+    if !cached.exists() {
+        if offline {
+            bail!(
+                "element `{element}`: no cached bootstrap of {suite} ({}) at {}; build once without --offline to fetch it",
+                if packages.is_empty() { "minbase".to_string() } else { format!("minbase + {}", packages.join(", ")) },
+                cached.display()
+            );
+        }
+        bootstrap(element, &suite, &mirror, &packages, &cached)?;
+    }
+    add_tar(tree, &cached, element)
+}
+
+fn bootstrap(
+    element: &str,
+    suite: &str,
+    mirror: &str,
+    packages: &[String],
+    cached: &Path,
+) -> anyhow::Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "element `{element}`: the first bootstrap of {suite} needs root (debootstrap makes device nodes and \
+             chowns files): run this build once as root; later builds use the cached tarball and need neither root nor network"
+        );
+    }
+    let dir = cached.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let root = dir.join(format!(".bootstrap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let log = dir.join(format!("{suite}.debootstrap.log"));
+    let mut cmd = Command::new("debootstrap");
+    cmd.arg("--variant=minbase");
+    if !packages.is_empty() {
+        cmd.arg(format!("--include={}", packages.join(",")));
+    }
+    cmd.arg(suite)
+        .arg(&root)
+        .arg(mirror)
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(&log)?.try_clone()?);
+    crate::ui::warning(&format!(
+        "element `{element}`: bootstrapping {suite} from {mirror} (once; kept in {})",
+        cached.display()
+    ));
+    let status = cmd.status().with_context(|| {
+        format!("element `{element}`: running debootstrap; install it (Debian/Ubuntu: debootstrap)")
+    })?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let _ = std::fs::remove_dir_all(&root);
+        bail!(
+            "element `{element}`: debootstrap of {suite} failed ({status}):\n    {}\n  full log: {}",
+            tail.join("\n    "),
+            log.display()
+        );
+    }
+    // What the bootstrap downloaded is not part of the system.
+    for junk in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(junk)) {
+            for e in rd.flatten().filter(|e| e.path().is_file()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let tmp = cached.with_extension(format!("partial-{}", std::process::id()));
+    {
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(&tmp)?));
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", &root)
+            .with_context(|| format!("element `{element}`: packing {}", root.display()))?;
+        builder.into_inner()?;
+    }
+    std::fs::rename(&tmp, cached)?;
+    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    Ok(())
+}

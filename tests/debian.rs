@@ -1,0 +1,107 @@
+//! base-debian: bootstrapped once (root and the Debian mirror needed), then rebuilt
+//! with --offline inside a network namespace that has no network: the same bytes.
+
+use std::process::Command;
+
+use crate::util::{member, Dir};
+
+#[test]
+fn an_offline_rebuild_without_network_gives_the_same_bytes() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::new();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"deb\"\nelements = [\"base-debian\", \"init\"]\n[params.base-debian]\npackages = [\"iproute2\"]\n",
+    );
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"200MiB\"\nmax-unpacked = \"1GiB\"\n");
+    let cache = dir.path("cache");
+    let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap()), ("SOURCE_DATE_EPOCH", "1700000000")];
+
+    // Offline with nothing cached: refused, saying what to do.
+    let r = dir.smelt_env(&["build", "image.toml", "-o", "cold", "--offline"], &env).fails(1);
+    assert!(
+        r.stderr.starts_with(
+            "smelt: element `base-debian`: no cached bootstrap of bookworm (minbase + iproute2) at "
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.ends_with("; build once without --offline to fetch it\n"), "{}", r.stderr);
+
+    dir.smelt_env(&["build", "image.toml", "-o", "online", "-q"], &env).ok();
+    let archive = dir.path("online/deb.cpio.zst");
+    assert!(member(&archive, "etc/debian_version").starts_with("12."));
+    assert!(member(&archive, "var/lib/dpkg/status").contains("Package: iproute2\n"));
+
+    // The rebuild runs where there is no network at all.
+    let out = Command::new("unshare")
+        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "-o", "offline", "-q", "--offline"])
+        .current_dir(dir.path(""))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::read(&archive).unwrap() == std::fs::read(dir.path("offline/deb.cpio.zst")).unwrap(),
+        "the offline rebuild differs"
+    );
+}
+
+/// A rootfs tarball keeps its owners, devices and hard links, staged without root.
+#[test]
+fn base_rootfs_keeps_what_the_tarball_records() {
+    let dir = Dir::new();
+    let file = std::fs::File::create(dir.path("rootfs.tar")).unwrap();
+    let mut tar = tar::Builder::new(file);
+    let mut add = |path: &str,
+                   kind: tar::EntryType,
+                   uid: u64,
+                   mode: u32,
+                   data: &[u8],
+                   link: Option<&str>,
+                   dev: Option<(u32, u32)>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_mode(mode);
+        h.set_mtime(1_600_000_000);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        if let Some((ma, mi)) = dev {
+            h.set_device_major(ma).unwrap();
+            h.set_device_minor(mi).unwrap();
+        }
+        tar.append_data(&mut h, path, data).unwrap();
+    };
+    add("./etc/", tar::EntryType::Directory, 0, 0o755, b"", None, None);
+    add("./etc/os-release", tar::EntryType::Regular, 0, 0o644, b"ID=test\n", None, None);
+    add("./home/app/", tar::EntryType::Directory, 1000, 0o750, b"", None, None);
+    add("./home/app/data", tar::EntryType::Regular, 1000, 0o640, b"app data\n", None, None);
+    add("./home/app/same", tar::EntryType::Link, 1000, 0o640, b"", Some("home/app/data"), None);
+    add("./dev/", tar::EntryType::Directory, 0, 0o755, b"", None, None);
+    add("./dev/null", tar::EntryType::Char, 0, 0o666, b"", None, Some((1, 3)));
+    tar.into_inner().unwrap();
+    crate::util::sh(&format!("gzip -9n {}", dir.path("rootfs.tar").display()));
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"rfs\"\nelements = [\"base-rootfs\"]\n[params.base-rootfs]\nsource = \"rootfs.tar.gz\"\n",
+    );
+    dir.smelt_env(
+        &["build", "image.toml", "-o", "out"],
+        &[("SMELT_CACHE_DIR", dir.path("cache").to_str().unwrap())],
+    )
+    .ok();
+    let archive = dir.path("out/rfs.cpio.zst");
+    assert_eq!(member(&archive, "home/app/data"), "app data\n");
+    let listing =
+        crate::util::sh(&format!("zstd -dc {} | cpio -tv --quiet --numeric-uid-gid", archive.display()));
+    let line = |name: &str| listing.lines().find(|l| l.ends_with(&format!(" {name}"))).unwrap().to_string();
+    // The hard link pair: two names, one inode (nlink 2); the data is with the first.
+    assert!(line("home/app/data").starts_with("-rw-r-----   2 1000     1000"), "{listing}");
+    assert!(line("home/app/same").starts_with("-rw-r-----   2 1000     1000"), "{listing}");
+    assert!(line("home/app").starts_with("drwxr-x---"), "{listing}");
+    assert!(line("dev/null").starts_with("crw-rw-rw-   1 0        0          1,   3"), "{listing}");
+}
