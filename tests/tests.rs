@@ -12,6 +12,7 @@ mod errors;
 mod inspect;
 mod iso;
 mod network;
+mod python;
 mod repro;
 mod staging;
 mod util;

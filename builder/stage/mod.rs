@@ -62,7 +62,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     let context = template_context(plan)?;
     for element in &plan.resolved.elements {
         let params = Value::Object(plan.params[&element.name].clone().into_iter().collect());
-        let based = base::apply(&mut tree, element, &params, plan, mtime)?;
+        let based = base::apply(&mut tree, element, &params, plan, work, mtime)?;
         let overlaid = overlay::apply(&mut tree, element, mtime)?;
         let rendered = template::apply(&mut tree, element, &params, &context, mtime)?;
         ui.detail(&format!(

@@ -8,6 +8,7 @@ pub mod busybox;
 pub mod files;
 pub mod host;
 pub mod modules;
+pub mod python;
 pub mod rootfs;
 pub mod tls;
 
@@ -23,6 +24,7 @@ pub fn apply(
     element: &Element,
     params: &Value,
     plan: &Plan,
+    work: &std::path::Path,
     mtime: i64,
 ) -> anyhow::Result<Option<usize>> {
     if element.origin != Origin::BuiltIn {
@@ -32,6 +34,7 @@ pub fn apply(
         "base-busybox" => busybox::apply(tree, &element.name, params)?,
         "base-host" => host::apply(tree, &element.name, params)?,
         "network" => network(tree, &element.name, params, plan, mtime)?,
+        "python-trim" => python::trim(tree, &element.name, params, work, mtime)?,
         "base-rootfs" => rootfs::rootfs(tree, &element.name, params, plan.image.dir())?,
         "base-debian" => rootfs::debian(tree, &element.name, params, plan.offline)?,
         "inject-files" => files::inject(tree, &element.name, params, plan.image.dir(), mtime)?,
