@@ -105,3 +105,59 @@ fn base_rootfs_keeps_what_the_tarball_records() {
     assert!(line("home/app").starts_with("drwxr-x---"), "{listing}");
     assert!(line("dev/null").starts_with("crw-rw-rw-   1 0        0          1,   3"), "{listing}");
 }
+
+/// diskimage-builder elements, unchanged: deps, provides, environment.d, install.d and
+/// package-installs.yaml (through pkg-map, with a `when` that is false).
+#[test]
+fn dib_elements_run_unchanged() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::new();
+    dir.write("elements/dib-app/element-deps", "base-debian\n");
+    dir.write("elements/dib-app/element-provides", "app-runtime\n");
+    dir.write("elements/dib-app/environment.d/10-app.bash", "export APP_GREETING='hello from dib-app'\n");
+    dir.write("elements/dib-app/package-installs.yaml", "json-tool:\ncurl:\n  when: DIB_WITH_CURL = yes\n");
+    dir.write("elements/dib-app/pkg-map", r#"{"family": {"debian": {"json-tool": "jq"}}}"#);
+    dir.write(
+        "elements/dib-app/install.d/50-app",
+        "#!/bin/sh\nset -e\necho \"$APP_GREETING; $(jq --version)\" > /etc/app.conf\n",
+    );
+    dir.write("elements/dib-consumer/element-deps", "app-runtime\n");
+    dir.write(
+        "elements/dib-consumer/install.d/60-consumer",
+        "#!/bin/bash\nset -eu\necho \"consumer ran after ${APP_GREETING}\" > /etc/consumer.txt\n",
+    );
+    dir.write("image.toml", "[image]\nname = \"dib\"\nelements = [\"dib-app\", \"dib-consumer\"]\n");
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"200MiB\"\nmax-unpacked = \"1GiB\"\n");
+    let r = dir
+        .smelt_env(
+            &["build", "image.toml", "--elements-path", "elements", "-o", "out"],
+            &[("SMELT_CACHE_DIR", dir.path("cache").to_str().unwrap())],
+        )
+        .ok();
+    assert!(
+        r.stderr.contains("01-package-installs")
+            && r.stderr.contains("50-app")
+            && r.stderr.contains("60-consumer"),
+        "{}",
+        r.stderr
+    );
+    let archive = dir.path("out/dib.cpio.zst");
+    assert!(
+        member(&archive, "etc/app.conf").starts_with("hello from dib-app; jq-1."),
+        "{}",
+        member(&archive, "etc/app.conf")
+    );
+    assert_eq!(member(&archive, "etc/consumer.txt"), "consumer ran after hello from dib-app\n");
+    let status = member(&archive, "var/lib/dpkg/status");
+    assert!(status.contains("Package: jq\n"), "jq is not installed");
+    assert!(!status.contains("Package: curl\n"), "curl's `when` was false");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    let jq = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/usr/bin/jq")
+        .expect("/usr/bin/jq");
+    assert_eq!(jq["element"], "package-installs");
+}

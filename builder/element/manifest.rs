@@ -27,6 +27,8 @@ struct RawManifest {
     devices: Vec<RawDevice>,
     #[serde(default)]
     permissions: Vec<RawPermission>,
+    #[serde(default)]
+    packages: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +125,8 @@ pub struct Manifest {
     pub prune: Prune,
     pub devices: Vec<Device>,
     pub permissions: Vec<Permission>,
+    /// Packages to install in install.d with the image's package manager.
+    pub packages: Vec<String>,
 }
 
 impl Manifest {
@@ -146,6 +150,7 @@ impl Manifest {
             prune: Prune::default(),
             devices: Vec::new(),
             permissions: Vec::new(),
+            packages: Vec::new(),
         }
     }
 
@@ -252,6 +257,7 @@ impl Manifest {
             prune,
             devices,
             permissions,
+            packages: raw.packages,
         })
     }
 }

@@ -114,6 +114,33 @@ pub fn collect(elements: &[Element]) -> anyhow::Result<Hooks> {
             }
         }
     }
+    // Package lists become one hook per phase, as DIB's package-installs element runs.
+    let family = if elements.iter().any(|e| e.name == "base-debian") {
+        "debian".to_string()
+    } else {
+        match std::env::var("DISTRO_NAME").unwrap_or_default().as_str() {
+            "fedora" | "centos" | "rhel" | "rocky" | "almalinux" => "redhat".into(),
+            "opensuse" | "sles" => "suse".into(),
+            "alpine" => "alpine".into(),
+            _ => "debian".into(),
+        }
+    };
+    let lists = super::packages::collect(elements, &family, &|k| std::env::var(k).ok())?;
+    for (phase, list) in lists {
+        if list.install.is_empty() && list.uninstall.is_empty() {
+            continue;
+        }
+        let hook = super::packages::hook(phase, &list);
+        let phase_hooks = hooks.by_phase.entry(phase).or_default();
+        if let Some(other) = phase_hooks.iter().find(|h| h.name == hook.name) {
+            errors.push(format!(
+                "hook {phase}/{} of element `{}` has the name smelt gives its package installs; rename it",
+                hook.name, other.element
+            ));
+            continue;
+        }
+        phase_hooks.push(hook);
+    }
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }

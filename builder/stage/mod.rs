@@ -11,6 +11,7 @@ pub mod disk;
 pub mod hooks;
 pub mod namespace;
 pub mod overlay;
+pub mod packages;
 pub mod prune;
 pub mod template;
 pub mod tree;
