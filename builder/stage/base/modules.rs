@@ -119,6 +119,7 @@ pub fn apply(
         .filter(|l| l.split_whitespace().nth(1).is_some_and(|m| names.contains(&m.replace('-', "_"))))
         .map(|l| format!("{l}\n"))
         .collect();
+    count += firmware(tree, element, params, Path::new("/lib/firmware"))?;
     let mut write = |rel: &str, text: String| -> anyhow::Result<()> {
         let at = ImagePath::new(rel).map_err(anyhow::Error::msg)?;
         tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))
@@ -134,6 +135,46 @@ pub fn apply(
     }
     let load: String = wanted.iter().map(|w| format!("{w}\n")).collect();
     write("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
+    Ok(count)
+}
+
+/// Firmware only from the allow-list `params.firmware`: paths or globs under the host's
+/// firmware directory, copied by reference to `lib/firmware/` (its bytes are this
+/// element's in the report; `[path."lib/firmware"]` budgets them).
+fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> anyhow::Result<usize> {
+    let patterns: Vec<String> = match params.get("firmware") {
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
+        _ => return Ok(0),
+    };
+    let mut count = 0;
+    for pattern in patterns {
+        let rel = pattern.trim_start_matches('/').trim_start_matches("lib/firmware/").to_string();
+        let matcher = globset::Glob::new(&rel)
+            .map_err(|e| anyhow::anyhow!("element `{element}`: firmware `{pattern}`: {e}"))?
+            .compile_matcher();
+        let mut found = 0;
+        for e in walkdir::WalkDir::new(host_dir).min_depth(1).sort_by_file_name().into_iter().flatten() {
+            let Ok(r) = e.path().strip_prefix(host_dir) else { continue };
+            let r = r.to_string_lossy();
+            if e.file_type().is_dir() || !matcher.is_match(r.as_ref()) {
+                continue;
+            }
+            let at = ImagePath::new(&format!("lib/firmware/{r}")).map_err(anyhow::Error::msg)?;
+            let mut entry = crate::stage::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?;
+            entry.uid = 0;
+            entry.gid = 0;
+            tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
+            found += 1;
+        }
+        if found == 0 {
+            bail!(
+                "element `{element}`: firmware `{pattern}` matches nothing under {}; install the firmware package or fix the path",
+                host_dir.display()
+            );
+        }
+        count += found;
+    }
     Ok(count)
 }
 
@@ -206,6 +247,23 @@ fn unzstd(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firmware_comes_only_from_the_allow_list() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(host.path().join("bnx2x")).unwrap();
+        std::fs::write(host.path().join("bnx2x/a.fw"), b"aaaa").unwrap();
+        std::fs::write(host.path().join("bnx2x/b.fw"), b"bb").unwrap();
+        std::fs::write(host.path().join("other.bin"), b"x").unwrap();
+        let mut tree = Tree::default();
+        let params = serde_json::json!({ "firmware": ["bnx2x/*.fw"] });
+        assert_eq!(firmware(&mut tree, "kernel-modules", &params, host.path()).unwrap(), 2);
+        let paths: Vec<&str> = tree.iter().filter(|(_, e)| e.size() > 0).map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["lib/firmware/bnx2x/a.fw", "lib/firmware/bnx2x/b.fw"]);
+        let missing = serde_json::json!({ "firmware": ["nope/*"] });
+        let e = firmware(&mut tree, "kernel-modules", &missing, host.path()).unwrap_err().to_string();
+        assert!(e.starts_with("element `kernel-modules`: firmware `nope/*` matches nothing under "), "{e}");
+    }
 
     #[test]
     fn names_and_softdeps() {
