@@ -222,3 +222,44 @@ fn dev_user_timezone_and_module_autoload() {
     let console = crate::util::boot(&archive, "smelt.then=poweroff");
     assert!(console.contains("smelt-modules: "), "{console}");
 }
+
+/// DIB source-repository files: file, tar (`.`, `*`, a subdirectory) and git at a ref,
+/// from local paths named through an environment variable, as DIB's eval expands it.
+#[test]
+fn dib_source_repositories_are_placed() {
+    let dir = Dir::new();
+    let src = dir.path("src");
+    dir.write("src/notes.txt", "notes\n");
+    dir.write("src/proj-1.0/README", "readme\n");
+    dir.write("src/proj-1.0/sub/x", "x\n");
+    sh(&format!("cd {} && tar -czf proj.tar.gz proj-1.0", src.display()));
+    sh(&format!(
+        "cd {} && git init -q -b master repo && cd repo && git config user.email t@t && git config user.name t && \
+         echo one > hello.txt && git add . && git commit -qm one && git tag v1 && echo two > hello.txt && git commit -qam two",
+        src.display()
+    ));
+    dir.write(
+        "elements/sources/source-repository-app",
+        "# name type destination location [ref]\n\
+         app-file file /opt/src/notes.txt $SRCDIR/notes.txt\n\
+         app-tar-all tar /opt/src/tar-all ${SRCDIR}/proj.tar.gz .\n\
+         app-tar-star tar /opt/src/tar-star $SRCDIR/proj.tar.gz *\n\
+         app-tar-sub tar /opt/src/tar-sub $SRCDIR/proj.tar.gz proj-1.0/sub\n\
+         app-git git /opt/src/git $SRCDIR/repo v1\n",
+    );
+    dir.write("image.toml", "[image]\nname = \"src\"\nelements = [\"sources\"]\n");
+    dir.smelt_env(
+        &["build", "image.toml", "--elements-path", "elements", "-o", "out"],
+        &[("SRCDIR", src.to_str().unwrap())],
+    )
+    .ok();
+    let archive = dir.path("out/src.cpio.zst");
+    assert_eq!(member(&archive, "opt/src/notes.txt"), "notes\n");
+    assert_eq!(member(&archive, "opt/src/tar-all/proj-1.0/README"), "readme\n");
+    assert_eq!(member(&archive, "opt/src/tar-star/sub/x"), "x\n");
+    assert_eq!(member(&archive, "opt/src/tar-sub/x"), "x\n");
+    assert_eq!(member(&archive, "opt/src/git/hello.txt"), "one\n", "the git ref is v1");
+    let listing = sh(&format!("zstd -dc {} | cpio -t --quiet", archive.display()));
+    assert!(!listing.contains("opt/src/git/.git"), "{listing}");
+    assert!(!listing.contains("tar-sub/sub") && !listing.contains("tar-star/proj-1.0"), "{listing}");
+}

@@ -1,7 +1,8 @@
 //! Staging: from resolved elements to the image tree, in diskimage-builder's order.
 //!
 //! 1. `root.d` hooks (host) build a base root, if any element has them;
-//! 2. built-in bases, `root/` overlays and `templates/`, element by element, by reference;
+//! 2. built-in bases, `root/` overlays, DIB source repositories and `templates/`,
+//!    element by element, by reference;
 //! 3. the remaining phases, on a materialised copy, only if any hook needs it, with
 //!    each hook's additions, changes and removals attributed to its element;
 //! 4. `[prune]`, `[[permissions]]`, `[[devices]]`.
@@ -13,6 +14,7 @@ pub mod namespace;
 pub mod overlay;
 pub mod packages;
 pub mod prune;
+pub mod sources;
 pub mod template;
 pub mod tree;
 
@@ -64,7 +66,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     for element in &plan.resolved.elements {
         let params = Value::Object(plan.params[&element.name].clone().into_iter().collect());
         let based = base::apply(&mut tree, element, &params, plan, work, mtime)?;
-        let overlaid = overlay::apply(&mut tree, element, mtime)?;
+        let overlaid = overlay::apply(&mut tree, element, mtime)? + sources::apply(&mut tree, element, work)?;
         let rendered = template::apply(&mut tree, element, &params, &context, mtime)?;
         ui.detail(&format!(
             "element {}: {}{overlaid} overlay entries, {rendered} templates",
