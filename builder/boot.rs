@@ -137,14 +137,7 @@ pub fn iso_tree(
 
     let mut tree = extras.clone();
     let mut put = |path: &str, source: Source| -> anyhow::Result<()> {
-        let size = match &source {
-            Source::Host(p) => {
-                std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len()
-            }
-            Source::Bytes(b) => b.len() as u64,
-            Source::Static(b) => b.len() as u64,
-            Source::Range { len, .. } => *len,
-        };
+        let size = source.byte_len().with_context(|| format!("reading {}", source.describe()))?;
         let entry = Entry {
             kind: Kind::File { source, size, alloc: size.next_multiple_of(2048), link: None },
             mode: 0o644,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{kernel, member, qemu, sh, Dir};
+use crate::util::{boot_with, member, sh, Dir};
 
 #[test]
 fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
@@ -65,22 +65,8 @@ fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
         "{listing}"
     );
 
-    let console = qemu(&[
-        "-kernel".to_string(),
-        kernel().display().to_string(),
-        "-initrd".into(),
-        dir.path("out/deploy.cpio.zst").display().to_string(),
-        "-append".into(),
-        "console=ttyS0 panic=-1".into(),
-        "-netdev".into(),
-        "user,id=n0".into(),
-        "-device".into(),
-        "virtio-net-pci,netdev=n0,mac=52:54:00:00:01:01".into(),
-        "-netdev".into(),
-        "user,id=n1".into(),
-        "-device".into(),
-        "virtio-net-pci,netdev=n1,mac=52:54:00:00:01:02".into(),
-    ]);
+    let console =
+        boot_with(&dir.path("out/deploy.cpio.zst"), &["52:54:00:00:01:01", "52:54:00:00:01:02"], "", &[]);
     assert!(console.contains("smelt-agent: started 'bin/agent'"), "{console}");
     assert!(
         console.contains(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{boot, kernel, qemu, sh, Dir};
+use crate::util::{boot, boot_with, kernel, qemu, sh, Dir};
 
 /// A bootable image whose start-up step prints a marker, plus a file under `iso/`.
 fn bootable(dir: &Dir) {
@@ -254,16 +254,8 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
     );
     dir.write("reader.toml", "[image]\nname = \"reader\"\nelements = [\"base-busybox\", \"init\", \"reader\"]\n[params.init]\nthen = \"poweroff\"\n");
     dir.smelt(&["build", "reader.toml", "--elements-path", "elements", "-o", "out"]).ok();
-    let console = qemu(&[
-        "-kernel".to_string(),
-        kernel().display().to_string(),
-        "-initrd".into(),
-        dir.path("out/reader.cpio.zst").display().to_string(),
-        "-append".into(),
-        "console=ttyS0 panic=-1".into(),
-        "-drive".into(),
-        format!("file={},if=virtio,format=raw,readonly=on", dir.path("out/data.iso").display()),
-    ]);
+    let drive = format!("file={},if=virtio,format=raw,readonly=on", dir.path("out/data.iso").display());
+    let console = boot_with(&dir.path("out/reader.cpio.zst"), &[], "", &["-drive", &drive]);
     let root = dir.path("elements/payload/root");
     let sum = |p: &str| {
         sh(&format!("sha256sum < {}", root.join(p).display())).split_whitespace().next().unwrap().to_string()

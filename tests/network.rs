@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::util::{kernel, qemu, Dir};
+use crate::util::{boot_with, Dir};
 
 const CASES: [&str; 5] = ["bond-vlans", "active-backup", "flat", "ipv6", "dhcp"];
 
@@ -119,34 +119,11 @@ fn client_image(dir: &Dir) {
 }
 
 fn boot_with_nics(dir: &Dir, macs: &[&str]) -> String {
-    boot_guest(dir, "out/acme.cpio.zst", macs, "", &[])
+    boot_with(&dir.path("out/acme.cpio.zst"), macs, "", &[])
 }
 
 fn boot_with_nics_from(dir: &Dir, initrd: &str, macs: &[&str]) -> String {
-    boot_guest(dir, initrd, macs, "", &[])
-}
-
-/// Boots `initrd` with a virtio NIC per MAC, `append` on the kernel command line and
-/// `extra` QEMU arguments.
-fn boot_guest(dir: &Dir, initrd: &str, macs: &[&str], append: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "-kernel".to_string(),
-        kernel().display().to_string(),
-        "-initrd".into(),
-        dir.path(initrd).display().to_string(),
-        "-append".into(),
-        format!("console=ttyS0 panic=-1 {append}"),
-    ];
-    for (i, mac) in macs.iter().enumerate() {
-        args.extend([
-            "-netdev".to_string(),
-            format!("user,id=n{i}"),
-            "-device".into(),
-            format!("virtio-net-pci,netdev=n{i},mac={mac}"),
-        ]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    qemu(&args)
+    boot_with(&dir.path(initrd), macs, "", &[])
 }
 
 #[test]
@@ -221,7 +198,7 @@ fn a_node_is_found_by_dmi_serial_or_by_the_kernel_argument() {
     let dir = Dir::new();
     client_image(&dir);
     let boot = |extra: &[&str], append: &str| {
-        boot_guest(&dir, "out/acme.cpio.zst", &["52:54:00:00:09:09"], append, extra)
+        boot_with(&dir.path("out/acme.cpio.zst"), &["52:54:00:00:09:09"], append, extra)
     };
     let (by_serial, by_arg) = std::thread::scope(|s| {
         let a = s.spawn(|| boot(&["-smbios", "type=1,serial=J30012AC"], ""));

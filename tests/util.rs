@@ -113,9 +113,29 @@ static QEMU_FREE: Condvar = Condvar::new();
 
 /// Boots `initrd` with the host kernel under TCG and returns the serial console.
 pub fn boot(initrd: &Path, append: &str) -> String {
-    let mut args: Vec<String> = vec!["-kernel".into(), kernel().display().to_string(), "-initrd".into()];
-    args.push(initrd.display().to_string());
-    args.extend(["-append".into(), format!("console=ttyS0 panic=-1 {append}")]);
+    boot_with(initrd, &[], append, &[])
+}
+
+/// Boots `initrd` with a virtio NIC per MAC, `append` on the kernel command line and
+/// `extra` QEMU arguments; returns the serial console.
+pub fn boot_with(initrd: &Path, macs: &[&str], append: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "-kernel".to_string(),
+        kernel().display().to_string(),
+        "-initrd".into(),
+        initrd.display().to_string(),
+        "-append".into(),
+        format!("console=ttyS0 panic=-1 {append}"),
+    ];
+    for (i, mac) in macs.iter().enumerate() {
+        args.extend([
+            "-netdev".into(),
+            format!("user,id=n{i}"),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n{i},mac={mac}"),
+        ]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
     qemu(&args)
 }
 

@@ -33,6 +33,16 @@ impl Source {
         })
     }
 
+    /// The number of bytes `open` gives.
+    pub fn byte_len(&self) -> io::Result<u64> {
+        Ok(match self {
+            Source::Host(p) => std::fs::metadata(p)?.len(),
+            Source::Static(b) => b.len() as u64,
+            Source::Bytes(b) => b.len() as u64,
+            Source::Range { len, .. } => *len,
+        })
+    }
+
     pub fn read_all(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         self.open()?.read_to_end(&mut out)?;

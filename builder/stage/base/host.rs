@@ -18,11 +18,7 @@ use crate::stage::tree::{Entry, Tree};
 const TOP_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<usize> {
-    let names: Vec<String> = match params.get("binaries") {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-        _ => Vec::new(),
-    };
+    let names: Vec<String> = super::list_param(params, "binaries");
     if names.is_empty() {
         bail!("element `base-host`: param `binaries` is empty; list the programs to copy, e.g. binaries = [\"sh\", \"mount\"]");
     }

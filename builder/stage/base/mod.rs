@@ -60,6 +60,16 @@ pub fn apply(
     Ok(Some(count))
 }
 
+/// A param that is a list of names: a TOML array of strings, or one string of names
+/// separated by spaces or commas (as `--set element.param=a,b` gives it).
+pub fn list_param(params: &Value, key: &str) -> Vec<String> {
+    match params.get(key) {
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(String::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Renders every requested renderer for every node; with `init` in the image the
 /// boot-time applier (`ramdisk`) is always among them.
 fn network(tree: &mut Tree, element: &str, params: &Value, plan: &Plan, mtime: i64) -> anyhow::Result<usize> {
@@ -69,11 +79,7 @@ fn network(tree: &mut Tree, element: &str, params: &Value, plan: &Plan, mtime: i
         );
         return Ok(0);
     };
-    let mut renderers: Vec<String> = match params.get("renderers") {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-        _ => Vec::new(),
-    };
+    let mut renderers: Vec<String> = list_param(params, "renderers");
     for r in &renderers {
         if !crate::network::RENDERERS.contains(&r.as_str()) {
             anyhow::bail!(

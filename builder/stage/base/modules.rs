@@ -24,11 +24,7 @@ pub fn apply(
     image_release: Option<String>,
     mtime: i64,
 ) -> anyhow::Result<usize> {
-    let wanted: Vec<String> = match params.get("modules") {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-        _ => Vec::new(),
-    };
+    let wanted: Vec<String> = super::list_param(params, "modules");
     if wanted.is_empty() {
         bail!("element `{element}`: param `modules` is empty; list the modules to load, e.g. modules = [\"virtio_net\"]");
     }
@@ -79,10 +75,7 @@ pub fn apply(
             Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
             None => (path.to_string(), Source::Host(host.clone())),
         };
-        let size = match &source {
-            Source::Bytes(b) => b.len() as u64,
-            _ => std::fs::metadata(&host)?.len(),
-        };
+        let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
         let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}")).map_err(anyhow::Error::msg)?;
         let entry = Entry {
             kind: Kind::File { source, size, alloc: size.next_multiple_of(4096), link: None },
@@ -142,11 +135,7 @@ pub fn apply(
 /// firmware directory, copied by reference to `lib/firmware/` (its bytes are this
 /// element's in the report; `[path."lib/firmware"]` budgets them).
 fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> anyhow::Result<usize> {
-    let patterns: Vec<String> = match params.get("firmware") {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-        _ => return Ok(0),
-    };
+    let patterns: Vec<String> = super::list_param(params, "firmware");
     let mut count = 0;
     for pattern in patterns {
         let rel = pattern.trim_start_matches('/').trim_start_matches("lib/firmware/").to_string();

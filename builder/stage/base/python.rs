@@ -62,13 +62,7 @@ pub fn trim(
     ) {
         bail!("element `{element}`: {venv} has no pyvenv.cfg: is it a virtualenv, and does an earlier element put it there?");
     }
-    let list = |key: &str| -> Vec<String> {
-        match params.get(key) {
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-            _ => Vec::new(),
-        }
-    };
-    let (user_remove, keep) = (list("remove"), list("keep"));
+    let (user_remove, keep) = (super::list_param(params, "remove"), super::list_param(params, "keep"));
     let under = |globs: &mut dyn Iterator<Item = &str>| -> anyhow::Result<GlobSet> {
         let mut b = GlobSetBuilder::new();
         for g in globs {

@@ -170,11 +170,7 @@ pub fn debian(tree: &mut Tree, element: &str, params: &Value, offline: bool) -> 
     let suite = params.get("suite").and_then(Value::as_str).unwrap_or("bookworm").to_string();
     let mirror =
         params.get("mirror").and_then(Value::as_str).unwrap_or("http://deb.debian.org/debian").to_string();
-    let mut packages: Vec<String> = match params.get("packages") {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(String::from).collect(),
-        _ => Vec::new(),
-    };
+    let mut packages: Vec<String> = super::list_param(params, "packages");
     packages.sort();
     packages.dedup();
     let arch = match std::env::consts::ARCH {

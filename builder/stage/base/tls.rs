@@ -70,11 +70,7 @@ fn generated(
         .filter(|s| !s.is_empty())
         .unwrap_or(image_name)
         .to_string();
-    let sans: Vec<String> = match params.get("sans") {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-        _ => Vec::new(),
-    };
+    let sans: Vec<String> = super::list_param(params, "sans");
     let days = params.get("days").and_then(Value::as_u64).unwrap_or(1095);
     let key_type = params.get("key-type").and_then(Value::as_str).unwrap_or("ecdsa-p256").to_string();
     let wanted = json!({ "hostname": hostname, "sans": sans, "days": days, "key-type": key_type, "not-before": epoch });
