@@ -147,9 +147,11 @@ impl Report {
                 e.files
             ));
         }
-        s.push_str(&format!("\n{:<44} {:>12}  {}\n", "largest paths", "bytes", "element"));
-        for l in self.largest.iter().take(10) {
-            s.push_str(&format!("{:<44} {:>12}  {}\n", l.path, human(l.bytes), l.element));
+        let largest: Vec<&Largest> = self.largest.iter().take(10).collect();
+        let w = largest.iter().map(|l| l.path.len()).max().unwrap_or(0).max(13);
+        s.push_str(&format!("\n{:<w$} {:>10}  {}\n", "largest paths", "bytes", "element"));
+        for l in largest {
+            s.push_str(&format!("{:<w$} {:>10}  {}\n", l.path, human(l.bytes), l.element));
         }
         s.push_str(&format!("\nbudget ({}):\n", self.budget.source));
         for c in &self.budget.checks {
@@ -161,16 +163,13 @@ impl Report {
         for c in &self.certificates {
             s.push_str(&format!("  {}  {}\n", c.path, c.sha256_fingerprint));
         }
+        let w = self.outputs.iter().map(|o| o.path.len()).max().unwrap_or(0).max(6);
         if !self.outputs.is_empty() {
-            s.push_str(&format!("\n{:<44} {:>12}  {}\n", "output", "bytes", "sha256"));
+            s.push_str(&format!("\n{:<w$} {:>10}  {}\n", "output", "bytes", "sha256"));
         }
         for o in &self.outputs {
-            s.push_str(&format!(
-                "{:<44} {:>12}  {}\n",
-                o.path,
-                human(o.bytes),
-                o.sha256.as_deref().map_or("-", |h| &h[..16])
-            ));
+            let hash = o.sha256.as_deref().map_or("-", |h| &h[..16]);
+            s.push_str(&format!("{:<w$} {:>10}  {}\n", o.path, human(o.bytes), hash));
         }
         s
     }

@@ -31,6 +31,7 @@ pub struct BuildOptions {
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
+    let started = std::time::Instant::now();
     let plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
     std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
@@ -80,7 +81,15 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         out.pending.publish()?;
     }
     write_report(&report, &tree, opts)?;
-    ui.info(&format!("\n{}", report.table()));
+    let outputs = report.outputs.len();
+    ui.info(&format!(
+        "smelt: built {} ({} output{}) in {:.1} s\n\n{}",
+        plan.image.name,
+        outputs,
+        if outputs == 1 { "" } else { "s" },
+        started.elapsed().as_secs_f64(),
+        report.table()
+    ));
     Ok(report)
 }
 
