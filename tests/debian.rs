@@ -128,12 +128,9 @@ fn dib_elements_run_unchanged() {
     );
     dir.write("image.toml", "[image]\nname = \"dib\"\nelements = [\"dib-app\", \"dib-consumer\"]\n");
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"200MiB\"\nmax-unpacked = \"1GiB\"\n");
-    let r = dir
-        .smelt_env(
-            &["build", "image.toml", "--elements-path", "elements", "-o", "out"],
-            &[("SMELT_CACHE_DIR", dir.path("cache").to_str().unwrap())],
-        )
-        .ok();
+    let cache = dir.path("cache");
+    let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap()), ("SOURCE_DATE_EPOCH", "1700000000")];
+    let r = dir.smelt_env(&["build", "image.toml", "--elements-path", "elements", "-o", "out"], &env).ok();
     assert!(
         r.stderr.contains("01-package-installs")
             && r.stderr.contains("50-app")
@@ -160,4 +157,29 @@ fn dib_elements_run_unchanged() {
         .find(|e| e["path"] == "/usr/bin/jq")
         .expect("/usr/bin/jq");
     assert_eq!(jq["element"], "package-installs");
+
+    // Offline, with no network at all: the packages come from the cache, and the image
+    // is the same bytes.
+    let out = Command::new("unshare")
+        .args([
+            "-n",
+            env!("CARGO_BIN_EXE_smelt"),
+            "build",
+            "image.toml",
+            "--elements-path",
+            "elements",
+            "-o",
+            "offline",
+            "-q",
+            "--offline",
+        ])
+        .current_dir(dir.path(""))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::read(&archive).unwrap() == std::fs::read(dir.path("offline/dib.cpio.zst")).unwrap(),
+        "the offline rebuild with package installs differs"
+    );
 }

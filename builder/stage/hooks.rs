@@ -44,6 +44,10 @@ pub struct Hook {
     pub element: String,
     #[serde(skip)]
     pub script: Source,
+    /// More host directories bound into the image for this hook (chroot phases): the
+    /// package installs' download cache.
+    #[serde(skip)]
+    pub binds: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Every hook of the image, per phase in run order, plus warnings about files that will
@@ -106,6 +110,7 @@ pub fn collect(elements: &[Element]) -> anyhow::Result<Hooks> {
                     continue;
                 }
                 list.push(Hook {
+                    binds: Vec::new(),
                     phase,
                     name: name.into(),
                     element: element.name.clone(),
@@ -126,11 +131,12 @@ pub fn collect(elements: &[Element]) -> anyhow::Result<Hooks> {
         }
     };
     let lists = super::packages::collect(elements, &family, &|k| std::env::var(k).ok())?;
+    let apt_cache = crate::stage::base::rootfs::cache_dir().join("apt");
     for (phase, list) in lists {
         if list.install.is_empty() && list.uninstall.is_empty() {
             continue;
         }
-        let hook = super::packages::hook(phase, &list);
+        let hook = super::packages::hook(phase, &list, &apt_cache)?;
         let phase_hooks = hooks.by_phase.entry(phase).or_default();
         if let Some(other) = phase_hooks.iter().find(|h| h.name == hook.name) {
             errors.push(format!(
@@ -202,6 +208,7 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
                 binds.push((PathBuf::from(host), PathBuf::from(inside)));
             }
             binds.push((env.tmp_hooks.clone(), PathBuf::from("tmp/in_target.d")));
+            binds.extend(hook.binds.iter().cloned());
             for (_, inside) in &binds {
                 made.extend(make_mount_point(&env.target_root, inside)?);
             }

@@ -117,8 +117,15 @@ fn holds(when: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
 }
 
 /// The hook that installs one phase's packages with whichever package manager the
-/// image has.
-pub fn hook(phase: &'static str, p: &Phase) -> Hook {
+/// image has. apt's package lists and downloads live in `apt_cache` on the host, bound
+/// into the image while the hook runs, so an `--offline` build (SMELT_OFFLINE=1)
+/// installs from what an earlier build fetched; the logs dpkg and apt write, which
+/// carry times, are removed so the image's bytes do not depend on when it was built.
+pub fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> anyhow::Result<Hook> {
+    let (archives, lists) = (apt_cache.join("archives"), apt_cache.join("lists"));
+    for dir in [archives.join("partial"), lists.join("partial")] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let install = p.install.join(" ");
     let uninstall = p.uninstall.join(" ");
     let script = format!(
@@ -126,10 +133,17 @@ pub fn hook(phase: &'static str, p: &Phase) -> Hook {
          install='{install}'\nuninstall='{uninstall}'\n\
          if command -v apt-get >/dev/null 2>&1; then\n\
          \x20   export DEBIAN_FRONTEND=noninteractive\n\
-         \x20   ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -q\n\
-         \x20   [ -z \"$install\" ] || apt-get install -y -q --no-install-recommends $install\n\
+         \x20   offline=\n\
+         \x20   if [ \"$SMELT_OFFLINE\" = 1 ]; then\n\
+         \x20       offline=--no-download\n\
+         \x20       ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || {{ echo \"--offline: no cached package lists; build once without --offline to fetch them\" >&2; exit 1; }}\n\
+         \x20   else\n\
+         \x20       apt-get update -q\n\
+         \x20   fi\n\
+         \x20   [ -z \"$install\" ] || apt-get install -y -q --no-install-recommends $offline $install\n\
          \x20   [ -z \"$uninstall\" ] || apt-get remove -y -q $uninstall\n\
-         \x20   apt-get clean\n\
+         \x20   rm -f /var/log/dpkg.log /var/log/alternatives.log /var/log/apt/*.log /var/log/apt/eipp.log.xz \\\n\
+         \x20         /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/cache/ldconfig/aux-cache /var/cache/apt/*.bin\n\
          elif command -v apk >/dev/null 2>&1; then\n\
          \x20   [ -z \"$install\" ] || apk add --no-cache $install\n\
          \x20   [ -z \"$uninstall\" ] || apk del $uninstall\n\
@@ -145,12 +159,13 @@ pub fn hook(phase: &'static str, p: &Phase) -> Hook {
          \x20   exit 1\n\
          fi\n"
     );
-    Hook {
+    Ok(Hook {
         phase,
         name: "01-package-installs".into(),
         element: "package-installs".into(),
         script: Source::Bytes(script.into_bytes().into()),
-    }
+        binds: vec![(archives, "var/cache/apt/archives".into()), (lists, "var/lib/apt/lists".into())],
+    })
 }
 
 #[cfg(test)]
