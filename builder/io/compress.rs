@@ -52,6 +52,17 @@ impl Compression {
 /// zstd's multithreaded job size. Fixed, so the output never depends on defaults.
 const ZSTD_JOB_SIZE: u32 = 4 << 20;
 
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::Zstd(l) => write!(f, "zstd level {l}"),
+            Compression::Gzip(l) => write!(f, "gzip level {l}"),
+            Compression::Xz(l) => write!(f, "xz level {l}"),
+            Compression::None => write!(f, "none"),
+        }
+    }
+}
+
 /// A writer that compresses into `W`; `finish` flushes the trailer and returns `W`.
 pub enum Compressor<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),

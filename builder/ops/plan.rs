@@ -74,7 +74,7 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
         }
     }
     let outputs: Vec<&str> = p.image.outputs.iter().map(|o| o.name()).collect();
-    s.push_str(&format!("\noutputs: {} (compression {:?})\n", outputs.join(", "), p.image.compression));
+    s.push_str(&format!("\noutputs: {} (compression {})\n", outputs.join(", "), p.image.compression));
     s.push_str(&format!("budget ({}):\n", p.budget.source_name()));
     for l in &p.budget.limits {
         s.push_str(&format!("  {} <= {}\n", l.subject, crate::config::size::human(l.max)));
