@@ -248,7 +248,7 @@ fn write_outputs(
                 OutputKind::Initramfs => {}
                 OutputKind::Iso => {
                     let extras = extras.as_ref().expect("made for ISOs");
-                    let layout = match (&kernel, &initramfs) {
+                    let layout = ui.step("iso layout", || match (&kernel, &initramfs) {
                         (Some(kernel), Some(initramfs)) => {
                             let (iso_tree, boot) =
                                 boot::iso_tree(&plan.image, kernel, initramfs, extras, work, epoch)?;
@@ -258,20 +258,14 @@ fn write_outputs(
                                 epoch,
                                 Some(&boot),
                                 &work.join("iso-spill"),
-                            )?
+                            )
                         }
                         _ => {
                             let mut layers = v.layers.clone();
                             layers.push(extras);
-                            iso::lay_out(
-                                &layers,
-                                &plan.image.iso_label,
-                                epoch,
-                                None,
-                                &work.join("iso-spill"),
-                            )?
+                            iso::lay_out(&layers, &plan.image.iso_label, epoch, None, &work.join("iso-spill"))
                         }
-                    };
+                    })?;
                     for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
                         ui.warn(&format!("iso: {line}"));
                     }
