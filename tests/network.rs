@@ -250,3 +250,46 @@ fn a_users_template_replaces_the_built_in_one() {
          ifupdown, ifcfg-rh, ifcfg-suse, netplan, network-data-json, ramdisk\n"
     );
 }
+
+/// Per-node bootable ISOs, as they go on BMC virtual media: each boots from CD and
+/// configures its own node.
+#[test]
+fn a_per_node_bootable_iso_boots_as_its_node() {
+    let dir = Dir::new();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
+        dir.path("client.toml"),
+    )
+    .unwrap();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"acme\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\"]\noutputs = [\"iso\"]\n\
+         kernel = \"auto\"\niso-label = \"ACME\"\ncmdline = \"console=ttyS0,115200 panic=-1 smelt.then=poweroff\"\n\
+         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n",
+    );
+    dir.build(&["--client", "client.toml", "--per-node"]).ok();
+    assert!(dir.path("out/acme-acme-n1.iso").exists() && dir.path("out/acme-acme-n2.iso").exists());
+    let iso = dir.path("out/acme-acme-n2.iso");
+    let console = crate::util::qemu(&[
+        "-boot".to_string(),
+        "d".into(),
+        "-cdrom".into(),
+        iso.display().to_string(),
+        "-netdev".into(),
+        "user,id=n0".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=n0,mac=52:54:00:00:02:01".into(),
+        "-netdev".into(),
+        "user,id=n1".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=n1,mac=52:54:00:00:02:02".into(),
+    ]);
+    assert!(
+        console.contains("smelt-network: this is node acme-n2 (found by this image's stamp)"),
+        "{console}"
+    );
+    assert!(
+        console.contains("smelt-network: node acme-n2: bond0[fast0 fast1] up 802.3ad; front 10.10.0.12/24;"),
+        "{console}"
+    );
+}
