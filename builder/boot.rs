@@ -12,7 +12,7 @@ use crate::archive::{esp, iso::Boot};
 use crate::config::image::{Image, Kernel};
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::stage::tree::{Entry, Tree};
 
 const ISOLINUX_CFG: &str = include_str!("../templates/boot/isolinux.cfg.tera");
 const GRUB_CFG: &str = include_str!("../templates/boot/grub.cfg.tera");
@@ -115,56 +115,70 @@ fn render(template: &str, name: &str, image: &Image) -> anyhow::Result<Vec<u8>> 
         .into_bytes())
 }
 
-/// The tree of a bootable ISO — kernel, initramfs, loaders and configs, over the
-/// elements' `iso/` files — and what El Torito and the hybrid tables need.
-pub fn iso_tree(
-    image: &Image,
-    kernel: &Path,
-    initramfs: &Path,
-    extras: &Tree,
-    work: &Path,
-    mtime: i64,
-) -> anyhow::Result<(Tree, Boot)> {
-    let isolinux =
-        host_file(&["/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/isolinux.bin"], "isolinux")?;
-    let ldlinux = host_file(
-        &["/usr/lib/syslinux/modules/bios/ldlinux.c32", "/usr/lib/syslinux/ldlinux.c32"],
-        "syslinux-common",
-    )?;
-    let isohdpfx =
-        host_file(&["/usr/lib/ISOLINUX/isohdpfx.bin", "/usr/lib/syslinux/isohdpfx.bin"], "isolinux")?;
-    let grub = grub_efi(&String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?, work)?;
+/// What every bootable ISO of a build shares: the host's loaders, the GRUB UEFI image
+/// in its FAT ESP, and the rendered configs. Made once, whatever the number of nodes.
+pub struct Loaders {
+    isolinux: PathBuf,
+    ldlinux: PathBuf,
+    isolinux_cfg: Vec<u8>,
+    grub_cfg: Vec<u8>,
+    boot: Boot,
+}
 
-    let mut tree = extras.clone();
-    let mut put = |path: &str, source: Source| -> anyhow::Result<()> {
-        let size = source.byte_len().with_context(|| format!("reading {}", source.describe()))?;
-        let entry = Entry {
-            kind: Kind::File { source, size, alloc: size.next_multiple_of(2048), link: None },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime,
-            element: "smelt".into(),
+impl Loaders {
+    pub fn prepare(image: &Image, work: &Path) -> anyhow::Result<Loaders> {
+        let isolinux =
+            host_file(&["/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/isolinux.bin"], "isolinux")?;
+        let ldlinux = host_file(
+            &["/usr/lib/syslinux/modules/bios/ldlinux.c32", "/usr/lib/syslinux/ldlinux.c32"],
+            "syslinux-common",
+        )?;
+        let isohdpfx =
+            host_file(&["/usr/lib/ISOLINUX/isohdpfx.bin", "/usr/lib/syslinux/isohdpfx.bin"], "isolinux")?;
+        let early = String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?;
+        let grub = grub_efi(&early, work)?;
+        Ok(Loaders {
+            isolinux,
+            ldlinux,
+            isolinux_cfg: render(ISOLINUX_CFG, "isolinux.cfg.tera", image)?,
+            grub_cfg: render(GRUB_CFG, "grub.cfg.tera", image)?,
+            boot: Boot {
+                bios_image: "isolinux/isolinux.bin".into(),
+                catalog: "isolinux/boot.cat".into(),
+                mbr_code: std::fs::read(&isohdpfx)?,
+                esp: esp::fat_image(&[("EFI/BOOT/BOOTX64.EFI", &grub)])?,
+            },
+        })
+    }
+
+    /// What El Torito and the hybrid tables need.
+    pub fn boot(&self) -> &Boot {
+        &self.boot
+    }
+
+    /// The tree of one bootable ISO — kernel, initramfs, loaders and configs — over the
+    /// elements' `iso/` files.
+    pub fn iso_tree(
+        &self,
+        kernel: &Path,
+        initramfs: &Path,
+        extras: &Tree,
+        mtime: i64,
+    ) -> anyhow::Result<Tree> {
+        let mut tree = extras.clone();
+        let mut put = |path: &str, source: Source| -> anyhow::Result<()> {
+            let size = source.byte_len().with_context(|| format!("reading {}", source.describe()))?;
+            let at = ImagePath::new(path).map_err(anyhow::Error::msg)?;
+            tree.insert(&at, Entry::file(source, size, 0o644, mtime, "smelt"))
+                .map_err(|e| anyhow::anyhow!("ISO path {path}: {e}"))?;
+            Ok(())
         };
-        let at = ImagePath::new(path).map_err(anyhow::Error::msg)?;
-        tree.insert(&at, entry).map_err(|e| anyhow::anyhow!("ISO path {path}: {e}"))?;
-        Ok(())
-    };
-    put(KERNEL, Source::Host(kernel.to_path_buf()))?;
-    put(INITRD, Source::Host(initramfs.to_path_buf()))?;
-    put("isolinux/isolinux.bin", Source::Host(isolinux))?;
-    put("isolinux/ldlinux.c32", Source::Host(ldlinux))?;
-    put("isolinux/isolinux.cfg", Source::Bytes(render(ISOLINUX_CFG, "isolinux.cfg.tera", image)?.into()))?;
-    put("boot/grub/grub.cfg", Source::Bytes(render(GRUB_CFG, "grub.cfg.tera", image)?.into()))?;
-    let esp = esp::fat_image(&[("EFI/BOOT/BOOTX64.EFI", &grub)])?;
-    let mbr_code = std::fs::read(&isohdpfx)?;
-    Ok((
-        tree,
-        Boot {
-            bios_image: "isolinux/isolinux.bin".into(),
-            catalog: "isolinux/boot.cat".into(),
-            mbr_code,
-            esp,
-        },
-    ))
+        put(KERNEL, Source::Host(kernel.to_path_buf()))?;
+        put(INITRD, Source::Host(initramfs.to_path_buf()))?;
+        put("isolinux/isolinux.bin", Source::Host(self.isolinux.clone()))?;
+        put("isolinux/ldlinux.c32", Source::Host(self.ldlinux.clone()))?;
+        put("isolinux/isolinux.cfg", Source::Bytes(self.isolinux_cfg.clone().into()))?;
+        put("boot/grub/grub.cfg", Source::Bytes(self.grub_cfg.clone().into()))?;
+        Ok(tree)
+    }
 }

@@ -74,11 +74,11 @@ pub fn tree(
     Ok(tree)
 }
 
-/// Writes one node's config drive to `dest` (published by the caller). Its files are
-/// all made in memory, so nothing is spilled.
-pub fn write(tree: &Tree, epoch: i64, dest: &Path) -> anyhow::Result<Written> {
+/// Writes one node's config drive to `dest` (published by the caller); `scratch` as for
+/// any ISO.
+pub fn write(tree: &Tree, epoch: i64, dest: &Path, scratch: &Path) -> anyhow::Result<Written> {
     // cloud-init finds the drive by this label (DataSourceConfigDrive).
-    let layout = iso::lay_out(&[tree], "config-2", epoch, None, Path::new("/nonexistent"))?;
+    let layout = iso::lay_out(&[tree], "config-2", epoch, None, scratch)?;
     iso::write(&layout, dest)
 }
 

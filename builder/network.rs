@@ -299,12 +299,11 @@ pub fn render(
     tree: &mut Tree,
     element: &str,
     client: &Client,
-    client_view: &Value,
+    (client_view, nodes): (&Value, &[Value]),
     renderers: &[String],
     user_dir: Option<&Path>,
     mtime: i64,
 ) -> anyhow::Result<usize> {
-    let (_, nodes) = view(client);
     let mut count = 0;
     let mut put = |tree: &mut Tree, path: String, text: String, mode: u32| -> anyhow::Result<()> {
         let at = ImagePath::new(&path).map_err(|e| anyhow!("element `{element}`: {e}"))?;
@@ -327,7 +326,7 @@ pub fn render(
         // All at once: a template may include one added after it.
         tera.add_raw_templates(list.iter().map(|t| (t.path.as_str(), t.text.as_str())))
             .map_err(|e| anyhow!("element `{element}`: templates of network/{renderer}: {e}"))?;
-        for node in &nodes {
+        for node in nodes {
             // `_name.tera` files are partials for `{% include %}`, not outputs.
             for t in list.iter().filter(|t| !t.path.rsplit('/').next().unwrap_or("").starts_with('_')) {
                 let out_name = t.path.strip_suffix(".tera").unwrap_or(&t.path);

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::budget::{Check, Measure};
 use crate::config::size::human;
+use crate::inspect::Item;
 use crate::path::ImagePath;
 use crate::stage::tree::{Entry, Kind, Tree};
 
@@ -85,24 +86,16 @@ pub struct BudgetReport {
     pub checks: Vec<Check>,
 }
 
+/// One path of the tree as `inspect --json` lists it, plus the element it came from.
 #[derive(Serialize)]
 pub struct EntryReport<'a> {
-    pub path: String,
-    /// `ls -l`'s type letter: `-`, `d`, `l`, `c`, `b`, `p`.
-    pub kind: char,
-    pub mode: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rdev: Option<(u32, u32)>,
+    #[serde(flatten)]
+    pub item: Item,
     pub element: &'a str,
 }
 
 fn entry<'a>(path: &ImagePath, e: &'a Entry) -> EntryReport<'a> {
-    EntryReport {
+    let item = Item {
         path: path.to_string(),
         kind: e.kind.letter(),
         mode: format!("{:04o}", e.mode),
@@ -110,15 +103,15 @@ fn entry<'a>(path: &ImagePath, e: &'a Entry) -> EntryReport<'a> {
         gid: e.gid,
         size: e.size(),
         target: match &e.kind {
-            Kind::Symlink(t) => Some(t),
+            Kind::Symlink(t) => Some(t.clone()),
             _ => None,
         },
         rdev: match e.kind {
             Kind::Char(a, b) | Kind::Block(a, b) => Some((a, b)),
             _ => None,
         },
-        element: &e.element,
-    }
+    };
+    EntryReport { item, element: &e.element }
 }
 
 impl Report {

@@ -34,7 +34,7 @@ impl Ui {
     }
 
     pub fn warn(&self, msg: &str) {
-        eprintln!("smelt: warning: {msg}");
+        warning(msg);
     }
 
     /// Runs one named step of the build and logs its duration.

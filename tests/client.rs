@@ -1,8 +1,6 @@
 //! Every client inventory check, each with its exact message and place, all reported at
 //! once by `smelt check` and before `smelt build` does any work.
 
-use std::path::Path;
-
 use crate::util::Dir;
 
 /// (message, line, column) of every `error:` in the output.
@@ -21,11 +19,7 @@ fn errors(stderr: &str) -> Vec<(String, usize, usize)> {
 #[test]
 fn every_inventory_problem_is_reported_at_its_place() {
     let dir = Dir::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-client.toml"),
-        dir.path("client.toml"),
-    )
-    .unwrap();
+    dir.fixture("tests/fixtures/bad-client.toml", "client.toml");
     let r = dir.smelt(&["check", "client.toml"]).fails(1);
     let expected: Vec<(&str, usize, usize)> = vec![
         ("client: `10.0.0.300` is not an IP address", 3, 8),

@@ -13,11 +13,7 @@ fn cloud_init_reads_every_nodes_config_drive() {
         "cloud-init is not installed: run tests/run.sh as root, or apt-get install cloud-init"
     );
     let dir = Dir::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
-        dir.path("client.toml"),
-    )
-    .unwrap();
+    dir.fixture("examples/acme/client.toml", "client.toml");
     let client = std::fs::read_to_string(dir.path("client.toml")).unwrap().replace(
         "ntp = [\"10.10.0.123\"]",
         "ntp = [\"10.10.0.123\"]\nssh-keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q ops@acme\"]",

@@ -130,7 +130,7 @@ fn dib_elements_run_unchanged() {
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"200MiB\"\nmax-unpacked = \"1GiB\"\n");
     let cache = dir.path("cache");
     let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap()), ("SOURCE_DATE_EPOCH", "1700000000")];
-    let r = dir.smelt_env(&["build", "image.toml", "--elements-path", "elements", "-o", "out"], &env).ok();
+    let r = dir.build_into("out", &[], &env).ok();
     assert!(
         r.stderr.contains("01-package-installs")
             && r.stderr.contains("50-app")

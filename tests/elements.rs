@@ -1,18 +1,12 @@
 //! The element library: an agent ramdisk booted with its certificate, and the small
 //! elements' effects and refusals.
 
-use std::path::Path;
-
 use crate::util::{boot_with, member, sh, Dir};
 
 #[test]
 fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
     let dir = Dir::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
-        dir.path("client.toml"),
-    )
-    .unwrap();
+    dir.fixture("examples/acme/client.toml", "client.toml");
     dir.write(
         "agent/bin/agent",
         "#!/bin/sh\n# A stand-in deploy agent: reports what it sees and stays up.\n\
@@ -76,36 +70,8 @@ fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
     );
 
     // Later builds reuse the kept key and certificate: the same bytes.
-    dir.smelt_env(
-        &[
-            "build",
-            "image.toml",
-            "--client",
-            "client.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out2",
-            "-q",
-        ],
-        &[("SOURCE_DATE_EPOCH", "1700000000")],
-    )
-    .ok();
-    dir.smelt_env(
-        &[
-            "build",
-            "image.toml",
-            "--client",
-            "client.toml",
-            "--elements-path",
-            "elements",
-            "-o",
-            "out3",
-            "-q",
-        ],
-        &[("SOURCE_DATE_EPOCH", "1700000000")],
-    )
-    .ok();
+    dir.build_into("out2", &["--client", "client.toml", "-q"], &[("SOURCE_DATE_EPOCH", "1700000000")]).ok();
+    dir.build_into("out3", &["--client", "client.toml", "-q"], &[("SOURCE_DATE_EPOCH", "1700000000")]).ok();
     assert_eq!(
         std::fs::read(dir.path("out2/deploy.cpio.zst")).unwrap(),
         std::fs::read(dir.path("out3/deploy.cpio.zst")).unwrap()
@@ -234,11 +200,7 @@ fn dib_source_repositories_are_placed() {
          app-git git /opt/src/git $SRCDIR/repo v1\n",
     );
     dir.write("image.toml", "[image]\nname = \"src\"\nelements = [\"sources\"]\n");
-    dir.smelt_env(
-        &["build", "image.toml", "--elements-path", "elements", "-o", "out"],
-        &[("SRCDIR", src.to_str().unwrap())],
-    )
-    .ok();
+    dir.build_into("out", &[], &[("SRCDIR", src.to_str().unwrap())]).ok();
     let archive = dir.path("out/src.cpio.zst");
     assert_eq!(member(&archive, "opt/src/notes.txt"), "notes\n");
     assert_eq!(member(&archive, "opt/src/tar-all/proj-1.0/README"), "readme\n");

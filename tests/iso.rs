@@ -283,18 +283,10 @@ fn isos_and_tarballs_are_reproducible() {
             }
             let dir = Dir::new();
             bootable(&dir);
-            dir.smelt_env(
-                &["build", "image.toml", "--elements-path", "elements", "-o", "out", "-q"],
-                &[("SOURCE_DATE_EPOCH", "1700000000")],
-            )
-            .ok();
+            dir.build_into("out", &["-q"], &[("SOURCE_DATE_EPOCH", "1700000000")]).ok();
             let data = Dir::new();
             data_image(&data);
-            data.smelt_env(
-                &["build", "image.toml", "--elements-path", "elements", "-o", "out", "-q"],
-                &[("SOURCE_DATE_EPOCH", "1700000000")],
-            )
-            .ok();
+            data.build_into("out", &["-q"], &[("SOURCE_DATE_EPOCH", "1700000000")]).ok();
             ["out/boot.iso", "out/boot.tar"]
                 .iter()
                 .map(|p| std::fs::read(dir.path(p)).unwrap())

@@ -80,11 +80,7 @@ fn every_renderer_matches_its_golden_files() {
 
 /// One image for the whole client; the guest's NIC MACs decide which node it is.
 fn client_image(dir: &Dir) {
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
-        dir.path("client.toml"),
-    )
-    .unwrap();
+    dir.fixture("examples/acme/client.toml", "client.toml");
     dir.write(
         "image.toml",
         "[image]\nname = \"acme\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\"]\n\
@@ -105,17 +101,7 @@ fn client_image(dir: &Dir) {
             .unwrap()
             .replace("\"network\"]", "\"network\", \"show\"]"),
     );
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--client",
-        "client.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "out",
-    ])
-    .ok();
+    dir.build(&["--client", "client.toml"]).ok();
 }
 
 fn boot_with_nics(dir: &Dir, macs: &[&str]) -> String {
@@ -161,18 +147,7 @@ fn one_client_image_configures_whichever_node_boots_it() {
 fn per_node_images_carry_only_their_node_and_boot_as_it() {
     let dir = Dir::new();
     client_image(&dir);
-    dir.smelt(&[
-        "build",
-        "image.toml",
-        "--client",
-        "client.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "pn",
-        "--per-node",
-    ])
-    .ok();
+    dir.build_into("pn", &["--client", "client.toml", "--per-node"], &[]).ok();
     let n1 = dir.path("pn/acme-acme-n1.cpio.zst");
     let r = dir.smelt(&["inspect", n1.to_str().unwrap(), "--json"]).ok();
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -218,11 +193,7 @@ fn a_node_is_found_by_dmi_serial_or_by_the_kernel_argument() {
 #[test]
 fn a_users_template_replaces_the_built_in_one() {
     let dir = Dir::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
-        dir.path("client.toml"),
-    )
-    .unwrap();
+    dir.fixture("examples/acme/client.toml", "client.toml");
     dir.write(
         "my-templates/networkd/30-{iface}.network.tera",
         "# ours for {{ iface.name }} on {{ node.name }}\n",
@@ -256,11 +227,7 @@ fn a_users_template_replaces_the_built_in_one() {
 #[test]
 fn a_per_node_bootable_iso_boots_as_its_node() {
     let dir = Dir::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme/client.toml"),
-        dir.path("client.toml"),
-    )
-    .unwrap();
+    dir.fixture("examples/acme/client.toml", "client.toml");
     dir.write(
         "image.toml",
         "[image]\nname = \"acme\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\"]\noutputs = [\"iso\"]\n\

@@ -17,11 +17,7 @@ fn image(dir: &Dir, compression: &str) {
 }
 
 fn build(dir: &Dir, epoch: &str) -> Vec<u8> {
-    dir.smelt_env(
-        &["build", "image.toml", "--elements-path", "elements", "-o", "out", "-q"],
-        &[("SOURCE_DATE_EPOCH", epoch)],
-    )
-    .ok();
+    dir.build_into("out", &["-q"], &[("SOURCE_DATE_EPOCH", epoch)]).ok();
     let name = std::fs::read_dir(dir.path("out"))
         .unwrap()
         .flatten()

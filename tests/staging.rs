@@ -90,11 +90,7 @@ fn hooks_see_params_environment_d_and_dib_variables() {
          echo \"dib=$DIB_RELEASE phase=$SMELT_PHASE image=$SMELT_IMAGE_NAME arch=$ARCH\" >> \"$out\"\n\
          test -d \"$TMP_HOOKS_PATH\" && test -f \"$ELEMENT_DIR/element.toml\" && echo dirs-ok >> \"$out\"\n",
     );
-    dir.smelt_env(
-        &["build", "image.toml", "--elements-path", "elements", "-o", "out", "--set", "app.mode=slow"],
-        &[("DIB_RELEASE", "bookworm")],
-    )
-    .ok();
+    dir.build_into("out", &["--set", "app.mode=slow"], &[("DIB_RELEASE", "bookworm")]).ok();
     assert_eq!(
         member(&dir.path("out/env.cpio.zst"), "env.txt"),
         "ports=80 443 mode=slow home=/opt/app from=slow-mode\ndib=bookworm phase=post-root.d image=env arch=amd64\ndirs-ok\n"

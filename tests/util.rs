@@ -30,6 +30,11 @@ impl Dir {
         p
     }
 
+    /// Copies a file of the repository (`examples/acme/client.toml`) to `rel` here.
+    pub fn fixture(&self, repo_path: &str, rel: &str) {
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join(repo_path), self.path(rel)).unwrap();
+    }
+
     /// Runs smelt with `args` in this directory (SOURCE_DATE_EPOCH unset).
     pub fn smelt(&self, args: &[&str]) -> Run {
         self.smelt_env(args, &[])
@@ -50,9 +55,15 @@ impl Dir {
 
     /// `smelt build image.toml --elements-path elements -o out` plus `extra`.
     pub fn build(&self, extra: &[&str]) -> Run {
-        let mut args = vec!["build", "image.toml", "--elements-path", "elements", "-o", "out"];
+        self.build_into("out", extra, &[])
+    }
+
+    /// `smelt build image.toml --elements-path elements -o <out>` plus `extra`, with extra
+    /// environment variables.
+    pub fn build_into(&self, out: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut args = vec!["build", "image.toml", "--elements-path", "elements", "-o", out];
         args.extend_from_slice(extra);
-        self.smelt(&args)
+        self.smelt_env(&args, env)
     }
 }
 
@@ -127,6 +138,14 @@ pub fn boot_with(initrd: &Path, macs: &[&str], append: &str, extra: &[&str]) -> 
         "-append".into(),
         format!("console=ttyS0 panic=-1 {append}"),
     ];
+    args.extend(nics(macs));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    qemu(&args)
+}
+
+/// QEMU arguments for one user-mode virtio NIC per MAC, in order.
+pub fn nics(macs: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
     for (i, mac) in macs.iter().enumerate() {
         args.extend([
             "-netdev".into(),
@@ -135,8 +154,7 @@ pub fn boot_with(initrd: &Path, macs: &[&str], append: &str, extra: &[&str]) -> 
             format!("virtio-net-pci,netdev=n{i},mac={mac}"),
         ]);
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    qemu(&args)
+    args
 }
 
 /// Runs QEMU (TCG, 512 MiB, serial on stdout, no reboot) with `args` and returns what

@@ -87,10 +87,6 @@ impl<W: Write> NewcWriter<W> {
         Ok(())
     }
 
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     pub fn finish(mut self) -> io::Result<W> {
         self.header(&Header {
             name: TRAILER,

@@ -92,11 +92,6 @@ impl Image {
     }
 }
 
-pub fn load(path: &Path) -> anyhow::Result<Image> {
-    let file = TomlFile::read(path)?;
-    Ok(check(&file)?)
-}
-
 pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     let raw: RawFile = file.parse()?;
     let r = raw.image;

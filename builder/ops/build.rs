@@ -202,6 +202,8 @@ fn write_outputs(
         || wants(OutputKind::RamdiskTar)
         || (wants(OutputKind::Iso) && kernel.is_some());
     let mut shared_archive: Option<(Written, archive::SharedPart)> = None;
+    // Every bootable ISO of the build shares its loaders: made for the first one.
+    let mut loaders: Option<boot::Loaders> = None;
 
     for v in variants {
         let stem = &v.stem;
@@ -250,13 +252,16 @@ fn write_outputs(
                     let extras = extras.as_ref().expect("made for ISOs");
                     let layout = ui.step("iso layout", || match (&kernel, &initramfs) {
                         (Some(kernel), Some(initramfs)) => {
-                            let (iso_tree, boot) =
-                                boot::iso_tree(&plan.image, kernel, initramfs, extras, work, epoch)?;
+                            if loaders.is_none() {
+                                loaders = Some(boot::Loaders::prepare(&plan.image, work)?);
+                            }
+                            let loaders = loaders.as_ref().expect("prepared above");
+                            let iso_tree = loaders.iso_tree(kernel, initramfs, extras, epoch)?;
                             iso::lay_out(
                                 &[&iso_tree],
                                 &plan.image.iso_label,
                                 epoch,
-                                Some(&boot),
+                                Some(loaders.boot()),
                                 &work.join("iso-spill"),
                             )
                         }
@@ -313,7 +318,7 @@ fn write_outputs(
             let name = node["name"].as_str().unwrap_or("");
             let tree = config_drive::tree(client, &plan.client, node, &plan.resolved.elements, epoch)?;
             let out = ui.step("config-drive", || {
-                config_drive::write(&tree, epoch, &dir.join(format!("{name}.iso")))
+                config_drive::write(&tree, epoch, &dir.join(format!("{name}.iso")), &work.join("iso-spill"))
             })?;
             produced.record(OutputKind::ConfigDrive, out, &plan.budget);
         }

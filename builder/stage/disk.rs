@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 
@@ -191,9 +191,4 @@ fn remove_existing(dest: &Path) -> anyhow::Result<()> {
         Err(_) => {}
     }
     Ok(())
-}
-
-/// A host path under `root` for an image path.
-pub fn on_disk(root: &Path, path: &ImagePath) -> PathBuf {
-    root.join(path.as_str())
 }

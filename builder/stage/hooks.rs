@@ -120,17 +120,8 @@ pub fn collect(elements: &[Element]) -> anyhow::Result<Hooks> {
         }
     }
     // Package lists become one hook per phase, as DIB's package-installs element runs.
-    let family = if elements.iter().any(|e| e.name == "base-debian") {
-        "debian".to_string()
-    } else {
-        match std::env::var("DISTRO_NAME").unwrap_or_default().as_str() {
-            "fedora" | "centos" | "rhel" | "rocky" | "almalinux" => "redhat".into(),
-            "opensuse" | "sles" => "suse".into(),
-            "alpine" => "alpine".into(),
-            _ => "debian".into(),
-        }
-    };
-    let lists = super::packages::collect(elements, &family, &|k| std::env::var(k).ok())?;
+    let family = super::packages::family(elements);
+    let lists = super::packages::collect(elements, family, &|k| std::env::var(k).ok())?;
     let apt_cache = crate::stage::base::rootfs::cache_dir().join("apt");
     for (phase, list) in lists {
         if list.install.is_empty() && list.uninstall.is_empty() {

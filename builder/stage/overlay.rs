@@ -42,10 +42,7 @@ fn place(
         FileKind::Symlink(target) => Kind::Symlink(target.clone()),
         FileKind::File(source) => match file.stat {
             Some(s) => Kind::File { source: source.clone(), size: s.size, alloc: s.alloc, link: s.link },
-            None => {
-                let size = source.read_all()?.len() as u64;
-                Kind::File { source: source.clone(), size, alloc: size.div_ceil(4096) * 4096, link: None }
-            }
+            None => Kind::file(source.clone(), source.byte_len()?),
         },
     };
     // Ownership is smelt's record: root, whoever owns the element's files.

@@ -20,6 +20,20 @@ pub struct Phase {
     pub uninstall: Vec<String>,
 }
 
+/// The image's distro family for pkg-map: Debian for base-debian, else what DIB's
+/// `DISTRO_NAME` says, else Debian.
+pub fn family(elements: &[Element]) -> &'static str {
+    if elements.iter().any(|e| e.name == "base-debian") {
+        return "debian";
+    }
+    match std::env::var("DISTRO_NAME").unwrap_or_default().as_str() {
+        "fedora" | "centos" | "rhel" | "rocky" | "almalinux" => "redhat",
+        "opensuse" | "sles" => "suse",
+        "alpine" => "alpine",
+        _ => "debian",
+    }
+}
+
 /// Reads every element's package lists. `family` is the image's distro family for
 /// `pkg-map` (`debian`, `redhat`, `suse`, `alpine`); `env` answers `when` conditions.
 pub fn collect(

@@ -37,6 +37,11 @@ impl Kind {
         }
     }
 
+    /// A file not yet on disk or linked: its allocation is counted in 4 KiB blocks.
+    pub fn file(source: Source, size: u64) -> Kind {
+        Kind::File { source, size, alloc: size.next_multiple_of(4096), link: None }
+    }
+
     /// The `S_IFMT` bits of a `st_mode`.
     pub fn type_bits(&self) -> u32 {
         match self {
@@ -79,22 +84,15 @@ impl Entry {
         }
     }
 
+    /// A root-owned file of `size` bytes read from `source`.
+    pub fn file(source: Source, size: u64, mode: u32, mtime: i64, element: &str) -> Entry {
+        Entry { kind: Kind::file(source, size), mode, uid: 0, gid: 0, mtime, element: element.into() }
+    }
+
     /// A file made by smelt (a rendered template, a generated file).
     pub fn bytes(data: Vec<u8>, mode: u32, mtime: i64, element: &str) -> Entry {
         let size = data.len() as u64;
-        Entry {
-            kind: Kind::File {
-                source: Source::Bytes(data.into()),
-                size,
-                alloc: size.div_ceil(4096) * 4096,
-                link: None,
-            },
-            mode,
-            uid: 0,
-            gid: 0,
-            mtime,
-            element: element.into(),
-        }
+        Entry::file(Source::Bytes(data.into()), size, mode, mtime, element)
     }
 
     pub fn size(&self) -> u64 {

@@ -100,5 +100,6 @@ fn network(tree: &mut Tree, element: &str, params: &Value, plan: &Plan, mtime: i
             );
         }
     }
-    crate::network::render(tree, element, client, &plan.client, &renderers, user_dir.as_deref(), mtime)
+    let views = (&plan.client, plan.nodes.as_slice());
+    crate::network::render(tree, element, client, views, &renderers, user_dir.as_deref(), mtime)
 }

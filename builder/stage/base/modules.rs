@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::config::source::suggest;
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::stage::tree::{Entry, Tree};
 
 /// Adds the modules `params.modules` names; `release` is the image's kernel release,
 /// when it has a kernel.
@@ -77,15 +77,7 @@ pub fn apply(
         };
         let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
         let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}")).map_err(anyhow::Error::msg)?;
-        let entry = Entry {
-            kind: Kind::File { source, size, alloc: size.next_multiple_of(4096), link: None },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime,
-            element: element.into(),
-        };
-        tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::file(source, size, 0o644, mtime, element)).map_err(anyhow::Error::msg)?;
         renamed.insert(path, image_rel);
         count += 1;
     }

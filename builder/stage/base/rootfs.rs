@@ -64,12 +64,10 @@ pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Resul
         };
         use tar::EntryType as T;
         let kind = match h.entry_type() {
-            T::Regular | T::Continuous => Kind::File {
-                source: Source::Range { file: file.clone(), offset: member.raw_file_position(), len: size },
+            T::Regular | T::Continuous => Kind::file(
+                Source::Range { file: file.clone(), offset: member.raw_file_position(), len: size },
                 size,
-                alloc: size.next_multiple_of(4096),
-                link: None,
-            },
+            ),
             T::Directory => Kind::Dir,
             T::Symlink => Kind::Symlink(link_target()?),
             T::Link => {
