@@ -78,8 +78,9 @@ pub fn tree(
 /// any ISO.
 pub fn write(tree: &Tree, epoch: i64, dest: &Path, scratch: &Path) -> anyhow::Result<Written> {
     // cloud-init finds the drive by this label (DataSourceConfigDrive).
-    let layout = iso::lay_out(&[tree], "config-2", epoch, None, scratch)?;
-    iso::write(&layout, dest)
+    let image = iso::prepare(&[tree], "config-2", epoch, None, scratch)?;
+    let (_, written) = image.write(dest, |_| true)?;
+    Ok(written.expect("accepted"))
 }
 
 fn pretty(v: &Value) -> String {

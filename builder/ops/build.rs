@@ -183,8 +183,8 @@ fn variants<'t>(
 /// Writes every output of every variant under a temporary name, in dependency order:
 /// the initramfs first (a bootable ISO and the ramdisk tarball carry it), then the
 /// rest. Per node, the shared part is compressed once and each node's small archive is
-/// appended to it, as the kernel unpacks archives back to back. An ISO over budget is
-/// not written at all: its size is known from its layout.
+/// appended to it, as the kernel unpacks archives back to back. An ISO is laid out on
+/// one thread while it is written on another; one over budget stops as its write starts.
 fn write_outputs(
     plan: &Plan,
     variants: &[Variant],
@@ -250,14 +250,14 @@ fn write_outputs(
                 OutputKind::Initramfs => {}
                 OutputKind::Iso => {
                     let extras = extras.as_ref().expect("made for ISOs");
-                    let layout = ui.step("iso layout", || match (&kernel, &initramfs) {
+                    let image = ui.step("iso tree", || match (&kernel, &initramfs) {
                         (Some(kernel), Some(initramfs)) => {
                             if loaders.is_none() {
                                 loaders = Some(boot::Loaders::prepare(&plan.image, work)?);
                             }
                             let loaders = loaders.as_ref().expect("prepared above");
                             let iso_tree = loaders.iso_tree(kernel, initramfs, extras, epoch)?;
-                            iso::lay_out(
+                            iso::prepare(
                                 &[&iso_tree],
                                 &plan.image.iso_label,
                                 epoch,
@@ -268,20 +268,25 @@ fn write_outputs(
                         _ => {
                             let mut layers = v.layers.clone();
                             layers.push(extras);
-                            iso::lay_out(&layers, &plan.image.iso_label, epoch, None, &work.join("iso-spill"))
+                            iso::prepare(&layers, &plan.image.iso_label, epoch, None, &work.join("iso-spill"))
                         }
                     })?;
+                    let dest = opts.outdir.join(format!("{stem}.iso"));
+                    let over =
+                        |size| budget::check_output(&plan.budget, OutputKind::Iso, size).filter(|c| !c.ok);
+                    let (layout, out) = ui.step("iso", || image.write(&dest, |l| over(l.size).is_none()))?;
                     for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
                         ui.warn(&format!("iso: {line}"));
                     }
-                    let dest = opts.outdir.join(format!("{stem}.iso"));
-                    match budget::check_output(&plan.budget, OutputKind::Iso, layout.size).filter(|c| !c.ok) {
-                        // Fail fast: the layout gave the size, so the ISO is never written.
-                        Some(over) => produced.refuse(OutputKind::Iso, &dest, layout.size, over),
-                        None => {
-                            let out = ui.step("iso", || iso::write(&layout, &dest))?;
-                            produced.record(OutputKind::Iso, out, &plan.budget);
-                        }
+                    match out {
+                        Some(out) => produced.record(OutputKind::Iso, out, &plan.budget),
+                        // Failed fast: the layout gave the size, and the write stopped.
+                        None => produced.refuse(
+                            OutputKind::Iso,
+                            &dest,
+                            layout.size,
+                            over(layout.size).expect("refused"),
+                        ),
                     }
                 }
                 OutputKind::RamdiskTar => {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{anyhow, Context as _};
 use hadris_fs::{Content, DateTime, DeviceNumber, FileType, Node, Owner, Permissions, SetAttr};
@@ -12,10 +13,13 @@ use hadris_iso::{
     Relocation,
 };
 
+use self::device::Device;
 use super::Written;
 use crate::io::atomic::Pending;
 use crate::io::source::Source;
 use crate::stage::tree::{Kind, Tree};
+
+mod device;
 
 /// What makes an ISO bootable; every path is inside the ISO.
 pub struct Boot {
@@ -28,11 +32,17 @@ pub struct Boot {
     pub esp: Vec<u8>,
 }
 
-/// An ISO laid out but not written: its size is known, so budgets are checked before
-/// a byte is written.
-pub struct Layout {
+/// An ISO's input, ready to be laid out and written.
+pub struct Image {
     tree: hadris_fs::Tree,
     options: IsoOptions,
+    /// Device nodes in the tree, whose numbers other readers misread (a warning).
+    devices: usize,
+}
+
+/// An ISO laid out: its size is known before a byte is written, so budgets are
+/// checked from it.
+pub struct Layout {
     pub size: u64,
     /// What the format could not store as asked (hadris's report), for the user.
     pub warnings: Vec<Warning>,
@@ -44,17 +54,17 @@ pub struct Warning {
     pub path: Option<String>,
 }
 
-/// Lays out `layers` (later ones over earlier ones) as an ISO labelled `label`, dated
+/// Prepares `layers` (later ones over earlier ones) as an ISO labelled `label`, dated
 /// `epoch` (every timestamp is clamped to it), bootable when `boot` is given.
 /// Files that live inside a tarball (`Source::Range`) are copied out to `scratch`
 /// first: hadris reads whole host files.
-pub fn lay_out(
+pub fn prepare(
     layers: &[&Tree],
     label: &str,
     epoch: i64,
     boot: Option<&Boot>,
     scratch: &Path,
-) -> anyhow::Result<Layout> {
+) -> anyhow::Result<Image> {
     let time = DateTime::from_unix_seconds(epoch).map_err(|e| anyhow!("date {epoch}: {e:?}"))?;
     let mut htree = hadris_fs::Tree::new();
     let mut spilled = 0usize;
@@ -87,159 +97,96 @@ pub fn lay_out(
                     .with_appended(AppendedPartition::esp(Content::bytes(b.esp.clone()))),
             );
     }
-    let report = hadris_iso::plan(&htree, &options).map_err(|e| anyhow!("laying out the ISO: {e}"))?;
     let devices = layers
         .iter()
         .flat_map(|l| l.iter())
         .filter(|(_, e)| matches!(e.kind, Kind::Char(..) | Kind::Block(..)))
         .count();
-    let mut warnings: Vec<Warning> = report
-        .warnings()
-        .iter()
-        .map(|w| {
-            let path = w.path().map(|p| format!("/{}", String::from_utf8_lossy(p)));
-            let stored = w.stored_as().map(|s| format!(" (stored as {})", String::from_utf8_lossy(s)));
-            Warning { what: w.message().to_string(), path: path.map(|p| p + &stored.unwrap_or_default()) }
-        })
-        .collect();
-    if devices > 0 {
-        warnings.push(Warning {
-            what: format!(
-                "{devices} device nodes: Linux reads their numbers right; xorriso and bsdtar show other numbers \
-                 (hadris-iso writes Rock Ridge device numbers as major/minor halves)"
-            ),
-            path: None,
+    Ok(Image { tree: htree, options, devices })
+}
+
+impl Image {
+    /// Lays the ISO out without writing it: its size and warnings.
+    pub fn lay_out(&self) -> anyhow::Result<Layout> {
+        let report =
+            hadris_iso::plan(&self.tree, &self.options).map_err(|e| anyhow!("laying out the ISO: {e}"))?;
+        let mut warnings: Vec<Warning> = report
+            .warnings()
+            .iter()
+            .map(|w| {
+                let path = w.path().map(|p| format!("/{}", String::from_utf8_lossy(p)));
+                let stored = w.stored_as().map(|s| format!(" (stored as {})", String::from_utf8_lossy(s)));
+                Warning { what: w.message().to_string(), path: path.map(|p| p + &stored.unwrap_or_default()) }
+            })
+            .collect();
+        if self.devices > 0 {
+            warnings.push(Warning {
+                what: format!(
+                    "{} device nodes: Linux reads their numbers right; xorriso and bsdtar show other numbers \
+                     (hadris-iso writes Rock Ridge device numbers as major/minor halves)",
+                    self.devices
+                ),
+                path: None,
+            });
+        }
+        Ok(Layout { size: report.size(), warnings })
+    }
+
+    /// Writes the ISO under a temporary name next to `dest`, streaming file data from
+    /// its sources, while another thread lays it out and hands the layout to `accept`.
+    /// A layout `accept` refuses (over budget) stops the write as it starts — hadris
+    /// lays the image out itself before its first byte — and leaves nothing behind.
+    /// Returns the layout, and the ISO unless it was refused.
+    pub fn write(
+        &self,
+        dest: &Path,
+        accept: impl FnOnce(&Layout) -> bool + Send,
+    ) -> anyhow::Result<(Layout, Option<Written>)> {
+        let cancel = AtomicBool::new(false);
+        let (layout, written) = std::thread::scope(|s| {
+            let planner = s.spawn(|| {
+                let layout = self.lay_out();
+                if !layout.as_ref().is_ok_and(accept) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                layout
+            });
+            let written = self.write_file(dest, &cancel);
+            (planner.join().expect("the ISO layout thread panicked"), written)
         });
-    }
-    Ok(Layout { size: report.size(), tree: htree, options, warnings })
-}
-
-/// Writes a laid-out ISO under a temporary name next to `dest`, streaming file data
-/// from its sources, and checks the size matches the layout.
-pub fn write(layout: &Layout, dest: &Path) -> anyhow::Result<Written> {
-    let pending = Pending::new(dest);
-    let file = pending.create_file()?;
-    let device = hadris_storage::host::FileDevice::new(file).context("opening the ISO for writing")?;
-    let mut device = HashingDevice::new(device);
-    let report = hadris_iso::sync::write(&mut device, &layout.tree, &layout.options)
-        .map_err(|e| anyhow!("writing {}: {e}", dest.display()))?;
-    let bytes = std::fs::metadata(pending.temp_path())?.len();
-    if bytes != report.size() || bytes != layout.size {
-        anyhow::bail!("writing {}: {bytes} bytes written, {} laid out", dest.display(), layout.size);
-    }
-    let sha256 = match device.finish(bytes) {
-        Some(hash) => hash,
-        None => crate::io::count::sha256_file(pending.temp_path())?,
-    };
-    Ok(Written { pending, bytes, sha256: Some(sha256), skipped: 0 })
-}
-
-/// A block device that hashes what is written to it on another thread, so the ISO's
-/// checksum costs no second read. hadris-iso writes each block once, in ascending
-/// order; should a write ever skip or go back, the hash is given up (`finish` returns
-/// `None`) and the caller reads the file instead.
-struct HashingDevice<D> {
-    inner: D,
-    next: u64,
-    in_order: bool,
-    batch: Vec<u8>,
-    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    hasher: Option<std::thread::JoinHandle<(u64, String)>>,
-}
-
-impl<D: hadris_storage::sync::BlockDevice> HashingDevice<D> {
-    fn new(inner: D) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let hasher = std::thread::spawn(move || {
-            let mut w = crate::io::count::CountingWriter::hashing(std::io::sink());
-            for chunk in rx {
-                let _ = std::io::Write::write_all(&mut w, &chunk);
-            }
-            let (_, n, hex) = w.into_parts();
-            (n, hex.expect("a hashing writer"))
-        });
-        HashingDevice {
-            inner,
-            next: 0,
-            in_order: true,
-            batch: Vec::with_capacity(2 << 20),
-            chunks: Some(tx),
-            hasher: Some(hasher),
+        let layout = layout?;
+        if cancel.load(Ordering::Relaxed) {
+            return Ok((layout, None));
         }
-    }
-
-    fn send_batch(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(2 << 20));
-        if let Some(tx) = &self.chunks {
-            let _ = tx.send(batch);
+        let written = written?;
+        if written.bytes != layout.size {
+            anyhow::bail!(
+                "writing {}: {} bytes written, {} laid out",
+                dest.display(),
+                written.bytes,
+                layout.size
+            );
         }
+        Ok((layout, Some(written)))
     }
 
-    /// The SHA-256 of the `len` bytes written, if they were written in one pass.
-    fn finish(&mut self, len: u64) -> Option<String> {
-        self.send_batch();
-        drop(self.chunks.take());
-        let (hashed, hex) = self.hasher.take()?.join().ok()?;
-        (self.in_order && hashed == len).then_some(hex)
-    }
-}
-
-impl<D: hadris_io::ErrorType> hadris_io::ErrorType for HashingDevice<D> {
-    type Error = D::Error;
-}
-
-impl<D: hadris_storage::sync::BlockDevice> hadris_storage::sync::BlockDevice for HashingDevice<D> {
-    fn block_size(&self) -> hadris_storage::BlockSize {
-        self.inner.block_size()
-    }
-    fn physical_block_size(&self) -> hadris_storage::BlockSize {
-        self.inner.physical_block_size()
-    }
-    fn block_count(&self) -> u64 {
-        self.inner.block_count()
-    }
-    fn max_block_count(&self) -> u64 {
-        self.inner.max_block_count()
-    }
-    fn disk_offset(&self) -> u64 {
-        self.inner.disk_offset()
-    }
-    fn writable(&self) -> bool {
-        self.inner.writable()
-    }
-    fn read_blocks(
-        &mut self,
-        first: hadris_storage::BlockIndex,
-        buf: &mut [u8],
-    ) -> Result<(), hadris_io::Error<Self::Error>> {
-        self.inner.read_blocks(first, buf)
-    }
-    fn write_blocks(
-        &mut self,
-        first: hadris_storage::BlockIndex,
-        buf: &[u8],
-    ) -> Result<(), hadris_io::Error<Self::Error>> {
-        self.inner.write_blocks(first, buf)?;
-        let block = self.inner.block_size().get() as u64;
-        if first.get() * block != self.next {
-            self.in_order = false;
+    fn write_file(&self, dest: &Path, cancel: &AtomicBool) -> anyhow::Result<Written> {
+        let pending = Pending::new(dest);
+        let file = pending.create_file()?;
+        let mut device = Device::new(file, cancel).context("starting the ISO writer")?;
+        let written = hadris_iso::sync::write(&mut device, &self.tree, &self.options);
+        let finished = device.finish();
+        // The writer thread's error (a full disk) explains a failed write best.
+        let (bytes, sha256) = finished.with_context(|| format!("writing {}", dest.display()))?;
+        let report = written.map_err(|e| anyhow!("writing {}: {e}", dest.display()))?;
+        if bytes != report.size() {
+            anyhow::bail!("writing {}: {bytes} bytes written, {} laid out", dest.display(), report.size());
         }
-        self.next = first.get() * block + buf.len() as u64;
-        if self.in_order {
-            // hadris writes a block or a few at a time: hand the hasher 1 MiB batches.
-            self.batch.extend_from_slice(buf);
-            if self.batch.len() >= 1 << 20 {
-                self.send_batch();
-            }
-        }
-        Ok(())
-    }
-    /// The host file device's flush is an fsync. Outputs are not synced (neither
-    /// are cpio's, zstd's or xorriso's): they are complete before they are renamed into
-    /// place, which is the guarantee smelt gives; forcing 700 MB to disk first tripled
-    /// the time of a large ISO.
-    fn flush(&mut self) -> Result<(), hadris_io::Error<Self::Error>> {
-        Ok(())
+        let sha256 = match sha256 {
+            Some(hash) => hash,
+            None => crate::io::count::sha256_file(pending.temp_path())?,
+        };
+        Ok(Written { pending, bytes, sha256: Some(sha256), skipped: 0 })
     }
 }
 
