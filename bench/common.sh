@@ -1,5 +1,5 @@
 # Shared by the benchmarks: a large scratch element built from host directories, and a
-# best-of-N timer reporting wall seconds and peak RSS.
+# best-of-N timer reporting wall seconds and peak RSS (each run starts after a `sync`).
 #   SOURCES (default: /usr/share /usr/lib/python3) are copied into the element;
 #   RUNS (default 3) runs each command, keeping the fastest.
 set -euo pipefail
@@ -22,6 +22,7 @@ tar -cf /dev/null -C "$root" .   # warm the page cache for every contender
 best() { # prints the best wall time and its peak RSS (KiB) over $runs runs of "$@"
   local best_t="" best_m="" t m
   for _ in $(seq "$runs"); do
+    sync   # start each run with no writeback pending from the copy or the run before
     /usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
     read -r t m < "$work/t"
     if [ -z "$best_t" ] || awk "BEGIN{exit !($t < $best_t)}"; then best_t=$t; best_m=$m; fi

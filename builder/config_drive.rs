@@ -79,7 +79,7 @@ pub fn tree(
 pub fn write(tree: &Tree, epoch: i64, dest: &Path, scratch: &Path) -> anyhow::Result<Written> {
     // cloud-init finds the drive by this label (DataSourceConfigDrive).
     let image = iso::prepare(&[tree], "config-2", epoch, None, scratch)?;
-    let (_, written) = image.write(dest, |_| true)?;
+    let (_, written) = image.write(dest, None)?;
     Ok(written.expect("accepted"))
 }
 

@@ -310,3 +310,27 @@ fn an_iso_over_budget_fails_fast_and_is_not_written() {
     let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// With room to spare, the ISO is laid out once, by the write; near its limit, a layout
+/// runs alongside the write to stop it. Both give the same bytes, and one byte over
+/// the limit is refused.
+#[test]
+fn an_iso_near_its_budget_is_the_same_iso_and_one_byte_over_is_refused() {
+    let dir = Dir::new();
+    data_image(&dir);
+    dir.build(&["--source-date-epoch", "1700000000"]).ok();
+    let iso = std::fs::read(dir.path("out/data.iso")).unwrap();
+    let size = iso.len();
+
+    dir.write("size-budget.toml", &format!("[output.iso]\nmax = \"{size}B\"\n"));
+    dir.build_into("exact", &["--source-date-epoch", "1700000000"], &[]).ok();
+    assert!(std::fs::read(dir.path("exact/data.iso")).unwrap() == iso, "the ISO differs at its exact budget");
+
+    dir.write("size-budget.toml", &format!("[output.iso]\nmax = \"{}B\"\n", size - 1));
+    let r = dir.build_into("over", &["--source-date-epoch", "1700000000"], &[]).fails(3);
+    assert!(r.stderr.contains("smelt: over budget (1 limit exceeded):\n  output iso: "), "{}", r.stderr);
+    assert!(!dir.path("over/data.iso").exists());
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path("over")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

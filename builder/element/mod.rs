@@ -84,8 +84,8 @@ impl Element {
     }
 
     /// Calls `visit` for every entry under `root/` (paths relative to it), in path order.
-    /// An element directory's `root/` is walked now, entry by entry, so a large tree is
-    /// never held as a listing.
+    /// An element directory's `root/` is walked now, on another thread a few hundred
+    /// entries ahead of `visit`, so a large tree is never held as a listing.
     pub fn visit_root(
         &self,
         mut visit: impl FnMut(&str, &ElementFile) -> anyhow::Result<()>,
@@ -98,14 +98,16 @@ impl Element {
             return Ok(());
         }
         let walk = walkdir::WalkDir::new(&root).min_depth(1).sort_by_file_name().follow_links(false);
-        for entry in walk {
+        let files = walk.into_iter().map(|entry| {
             let entry =
                 entry.with_context(|| format!("reading element `{}` in {}", self.name, root.display()))?;
             let rel = entry.path().strip_prefix(&root)?.to_string_lossy().into_owned();
-            let file = library::walked_file(&self.name, rel, &entry)?;
-            visit(&file.rel, &file)?;
-        }
-        Ok(())
+            library::walked_file(&self.name, rel, &entry)
+        });
+        crate::io::ahead::for_each(files, |file| {
+            let file = file?;
+            visit(&file.rel, &file)
+        })
     }
 
     /// A digest of everything in the element (names, modes, link targets, contents), so

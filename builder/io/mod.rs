@@ -1,6 +1,7 @@
 //! Byte plumbing shared by the archive writers: compression, counting and hashing,
 //! atomic publication. Nothing here knows about images or configuration.
 
+pub mod ahead;
 pub mod atomic;
 pub mod compress;
 pub mod count;

@@ -272,9 +272,9 @@ fn write_outputs(
                         }
                     })?;
                     let dest = opts.outdir.join(format!("{stem}.iso"));
-                    let over =
-                        |size| budget::check_output(&plan.budget, OutputKind::Iso, size).filter(|c| !c.ok);
-                    let (layout, out) = ui.step("iso", || image.write(&dest, |l| over(l.size).is_none()))?;
+                    let check = |size| budget::check_output(&plan.budget, OutputKind::Iso, size);
+                    let limit = check(0).map(|c| c.limit);
+                    let (layout, out) = ui.step("iso", || image.write(&dest, limit))?;
                     for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
                         ui.warn(&format!("iso: {line}"));
                     }
@@ -285,7 +285,7 @@ fn write_outputs(
                             OutputKind::Iso,
                             &dest,
                             layout.size,
-                            over(layout.size).expect("refused"),
+                            check(layout.size).expect("refused for its budget"),
                         ),
                     }
                 }

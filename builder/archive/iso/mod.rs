@@ -38,6 +38,8 @@ pub struct Image {
     options: IsoOptions,
     /// Device nodes in the tree, whose numbers other readers misread (a warning).
     devices: usize,
+    /// No layout of the tree takes more bytes (see [`most_bytes`]).
+    most_bytes: u64,
 }
 
 /// An ISO laid out: its size is known before a byte is written, so budgets are
@@ -102,7 +104,7 @@ pub fn prepare(
         .flat_map(|l| l.iter())
         .filter(|(_, e)| matches!(e.kind, Kind::Char(..) | Kind::Block(..)))
         .count();
-    Ok(Image { tree: htree, options, devices })
+    Ok(Image { tree: htree, options, devices, most_bytes: most_bytes(layers, boot) })
 }
 
 impl Image {
@@ -110,6 +112,11 @@ impl Image {
     pub fn lay_out(&self) -> anyhow::Result<Layout> {
         let report =
             hadris_iso::plan(&self.tree, &self.options).map_err(|e| anyhow!("laying out the ISO: {e}"))?;
+        Ok(self.layout(&report))
+    }
+
+    /// What hadris's report says of the ISO, and what smelt knows it cannot say.
+    fn layout(&self, report: &hadris_fs::Report) -> Layout {
         let mut warnings: Vec<Warning> = report
             .warnings()
             .iter()
@@ -129,24 +136,27 @@ impl Image {
                 path: None,
             });
         }
-        Ok(Layout { size: report.size(), warnings })
+        Layout { size: report.size(), warnings }
     }
 
     /// Writes the ISO under a temporary name next to `dest`, streaming file data from
-    /// its sources, while another thread lays it out and hands the layout to `accept`.
-    /// A layout `accept` refuses (over budget) stops the write as it starts — hadris
-    /// lays the image out itself before its first byte — and leaves nothing behind.
-    /// Returns the layout, and the ISO unless it was refused.
-    pub fn write(
-        &self,
-        dest: &Path,
-        accept: impl FnOnce(&Layout) -> bool + Send,
-    ) -> anyhow::Result<(Layout, Option<Written>)> {
+    /// its sources, unless its layout is over `limit` bytes. Returns the layout, and the
+    /// ISO unless it was refused; nothing is left behind when it was.
+    ///
+    /// hadris lays the image out itself before its first byte. When even the largest
+    /// ISO the tree could make fits `limit`, that layout is the only one. Otherwise
+    /// another thread lays it out alongside and stops the write as it starts if it
+    /// is over.
+    pub fn write(&self, dest: &Path, limit: Option<u64>) -> anyhow::Result<(Layout, Option<Written>)> {
+        let Some(limit) = limit.filter(|&max| self.most_bytes > max) else {
+            let (layout, written) = self.write_file(dest, &AtomicBool::new(false))?;
+            return Ok((layout, Some(written)));
+        };
         let cancel = AtomicBool::new(false);
         let (layout, written) = std::thread::scope(|s| {
             let planner = s.spawn(|| {
                 let layout = self.lay_out();
-                if !layout.as_ref().is_ok_and(accept) {
+                if !layout.as_ref().is_ok_and(|l| l.size <= limit) {
                     cancel.store(true, Ordering::Relaxed);
                 }
                 layout
@@ -158,19 +168,11 @@ impl Image {
         if cancel.load(Ordering::Relaxed) {
             return Ok((layout, None));
         }
-        let written = written?;
-        if written.bytes != layout.size {
-            anyhow::bail!(
-                "writing {}: {} bytes written, {} laid out",
-                dest.display(),
-                written.bytes,
-                layout.size
-            );
-        }
+        let (_, written) = written?;
         Ok((layout, Some(written)))
     }
 
-    fn write_file(&self, dest: &Path, cancel: &AtomicBool) -> anyhow::Result<Written> {
+    fn write_file(&self, dest: &Path, cancel: &AtomicBool) -> anyhow::Result<(Layout, Written)> {
         let pending = Pending::new(dest);
         let file = pending.create_file()?;
         let mut device = Device::new(file, cancel).context("starting the ISO writer")?;
@@ -186,13 +188,37 @@ impl Image {
             Some(hash) => hash,
             None => crate::io::count::sha256_file(pending.temp_path())?,
         };
-        Ok(Written { pending, bytes, sha256: Some(sha256), skipped: 0 })
+        Ok((self.layout(&report), Written { pending, bytes, sha256: Some(sha256), skipped: 0 }))
     }
+}
+
+/// The most bytes an ISO of `layers` can take, known without laying it out: every
+/// file's data in whole sectors; for every entry a sector of records and Rock Ridge
+/// fields in the two name trees, with room for its name and link target in both;
+/// for every directory the sectors its extents, continuation area, path table entries
+/// and a possible relocation round up to; and 1 MiB for the system area, descriptors,
+/// boot catalog, partition tables and the 150 sectors of padding, beside the EFI
+/// partition. Generous by design: it decides only whether a layout must come first.
+fn most_bytes(layers: &[&Tree], boot: Option<&Boot>) -> u64 {
+    const SECTOR: u64 = 2048;
+    let mut bytes = (1 << 20) + boot.map_or(0, |b| (b.esp.len() as u64).next_multiple_of(SECTOR));
+    for (path, e) in layers.iter().flat_map(|l| l.iter()) {
+        let name = path.as_str().rsplit('/').next().unwrap_or_default().len() as u64;
+        bytes += 2 * SECTOR + 2 * name;
+        bytes += match &e.kind {
+            Kind::Dir => 6 * SECTOR + 4 * (name + 10),
+            Kind::File { size, .. } => size.next_multiple_of(SECTOR),
+            Kind::Symlink(target) => 4 * target.len() as u64,
+            Kind::Char(..) | Kind::Block(..) | Kind::Fifo => 0,
+        };
+    }
+    bytes
 }
 
 /// Adds staged records to hadris's input tree: smelt's modes, owners and clamped mtimes
 /// on every node, hard links as links, devices with their numbers. An entry already
-/// there is replaced, except a directory by a directory.
+/// there is replaced, except a directory by a directory. Nodes are made (an `open` and
+/// `stat` per file, in hadris) on another thread, ahead of their insertion.
 fn add_layer(
     out: &mut hadris_fs::Tree,
     tree: &Tree,
@@ -201,15 +227,13 @@ fn add_layer(
     spilled: &mut usize,
 ) -> anyhow::Result<()> {
     let mut first_link: BTreeMap<(u64, u64), String> = BTreeMap::new();
-    for (path, e) in tree.iter() {
-        let name = path.as_str();
-        let fail = |err: hadris_fs::PathError| anyhow!("ISO entry {path}: {err}");
+    let items = tree.iter().map(|(path, e)| {
+        let name = path.as_str().to_string();
         if let Kind::File { link: Some(key), .. } = &e.kind {
-            if let Some(existing) = first_link.get(key) {
-                out.link(existing.as_str(), name).map_err(fail)?;
-                continue;
+            if let Some(to) = first_link.get(key) {
+                return Ok(Item::Link { to: to.clone(), name });
             }
-            first_link.insert(*key, name.to_string());
+            first_link.insert(*key, name.clone());
         }
         let node = match &e.kind {
             Kind::Dir => Node::dir(),
@@ -227,13 +251,33 @@ fn add_layer(
             .with_created(mtime)
             .with_permissions(Permissions::new(e.mode))
             .with_owner(Owner::new(e.uid, e.gid));
-        match out.get(name) {
-            Some(existing) if existing.file_type() == FileType::Dir && node.file_type() == FileType::Dir => {}
-            Some(_) => out.replace(name, node.with_attrs(attrs)).map_err(fail)?,
-            None => out.insert(name, node.with_attrs(attrs)).map_err(fail)?,
-        }
-    }
-    Ok(())
+        Ok(Item::Node(name, node.with_attrs(attrs)))
+    });
+    crate::io::ahead::for_each(items, |item: anyhow::Result<Item>| {
+        let (name, done) = match item? {
+            Item::Link { to, name } => {
+                let done = out.link(to.as_str(), name.as_str());
+                (name, done)
+            }
+            Item::Node(name, node) => {
+                let done = match out.get(name.as_str()) {
+                    Some(old) if old.file_type() == FileType::Dir && node.file_type() == FileType::Dir => {
+                        Ok(())
+                    }
+                    Some(_) => out.replace(name.as_str(), node),
+                    None => out.insert(name.as_str(), node),
+                };
+                (name, done)
+            }
+        };
+        done.map_err(|err| anyhow!("ISO entry {name}: {err}"))
+    })
+}
+
+/// A staged record as hadris takes it: a node, or a hard link to an earlier path.
+enum Item {
+    Node(String, Node),
+    Link { to: String, name: String },
 }
 
 fn content(source: &Source, size: u64, scratch: &Path, spilled: &mut usize) -> anyhow::Result<Content> {
@@ -258,4 +302,45 @@ fn content(source: &Source, size: u64, scratch: &Path, spilled: &mut usize) -> a
             hadris_fs::host::file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::ImagePath;
+    use crate::stage::tree::Entry;
+
+    fn put(tree: &mut Tree, path: &str, entry: Entry) {
+        tree.insert(&ImagePath::new(path).unwrap(), entry).unwrap();
+    }
+
+    /// Entries whose records get as large as they can: names of up to 255 bytes (cut for
+    /// Joliet), link targets of many short components, directories deep enough to be
+    /// relocated, devices, empty and odd-sized files.
+    #[test]
+    fn no_layout_takes_more_than_most_bytes() {
+        let mut tree = Tree::default();
+        let mut deep = String::new();
+        for level in 0..12 {
+            deep += &format!("{}{level}/", "d".repeat(20 * level));
+            put(&mut tree, deep.trim_end_matches('/'), Entry::dir(0o755, 0, "t"));
+        }
+        // Thousands of entries with little data: the records are most of the image.
+        for i in 0..3000usize {
+            let name = format!("{i}-{}", "x".repeat(i % 250));
+            let dir = if i % 3 == 0 { deep.clone() } else { format!("top{}/", i % 7) };
+            put(&mut tree, &format!("{dir}{name}"), Entry::bytes(vec![b'y'; (i * 37) % 300], 0o644, 0, "t"));
+            put(&mut tree, &format!("{dir}L{name}"), Entry::symlink(&"a/".repeat(i % 300), 0, "t"));
+        }
+        let dev = Entry { kind: Kind::Char(1, 3), ..Entry::dir(0o666, 0, "t") };
+        put(&mut tree, "dev/null", dev);
+        let image = prepare(&[&tree], "BOUND", 0, None, Path::new("/nonexistent")).unwrap();
+        let layout = image.lay_out().unwrap();
+        assert!(
+            layout.size <= image.most_bytes,
+            "laid out {} bytes, most_bytes says at most {}",
+            layout.size,
+            image.most_bytes
+        );
+    }
 }
