@@ -87,7 +87,8 @@ fn base_rootfs_keeps_what_the_tarball_records() {
     crate::util::sh(&format!("gzip -9n {}", dir.path("rootfs.tar").display()));
     dir.write(
         "image.toml",
-        "[image]\nname = \"rfs\"\nelements = [\"base-rootfs\"]\n[params.base-rootfs]\nsource = \"rootfs.tar.gz\"\n",
+        "[image]\nname = \"rfs\"\nelements = [\"base-rootfs\"]\noutputs = [\"initramfs\", \"iso\"]\n\
+         [params.base-rootfs]\nsource = \"rootfs.tar.gz\"\n",
     );
     dir.smelt_env(
         &["build", "image.toml", "-o", "out"],
@@ -104,6 +105,19 @@ fn base_rootfs_keeps_what_the_tarball_records() {
     assert!(line("home/app/same").starts_with("-rw-r-----   2 1000     1000"), "{listing}");
     assert!(line("home/app").starts_with("drwxr-x---"), "{listing}");
     assert!(line("dev/null").starts_with("crw-rw-rw-   1 0        0          1,   3"), "{listing}");
+    // The data ISO reads the members out of the tarball too, the link as a link.
+    let iso = dir.path("out/rfs.iso");
+    for name in ["data", "same"] {
+        let to = dir.path(&format!("from-iso-{name}"));
+        crate::util::sh(&format!(
+            "xorriso -indev {} -osirrox on -extract /home/app/{name} {} 2>/dev/null",
+            iso.display(),
+            to.display()
+        ));
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "app data\n");
+    }
+    let listing = crate::util::sh(&format!("bsdtar -tvf {}", iso.display()));
+    assert!(listing.contains(" link to ./home/app/"), "{listing}");
 }
 
 /// diskimage-builder elements, unchanged: deps, provides, environment.d, install.d and

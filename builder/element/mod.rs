@@ -84,8 +84,9 @@ impl Element {
     }
 
     /// Calls `visit` for every entry under `root/` (paths relative to it), in path order.
-    /// An element directory's `root/` is walked now, on another thread a few hundred
-    /// entries ahead of `visit`, so a large tree is never held as a listing.
+    /// An element directory's `root/` is walked now, its entries read (`lstat`) on
+    /// other threads a few hundred ahead of `visit`, so a large tree is never held as
+    /// a listing.
     pub fn visit_root(
         &self,
         mut visit: impl FnMut(&str, &ElementFile) -> anyhow::Result<()>,
@@ -98,13 +99,13 @@ impl Element {
             return Ok(());
         }
         let walk = walkdir::WalkDir::new(&root).min_depth(1).sort_by_file_name().follow_links(false);
-        let files = walk.into_iter().map(|entry| {
+        let read = |entry: walkdir::Result<walkdir::DirEntry>| {
             let entry =
                 entry.with_context(|| format!("reading element `{}` in {}", self.name, root.display()))?;
             let rel = entry.path().strip_prefix(&root)?.to_string_lossy().into_owned();
             library::walked_file(&self.name, rel, &entry)
-        });
-        crate::io::ahead::for_each(files, |file| {
+        };
+        crate::io::ahead::map_in_order(walk.into_iter(), read, |file| {
             let file = file?;
             visit(&file.rel, &file)
         })

@@ -41,6 +41,8 @@ pub struct Device<'c> {
     jobs: Option<SyncSender<Job>>,
     spare: Receiver<Vec<u8>>,
     worker: Option<JoinHandle<Outcome>>,
+    /// The writer thread's error once seen, for every call after the one that saw it.
+    failure: Option<(io::ErrorKind, String)>,
     /// Set by another thread to stop the write (the layout found it over budget).
     cancel: &'c AtomicBool,
 }
@@ -61,6 +63,7 @@ impl<'c> Device<'c> {
             jobs: Some(jobs),
             spare,
             worker: Some(worker),
+            failure: None,
             cancel,
         })
     }
@@ -74,13 +77,20 @@ impl<'c> Device<'c> {
         Ok((self.len, hash.filter(|_| hashed == self.len)))
     }
 
-    /// The writer thread's outcome; its error, if any, is the real cause of a failed send.
+    /// The writer thread's outcome; its error, if any, is the real cause of a failed send,
+    /// and is given again to every later call.
     fn join(&mut self) -> Outcome {
-        match self.worker.take().map(JoinHandle::join) {
-            Some(Ok(outcome)) => outcome,
-            Some(Err(_)) => Err(io::Error::other("the ISO writer thread panicked")),
-            None => Err(io::Error::other("the ISO writer thread already stopped")),
+        if let Some(handle) = self.worker.take() {
+            let outcome =
+                handle.join().unwrap_or_else(|_| Err(io::Error::other("the ISO writer thread panicked")));
+            if let Err(e) = &outcome {
+                self.failure = Some((e.kind(), e.to_string()));
+            }
+            return outcome;
         }
+        let (kind, text) =
+            self.failure.clone().unwrap_or((io::ErrorKind::Other, "the ISO writer stopped".into()));
+        Err(io::Error::new(kind, text))
     }
 
     /// Hands the gathered batch to the writer thread.
@@ -101,7 +111,7 @@ impl<'c> Device<'c> {
             return Ok(());
         }
         drop(self.jobs.take());
-        Err(self.join().err().unwrap_or_else(|| io::Error::other("the ISO writer thread stopped")))
+        Err(self.join().err().unwrap_or_else(|| io::Error::other("the ISO writer stopped")))
     }
 
     /// Every write sent so far is on the file.
@@ -109,7 +119,10 @@ impl<'c> Device<'c> {
         self.send()?;
         let (done, wait) = sync_channel(1);
         self.post(Job::Drain(done))?;
-        wait.recv().map_err(|_| io::Error::other("the ISO writer thread stopped"))
+        match wait.recv() {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.join().err().unwrap_or_else(|| io::Error::other("the ISO writer stopped"))),
+        }
     }
 }
 
@@ -202,5 +215,80 @@ impl hadris_storage::sync::BlockDevice for Device<'_> {
     /// forcing 700 MB to disk first tripled the time of a large ISO.
     fn flush(&mut self) -> Result<(), Error<io::Error>> {
         self.drain().map_err(|e| device_error(e, "writing the ISO failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hadris_storage::sync::BlockDevice as _;
+
+    use super::*;
+
+    fn blocks(fill: u8, count: usize) -> Vec<u8> {
+        vec![fill; count * 2048]
+    }
+
+    #[test]
+    fn writes_in_place_reads_back_and_hashes_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.iso");
+        let cancel = AtomicBool::new(false);
+        let mut dev = Device::new(File::create_new(&path).unwrap(), &cancel).unwrap();
+        // Enough for several batches, then a read that must see them all.
+        for i in 0..1200u64 {
+            dev.write_blocks(BlockIndex::new(i), &blocks(i as u8, 1)).unwrap();
+        }
+        let mut back = blocks(0, 2);
+        dev.read_blocks(BlockIndex::new(700), &mut back).unwrap();
+        assert_eq!(back, [blocks(700u64 as u8, 1), blocks(701u64 as u8, 1)].concat());
+        let (bytes, hash) = dev.finish().unwrap();
+        assert_eq!(bytes, 1200 * 2048);
+        let on_disk = crate::io::count::sha256_file(&path).unwrap();
+        assert_eq!(hash.as_deref(), Some(on_disk.as_str()));
+    }
+
+    #[test]
+    fn a_gap_gives_up_the_hash_but_not_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.iso");
+        let cancel = AtomicBool::new(false);
+        let mut dev = Device::new(File::create_new(&path).unwrap(), &cancel).unwrap();
+        dev.write_blocks(BlockIndex::new(0), &blocks(1, 1)).unwrap();
+        dev.write_blocks(BlockIndex::new(3), &blocks(2, 1)).unwrap();
+        let (bytes, hash) = dev.finish().unwrap();
+        assert_eq!((bytes, hash), (4 * 2048, None));
+        assert_eq!(std::fs::read(&path).unwrap(), [blocks(1, 1), blocks(0, 2), blocks(2, 1)].concat());
+    }
+
+    #[test]
+    fn the_writers_own_error_is_reported_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.iso");
+        std::fs::write(&path, b"").unwrap();
+        let cancel = AtomicBool::new(false);
+        // Read-only: every write fails with the OS's "bad file descriptor".
+        let mut dev = Device::new(File::open(&path).unwrap(), &cancel).unwrap();
+        let mut failed = None;
+        for i in 0..2000u64 {
+            if let Err(e) = dev.write_blocks(BlockIndex::new(i), &blocks(0, 1)) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let failed = failed.expect("a write fails");
+        assert_eq!(failed.device_error().and_then(io::Error::raw_os_error), Some(libc::EBADF));
+        let end = dev.finish().unwrap_err();
+        assert!(end.to_string().contains("Bad file descriptor"), "{end}");
+    }
+
+    #[test]
+    fn a_cancelled_write_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = AtomicBool::new(false);
+        let mut dev = Device::new(File::create_new(dir.path().join("out.iso")).unwrap(), &cancel).unwrap();
+        dev.write_blocks(BlockIndex::new(0), &blocks(1, 1)).unwrap();
+        cancel.store(true, Ordering::Relaxed);
+        let e = dev.write_blocks(BlockIndex::new(1), &blocks(1, 1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
     }
 }

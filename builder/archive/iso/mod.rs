@@ -226,25 +226,38 @@ fn add_layer(
     scratch: &Path,
     spilled: &mut usize,
 ) -> anyhow::Result<()> {
+    // In tree order, what each entry becomes: a link to the first path of its inode, or
+    // its own node, made (and for a tarball member, copied out) by the mappers.
     let mut first_link: BTreeMap<(u64, u64), String> = BTreeMap::new();
-    let items = tree.iter().map(|(path, e)| {
+    let jobs = tree.iter().map(|(path, entry)| {
         let name = path.as_str().to_string();
-        if let Kind::File { link: Some(key), .. } = &e.kind {
-            if let Some(to) = first_link.get(key) {
-                return Ok(Item::Link { to: to.clone(), name });
-            }
-            first_link.insert(*key, name.clone());
+        if let Kind::File { link: Some(key), .. } = &entry.kind {
+            match first_link.get(key) {
+                Some(to) => return Job { name, entry, link_to: Some(to.clone()), spill: None },
+                None => first_link.insert(*key, name.clone()),
+            };
+        }
+        let spill = matches!(&entry.kind, Kind::File { source: Source::Range { .. }, .. }).then(|| {
+            *spilled += 1;
+            scratch.join(format!("iso-{spilled}"))
+        });
+        Job { name, entry, link_to: None, spill }
+    });
+    let make = |job: Job| -> anyhow::Result<Item> {
+        let Job { name, entry: e, link_to, spill } = job;
+        if let Some(to) = link_to {
+            return Ok(Item::Link { to, name });
         }
         let node = match &e.kind {
             Kind::Dir => Node::dir(),
-            Kind::File { source, size, .. } => Node::file(content(source, *size, scratch, spilled)?),
+            Kind::File { source, size, .. } => Node::file(content(source, *size, spill.as_deref())?),
             Kind::Symlink(t) => Node::symlink(t.as_bytes()),
             Kind::Char(ma, mi) => Node::special(FileType::CharDevice, Some(DeviceNumber::new(*ma, *mi))),
             Kind::Block(ma, mi) => Node::special(FileType::BlockDevice, Some(DeviceNumber::new(*ma, *mi))),
             Kind::Fifo => Node::special(FileType::Fifo, None),
         };
         let mtime =
-            DateTime::from_unix_seconds(e.mtime.min(epoch).max(0)).map_err(|er| anyhow!("{path}: {er:?}"))?;
+            DateTime::from_unix_seconds(e.mtime.min(epoch).max(0)).map_err(|er| anyhow!("{name}: {er:?}"))?;
         let attrs = SetAttr::new()
             .with_modified(mtime)
             .with_accessed(mtime)
@@ -252,8 +265,8 @@ fn add_layer(
             .with_permissions(Permissions::new(e.mode))
             .with_owner(Owner::new(e.uid, e.gid));
         Ok(Item::Node(name, node.with_attrs(attrs)))
-    });
-    crate::io::ahead::for_each(items, |item: anyhow::Result<Item>| {
+    };
+    crate::io::ahead::map_in_order(jobs, make, |item| {
         let (name, done) = match item? {
             Item::Link { to, name } => {
                 let done = out.link(to.as_str(), name.as_str());
@@ -274,13 +287,24 @@ fn add_layer(
     })
 }
 
+/// A staged entry on its way into hadris's tree.
+struct Job<'t> {
+    name: String,
+    entry: &'t crate::stage::tree::Entry,
+    /// The path that already holds its inode (a hard link).
+    link_to: Option<String>,
+    /// Where its bytes are copied out to, for a file inside a tarball.
+    spill: Option<std::path::PathBuf>,
+}
+
 /// A staged record as hadris takes it: a node, or a hard link to an earlier path.
 enum Item {
     Node(String, Node),
     Link { to: String, name: String },
 }
 
-fn content(source: &Source, size: u64, scratch: &Path, spilled: &mut usize) -> anyhow::Result<Content> {
+/// A file's bytes as hadris reads them; a tarball member is copied out to `spill` first.
+fn content(source: &Source, size: u64, spill: Option<&Path>) -> anyhow::Result<Content> {
     Ok(match source {
         Source::Host(p) => {
             let c = hadris_fs::host::file(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
@@ -292,14 +316,15 @@ fn content(source: &Source, size: u64, scratch: &Path, spilled: &mut usize) -> a
         Source::Static(b) => Content::bytes(b.to_vec()),
         Source::Bytes(b) => Content::bytes(b.to_vec()),
         Source::Range { .. } => {
-            std::fs::create_dir_all(scratch)?;
-            *spilled += 1;
-            let path = scratch.join(format!("iso-{spilled}"));
+            let path = spill.expect("a spill path for every tarball member");
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
             let mut out =
-                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
             std::io::copy(&mut source.open()?, &mut out)
                 .with_context(|| format!("copying {}", source.describe()))?;
-            hadris_fs::host::file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?
+            hadris_fs::host::file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?
         }
     })
 }
