@@ -1,9 +1,9 @@
 # Shared by the benchmarks: a large scratch element built from host directories, and a
 # best-of-N timer reporting wall seconds and peak RSS (each run starts after a `sync`).
 #   SOURCES (default: /usr/share /usr/lib/python3) are copied into the element;
-#   RUNS (default 3) runs each command, keeping the fastest.
+#   RUNS (default 5) runs each command, keeping the fastest.
 set -euo pipefail
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 sources=${SOURCES:-/usr/share /usr/lib/python3}
 work=$(mktemp -d /var/tmp/smelt-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -175,7 +175,7 @@ impl Image {
     fn write_file(&self, dest: &Path, cancel: &AtomicBool) -> anyhow::Result<(Layout, Written)> {
         let pending = Pending::new(dest);
         let file = pending.create_file()?;
-        let mut device = Device::new(file, cancel).context("starting the ISO writer")?;
+        let mut device = Device::new(file, self.most_bytes, cancel).context("starting the ISO writer")?;
         let written = hadris_iso::sync::write(&mut device, &self.tree, &self.options);
         let finished = device.finish();
         // The writer thread's error (a full disk) explains a failed write best.
