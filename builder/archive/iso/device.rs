@@ -275,6 +275,7 @@ mod tests {
         let cancel = AtomicBool::new(false);
         // Read-only: every write fails with the OS's "bad file descriptor".
         let mut dev = Device::new(File::open(&path).unwrap(), 0, &cancel).unwrap();
+        // A write sees the failure once the writer thread has met it; a flush waits for it.
         let mut failed = None;
         for i in 0..2000u64 {
             if let Err(e) = dev.write_blocks(BlockIndex::new(i), &blocks(0, 1)) {
@@ -282,7 +283,7 @@ mod tests {
                 break;
             }
         }
-        let failed = failed.expect("a write fails");
+        let failed = failed.unwrap_or_else(|| dev.flush().unwrap_err());
         assert_eq!(failed.device_error().and_then(io::Error::raw_os_error), Some(libc::EBADF));
         let end = dev.finish().unwrap_err();
         assert!(end.to_string().contains("Bad file descriptor"), "{end}");

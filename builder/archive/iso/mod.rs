@@ -109,7 +109,7 @@ pub fn prepare(
 
 impl Image {
     /// Lays the ISO out without writing it: its size and warnings.
-    pub fn lay_out(&self) -> anyhow::Result<Layout> {
+    fn lay_out(&self) -> anyhow::Result<Layout> {
         let report =
             hadris_iso::plan(&self.tree, &self.options).map_err(|e| anyhow!("laying out the ISO: {e}"))?;
         Ok(self.layout(&report))
