@@ -1,5 +1,5 @@
 # Shared by the benchmarks: a large scratch element built from host directories, and a
-# best-of-N timer reporting wall seconds and peak RSS (each run starts after a `sync`).
+# best-of-N timer reporting wall seconds and peak RSS.
 #   SOURCES (default: /usr/share /usr/lib/python3) are copied into the element;
 #   RUNS (default 5) runs each command, keeping the fastest.
 set -euo pipefail
@@ -19,15 +19,18 @@ smelt="$PWD/target/release/smelt"
 echo "tree: $(find "$root" | wc -l) entries, $(( $(du -sb "$root" | cut -f1) / 1048576 )) MiB apparent; best of $runs runs"
 tar -cf /dev/null -C "$root" .   # warm the page cache for every contender
 
-best() { # prints the best wall time and its peak RSS (KiB) over $runs runs of "$@"
-  local best_t="" best_m="" t m
-  for _ in $(seq "$runs"); do
-    sync   # start each run with no writeback pending from the copy or the run before
-    /usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    read -r t m < "$work/t"
-    if [ -z "$best_t" ] || awk "BEGIN{exit !($t < $best_t)}"; then best_t=$t; best_m=$m; fi
-  done
-  echo "$best_t $best_m"
+# run NAME CMD...: one timed run of CMD, after a `sync`, added to NAME's results. The
+# scripts alternate their contenders' runs, so a noisy spell of the machine (writeback,
+# a busy neighbour) falls on both rather than on one contender's every run.
+run() {
+  local name=$1; shift
+  sync
+  /usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+  cat "$work/t" >> "$work/times.$name"
+}
+
+best() { # prints NAME's fastest run: wall seconds and its peak RSS (KiB)
+  sort -n "$work/times.$1" | head -1
 }
 
 row() { printf '%-10s %10s %12d %14d\n' "$1" "$2" $(( $3 / 1024 )) "$4"; }

@@ -12,10 +12,14 @@ level=${LEVEL:-3}
 printf '[image]\nname = "big"\nelements = ["big"]\ncompression = "zstd"\ncompression-level = %s\n' "$level" > "$work/image.toml"
 echo "zstd level $level"
 
-read -r s_t s_m < <(best "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/out" -q --source-date-epoch 1700000000)
-s_size=$(stat -c %s "$work/out/big.cpio.zst")
 # The pipeline's peak is that of its largest process (GNU time reports the largest child).
-read -r p_t p_m < <(best bash -c "cd '$root' && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | zstd -T0 -$level -q -o '$work/pipe.cpio.zst' -f")
+for _ in $(seq "$runs"); do
+  run smelt "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/out" -q --source-date-epoch 1700000000
+  run pipeline bash -c "cd '$root' && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | zstd -T0 -$level -q -o '$work/pipe.cpio.zst' -f"
+done
+read -r s_t s_m < <(best smelt)
+read -r p_t p_m < <(best pipeline)
+s_size=$(stat -c %s "$work/out/big.cpio.zst")
 p_size=$(stat -c %s "$work/pipe.cpio.zst")
 
 printf '%-10s %10s %12s %14s\n' "" "wall s" "peak MiB" "output bytes"

@@ -16,8 +16,12 @@ SOURCES=${SOURCES:-/usr/lib/python3} source bench/common.sh
 } > "$work/client.toml"
 printf '[image]\nname = "fleet"\nelements = ["base-busybox", "init", "network", "big"]\n[params.network]\nrenderers = ["networkd", "nm-keyfile", "netplan"]\n' > "$work/image.toml"
 
-read -r one_t one_m < <(best "$smelt" build "$work/image.toml" --client "$work/client.toml" --elements-path "$work/elements" -o "$work/one" -q --source-date-epoch 1700000000)
-read -r all_t all_m < <(best "$smelt" build "$work/image.toml" --client "$work/client.toml" --elements-path "$work/elements" -o "$work/all" -q --source-date-epoch 1700000000 --per-node)
+for _ in $(seq "$runs"); do
+  run one "$smelt" build "$work/image.toml" --client "$work/client.toml" --elements-path "$work/elements" -o "$work/one" -q --source-date-epoch 1700000000
+  run all "$smelt" build "$work/image.toml" --client "$work/client.toml" --elements-path "$work/elements" -o "$work/all" -q --source-date-epoch 1700000000 --per-node
+done
+read -r one_t one_m < <(best one)
+read -r all_t all_m < <(best all)
 echo "one image: $(stat -c %s "$work/one/fleet.cpio.zst") bytes; per node: $(ls "$work/all"/*.cpio.zst | wc -l) images of $(stat -c %s "$work/all/fleet-node01.cpio.zst") bytes"
 printf '%-22s %10s %12s\n' "" "wall s" "peak MiB"
 printf '%-22s %10s %12d\n' "one full build" "$one_t" $((one_m / 1024))
