@@ -1,7 +1,9 @@
 # Shared by the benchmarks: a large scratch element built from host directories, and a
 # best-of-N timer reporting wall seconds and peak RSS.
 #   SOURCES (default: /usr/share /usr/lib/python3) are copied into the element;
-#   RUNS (default 5) runs each command, keeping the fastest.
+#   RUNS (default 5) runs each command, keeping the fastest;
+#   COLD=1 (root only) empties the page cache before every run, as after a reboot or on a
+#   fresh CI machine: what reading ahead (smelt's io/prefetch.rs) is for.
 set -euo pipefail
 runs=${RUNS:-5}
 sources=${SOURCES:-/usr/share /usr/lib/python3}
@@ -16,7 +18,7 @@ printf 'description = "benchmark tree"\n' > "$work/elements/big/element.toml"
 printf '[output.initramfs]\nmax = "100GiB"\nmax-unpacked = "100GiB"\n[output.iso]\nmax = "100GiB"\n' > "$work/size-budget.toml"
 cargo build --release -q
 smelt="$PWD/target/release/smelt"
-echo "tree: $(find "$root" | wc -l) entries, $(( $(du -sb "$root" | cut -f1) / 1048576 )) MiB apparent; best of $runs runs"
+echo "tree: $(find "$root" | wc -l) entries, $(( $(du -sb "$root" | cut -f1) / 1048576 )) MiB apparent; best of $runs runs${COLD:+, cold cache}"
 tar -cf /dev/null -C "$root" .   # warm the page cache for every contender
 
 # run NAME CMD...: one timed run of CMD, after a `sync`, added to NAME's results. The
@@ -25,6 +27,9 @@ tar -cf /dev/null -C "$root" .   # warm the page cache for every contender
 run() {
   local name=$1; shift
   sync
+  if [ -n "${COLD:-}" ]; then
+    echo 3 > /proc/sys/vm/drop_caches || { echo "bench: COLD=1 needs root (it writes /proc/sys/vm/drop_caches)" >&2; exit 1; }
+  fi
   /usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
   cat "$work/t" >> "$work/times.$name"
 }

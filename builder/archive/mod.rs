@@ -17,8 +17,11 @@ use anyhow::Context as _;
 use crate::io::atomic::Pending;
 use crate::io::compress::{Compression, Compressor};
 use crate::io::count::CountingWriter;
+use crate::io::prefetch::{Prefetch, Span};
+use crate::path::ImagePath;
 use crate::stage::disk::write_entry;
 use crate::stage::tree::Tree;
+use crate::stage::tree::{Entry, Kind};
 
 /// A finished output waiting to be published.
 pub struct Written {
@@ -30,14 +33,22 @@ pub struct Written {
 }
 
 /// Streams the tree as newc through the compressor into `dest` (temporarily named).
-/// Memory stays flat: one buffer per stage, whatever the tree's size.
+/// Memory stays flat: one buffer per stage, whatever the tree's size. From a cold
+/// cache, the files are read ahead of the writer (see [`Prefetch`]).
 pub fn initramfs(
     tree: &Tree,
     epoch: Option<i64>,
     compression: Compression,
     dest: &Path,
-    progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Written> {
+    let ahead = Prefetch::start(host_spans(tree.iter()));
+    let progress = |n| {
+        progress(n);
+        if let Some(p) = &ahead {
+            p.advance(n);
+        }
+    };
     let pending = Pending::new(dest);
     let file = pending.create_file()?;
     let counted = CountingWriter::hashing(BufWriter::with_capacity(1 << 20, file));
@@ -49,6 +60,16 @@ pub fn initramfs(
     let (file, bytes, sha256) = counted.into_parts();
     file.into_inner().map_err(|e| e.into_error()).context("writing the initramfs")?;
     Ok(Written { pending, bytes, sha256, skipped: 0 })
+}
+
+/// The host bytes behind `entries`' files, in their order.
+pub fn host_spans<'t>(entries: impl Iterator<Item = (&'t ImagePath, &'t Entry)>) -> Vec<Span> {
+    entries
+        .filter_map(|(_, e)| match &e.kind {
+            Kind::File { source, size, .. } => Span::of(source, *size),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Writes the trees, one over the other, as a directory. Ownership cannot be set

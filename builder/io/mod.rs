@@ -5,4 +5,5 @@ pub mod ahead;
 pub mod atomic;
 pub mod compress;
 pub mod count;
+pub mod prefetch;
 pub mod source;

@@ -14,6 +14,7 @@ use hadris_io::{Error, ErrorKind, ErrorType};
 use hadris_storage::{BlockIndex, BlockSize};
 
 use crate::io::count::CountingWriter;
+use crate::io::prefetch::Prefetch;
 
 /// Bytes gathered before they go to the writer thread.
 const BATCH: usize = 1 << 20;
@@ -46,13 +47,20 @@ pub struct Device<'c> {
     failure: Option<(io::ErrorKind, String)>,
     /// Set by another thread to stop the write (the layout found it over budget).
     cancel: &'c AtomicBool,
+    /// Reading ahead of the write, told how far it has got.
+    ahead: Option<&'c Prefetch>,
 }
 
 impl<'c> Device<'c> {
     /// A device writing to `file`, which gets room for `most` bytes up front: the
     /// filesystem allocates its extents at once instead of block by block as pages are
     /// written (0.15-0.2 s of a 700 MB ISO). Room is a hint; without it, writes go on.
-    pub fn new(file: File, most: u64, cancel: &'c AtomicBool) -> io::Result<Device<'c>> {
+    pub fn new(
+        file: File,
+        most: u64,
+        cancel: &'c AtomicBool,
+        ahead: Option<&'c Prefetch>,
+    ) -> io::Result<Device<'c>> {
         // SAFETY: fallocate on a file descriptor this function owns; its result is checked.
         let _room = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, most.min(i64::MAX as u64) as i64) };
         let (jobs, queue) = sync_channel::<Job>(IN_FLIGHT);
@@ -71,6 +79,7 @@ impl<'c> Device<'c> {
             worker: Some(worker),
             failure: None,
             cancel,
+            ahead,
         })
     }
 
@@ -215,6 +224,9 @@ impl hadris_storage::sync::BlockDevice for Device<'_> {
             self.send().map_err(|e| device_error(e, "writing the ISO failed"))?;
         }
         self.len = self.len.max(at + buf.len() as u64);
+        if let Some(ahead) = self.ahead {
+            ahead.advance(buf.len() as u64);
+        }
         Ok(())
     }
     /// Outputs are not synced (neither are cpio's, zstd's or xorriso's): they are
@@ -240,7 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.iso");
         let cancel = AtomicBool::new(false);
-        let mut dev = Device::new(File::create_new(&path).unwrap(), 8 << 20, &cancel).unwrap();
+        let mut dev = Device::new(File::create_new(&path).unwrap(), 8 << 20, &cancel, None).unwrap();
         // Enough for several batches, then a read that must see them all.
         for i in 0..1200u64 {
             dev.write_blocks(BlockIndex::new(i), &blocks(i as u8, 1)).unwrap();
@@ -259,7 +271,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.iso");
         let cancel = AtomicBool::new(false);
-        let mut dev = Device::new(File::create_new(&path).unwrap(), 8 << 20, &cancel).unwrap();
+        let mut dev = Device::new(File::create_new(&path).unwrap(), 8 << 20, &cancel, None).unwrap();
         dev.write_blocks(BlockIndex::new(0), &blocks(1, 1)).unwrap();
         dev.write_blocks(BlockIndex::new(3), &blocks(2, 1)).unwrap();
         let (bytes, hash) = dev.finish().unwrap();
@@ -274,7 +286,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let cancel = AtomicBool::new(false);
         // Read-only: every write fails with the OS's "bad file descriptor".
-        let mut dev = Device::new(File::open(&path).unwrap(), 0, &cancel).unwrap();
+        let mut dev = Device::new(File::open(&path).unwrap(), 0, &cancel, None).unwrap();
         // A write sees the failure once the writer thread has met it; a flush waits for it.
         let mut failed = None;
         for i in 0..2000u64 {
@@ -293,7 +305,8 @@ mod tests {
     fn a_cancelled_write_stops() {
         let dir = tempfile::tempdir().unwrap();
         let cancel = AtomicBool::new(false);
-        let mut dev = Device::new(File::create_new(dir.path().join("out.iso")).unwrap(), 0, &cancel).unwrap();
+        let mut dev =
+            Device::new(File::create_new(dir.path().join("out.iso")).unwrap(), 0, &cancel, None).unwrap();
         dev.write_blocks(BlockIndex::new(0), &blocks(1, 1)).unwrap();
         cancel.store(true, Ordering::Relaxed);
         let e = dev.write_blocks(BlockIndex::new(1), &blocks(1, 1)).unwrap_err();

@@ -16,6 +16,7 @@ use hadris_iso::{
 use self::device::Device;
 use super::Written;
 use crate::io::atomic::Pending;
+use crate::io::prefetch::{Prefetch, Span};
 use crate::io::source::Source;
 use crate::stage::tree::{Kind, Tree};
 
@@ -40,6 +41,8 @@ pub struct Image {
     devices: usize,
     /// No layout of the tree takes more bytes (see [`most_bytes`]).
     most_bytes: u64,
+    /// Reading the host files ahead of hadris, from a cold cache.
+    ahead: Option<Prefetch>,
 }
 
 /// An ISO laid out: its size is known before a byte is written, so budgets are
@@ -68,6 +71,8 @@ pub fn prepare(
     scratch: &Path,
 ) -> anyhow::Result<Image> {
     let time = DateTime::from_unix_seconds(epoch).map_err(|e| anyhow!("date {epoch}: {e:?}"))?;
+    // From a cold cache, the disk starts on the files while the tree is made and laid out.
+    let ahead = Prefetch::start(reads(layers));
     let mut htree = hadris_fs::Tree::new();
     let mut spilled = 0usize;
     for layer in layers {
@@ -104,7 +109,7 @@ pub fn prepare(
         .flat_map(|l| l.iter())
         .filter(|(_, e)| matches!(e.kind, Kind::Char(..) | Kind::Block(..)))
         .count();
-    Ok(Image { tree: htree, options, devices, most_bytes: most_bytes(layers, boot) })
+    Ok(Image { tree: htree, options, devices, most_bytes: most_bytes(layers, boot), ahead })
 }
 
 impl Image {
@@ -175,7 +180,8 @@ impl Image {
     fn write_file(&self, dest: &Path, cancel: &AtomicBool) -> anyhow::Result<(Layout, Written)> {
         let pending = Pending::new(dest);
         let file = pending.create_file()?;
-        let mut device = Device::new(file, self.most_bytes, cancel).context("starting the ISO writer")?;
+        let mut device = Device::new(file, self.most_bytes, cancel, self.ahead.as_ref())
+            .context("starting the ISO writer")?;
         let written = hadris_iso::sync::write(&mut device, &self.tree, &self.options);
         let finished = device.finish();
         // The writer thread's error (a full disk) explains a failed write best.
@@ -190,6 +196,31 @@ impl Image {
         };
         Ok((self.layout(&report), Written { pending, bytes, sha256: Some(sha256), skipped: 0 }))
     }
+}
+
+/// The host files of `layers` in the order hadris writes them: directories in preorder,
+/// each one's files before its subdirectories'. A tarball member is not among them: it
+/// is copied out, and so cached, before the write.
+fn reads(layers: &[&Tree]) -> Vec<Span> {
+    let mut files: Vec<(&str, Span)> = layers
+        .iter()
+        .flat_map(|l| l.iter())
+        .filter_map(|(path, e)| match &e.kind {
+            Kind::File { source: source @ Source::Host(_), size, .. } => {
+                Some((path.as_str(), Span::of(source, *size)?))
+            }
+            _ => None,
+        })
+        .collect();
+    // By directory, component by component, then by name.
+    fn split(p: &str) -> (&str, &str) {
+        p.rsplit_once('/').unwrap_or(("", p))
+    }
+    files.sort_by(|(a, _), (b, _)| {
+        let ((a_dir, a_name), (b_dir, b_name)) = (split(a), split(b));
+        a_dir.split('/').cmp(b_dir.split('/')).then(a_name.cmp(b_name))
+    });
+    files.into_iter().map(|(_, span)| span).collect()
 }
 
 /// The most bytes an ISO of `layers` can take, known without laying it out: every
