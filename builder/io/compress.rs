@@ -66,14 +66,14 @@ impl std::fmt::Display for Compression {
 /// A writer that compresses into `W`; `finish` flushes the trailer and returns `W`.
 pub enum Compressor<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(super::gzip::ParallelGz<W>),
     Xz(liblzma::write::XzEncoder<W>),
     None(W),
 }
 
 impl<W: Write> Compressor<W> {
-    /// Uses every core: zstd and xz compress on worker threads while the caller reads
-    /// files. Their output does not depend on the number of workers, so builds on
+    /// Uses every core: zstd, gzip and xz compress on worker threads while the caller
+    /// reads files. Their output does not depend on the number of workers, so builds on
     /// machines of other sizes give the same bytes.
     pub fn new(inner: W, compression: Compression) -> io::Result<Self> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -87,10 +87,7 @@ impl<W: Write> Compressor<W> {
                 enc.include_checksum(true)?;
                 Compressor::Zstd(enc)
             }
-            // The gzip header's mtime stays 0 and no file name is stored: reproducible.
-            Compression::Gzip(level) => {
-                Compressor::Gzip(flate2::GzBuilder::new().write(inner, flate2::Compression::new(level)))
-            }
+            Compression::Gzip(level) => Compressor::Gzip(super::gzip::ParallelGz::new(inner, level)?),
             Compression::Xz(level) => {
                 // The kernel's XZ decoder only verifies CRC32 (or no) checks:
                 // Documentation/staging/xz.rst, "xz --check=crc32".

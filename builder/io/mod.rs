@@ -5,5 +5,6 @@ pub mod ahead;
 pub mod atomic;
 pub mod compress;
 pub mod count;
+pub mod gzip;
 pub mod prefetch;
 pub mod source;
