@@ -55,6 +55,12 @@ fn kernel_argument_overrides_then() {
         "[image]\nname = \"boot\"\nelements = [\"base-busybox\", \"init\"]\ncompression = \"gzip\"\n[params.init]\nthen = \"shell\"\n",
     );
     dir.smelt(&["build", "image.toml", "-o", "out"]).ok();
+    // More than one 1 MiB piece of smelt's parallel gzip: the kernel reads them as one stream.
+    let unpacked: u64 = crate::util::sh(&format!("zcat {} | wc -c", dir.path("out/boot.cpio.gz").display()))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(unpacked > 1 << 20, "{unpacked} bytes: one piece only");
     let console = boot(&dir.path("out/boot.cpio.gz"), "smelt.then=poweroff");
     assert!(console.contains("smelt-init: then: poweroff"), "{console}");
 }

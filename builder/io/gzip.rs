@@ -3,7 +3,9 @@
 //! boundary (a sync flush), and the pieces are joined in order into one deflate stream
 //! in one gzip member. Any gunzip, and the kernel, read it as an ordinary gzip file.
 //! The cut points are fixed, so the bytes do not depend on the core count; the price
-//! is a few bytes per piece.
+//! is a few bytes per piece. (A gzip member per piece would be simpler, but the kernel
+//! wants each compressed segment of an initramfs to end where a newc archive ends:
+//! init/initramfs.c, "junk at the end of compressed archive".)
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
