@@ -157,6 +157,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_documents_every_budget_key() {
+        use crate::config::doc_keys::{documents, keys, section};
+        let text = section("## size-budget.toml");
+        for key in keys::<RawFile>().iter().chain(keys::<RawOutput>()).chain(keys::<RawMax>()) {
+            assert!(documents(text, key), "`{key}` is not in the README's size-budget.toml section");
+        }
+    }
+
+    #[test]
     fn built_in_parses() {
         assert!(!built_in().limits.is_empty());
     }

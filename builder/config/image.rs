@@ -200,6 +200,20 @@ pub fn unknown_param_tables(file: &TomlFile, image: &Image, known: &[&str]) -> V
 mod tests {
     use super::*;
 
+    /// `unknown key` errors send users to the README: it must list exactly these keys.
+    #[test]
+    fn the_readme_table_lists_every_image_key_and_no_other() {
+        use crate::config::doc_keys::{documents, keys, section};
+        let text = section("## image.toml");
+        let table: std::collections::BTreeSet<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
+        let code: std::collections::BTreeSet<&str> = keys::<RawImage>().iter().copied().collect();
+        assert_eq!(table, code);
+        for key in keys::<RawFile>() {
+            assert!(documents(text, key), "`{key}` is not in the README's image.toml section");
+        }
+    }
+
     fn parse(text: &str) -> Result<Image, Diagnostics> {
         check(&TomlFile::from_text(Path::new("/x/image.toml"), text.into()))
     }

@@ -3,6 +3,8 @@
 
 pub mod budget;
 pub mod client;
+#[cfg(test)]
+pub mod doc_keys;
 pub mod image;
 pub mod size;
 pub mod source;

@@ -191,4 +191,23 @@ mod tests {
             assert!(!e.manifest.description.is_empty(), "{name} has no description");
         }
     }
+
+    /// Every built-in element has a row in the README's table naming each of its params.
+    #[test]
+    fn the_readme_lists_every_built_in_element_and_its_params() {
+        use crate::config::doc_keys::section;
+        let table = section("### Built-in elements");
+        let lib = Library::new(&[], None);
+        for (name, _) in lib.names() {
+            let row = table.lines().find(|l| l.starts_with(&format!("| `{name}` |")));
+            let row = row.unwrap_or_else(|| panic!("the README has no row for built-in element `{name}`"));
+            let params = row.rsplit(" | ").next().unwrap_or_default();
+            for param in lib.load(&name).unwrap().unwrap().manifest.params.keys() {
+                assert!(
+                    params.contains(&format!("`{param}`")),
+                    "README: `{name}` does not list its param `{param}`"
+                );
+            }
+        }
+    }
 }

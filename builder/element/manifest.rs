@@ -286,6 +286,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_documents_every_element_toml_key() {
+        use crate::config::doc_keys::{documents, keys, section};
+        let text = section("## Elements");
+        let all = [
+            keys::<RawManifest>(),
+            keys::<RawParam>(),
+            keys::<RawPrune>(),
+            keys::<RawDevice>(),
+            keys::<RawPermission>(),
+        ];
+        for key in all.concat() {
+            assert!(documents(text, key), "`{key}` is not in the README's Elements section");
+        }
+    }
+
+    #[test]
     fn dib_lists_skip_comments() {
         let m = Manifest::from_dib(Some("a\n# c\n\nb # why\n"), None);
         assert_eq!(m.depends, vec!["a", "b"]);
