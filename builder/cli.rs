@@ -56,6 +56,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script on stdout: `source <(smelt completions bash)`
+    Completions {
+        /// The shell to complete in
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff) on stdout: `smelt man > smelt.1`, `smelt man build > smelt-build.1`
+    Man {
+        /// The subcommand whose page to print (default: smelt's own)
+        command: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

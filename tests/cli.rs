@@ -96,3 +96,30 @@ fn dir_output_and_json_report() {
     assert_eq!(report["tree"]["elements"]["a"]["files"], 1);
     assert!(r.stderr.is_empty(), "--json keeps stderr quiet: {}", r.stderr);
 }
+
+/// Completions and manual pages come from the clap definition; bash and groff take them.
+#[test]
+fn completions_load_in_bash_and_man_pages_render_without_warnings() {
+    let dir = Dir::new();
+    let script = dir.write("smelt.bash", &dir.smelt(&["completions", "bash"]).ok().stdout);
+    let spec = crate::util::sh(&format!("bash -c 'source {}; complete -p smelt'", script.display()));
+    assert!(spec.contains("-F _smelt smelt"), "{spec}");
+
+    let main = dir.smelt(&["man"]).ok().stdout;
+    for command in ["build", "plan", "elements", "check", "inspect", "diff"] {
+        assert!(main.contains(&format!("smelt\\-{command}(1)")), "smelt(1) does not list {command}");
+        let page = dir.write(&format!("smelt-{command}.1"), &dir.smelt(&["man", command]).ok().stdout);
+        // -ww: every warning; -z: no output, only the check.
+        let warnings = crate::util::sh(&format!("groff -man -Tutf8 -ww -z {} 2>&1", page.display()));
+        assert!(warnings.is_empty(), "smelt-{command}.1: {warnings}");
+    }
+    let build = dir.smelt(&["man", "build"]).ok().stdout;
+    assert!(build.contains(".TH smelt-build 1") && build.contains("per\\-node"), "{build}");
+
+    let r = dir.smelt(&["man", "nope"]).fails(1);
+    assert!(
+        r.stderr.contains("smelt: no command `nope`: smelt man takes one of build, plan"),
+        "{}",
+        r.stderr
+    );
+}

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod check;
 pub mod diff;
+pub mod docs;
 pub mod elements;
 pub mod inspect;
 pub mod plan;
