@@ -123,3 +123,25 @@ fn completions_load_in_bash_and_man_pages_render_without_warnings() {
         r.stderr
     );
 }
+
+/// `--help` of smelt and every command, as users read it, against
+/// tests/golden/help/*.txt (SNAPSHOTS=overwrite rewrites them; review the diff).
+#[test]
+fn help_texts_match_their_snapshots() {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/help");
+    let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
+    let dir = Dir::new();
+    let mut differ = Vec::new();
+    for command in ["", "build", "plan", "elements", "check", "inspect", "diff", "completions", "man"] {
+        let args: Vec<&str> = [command, "--help"].into_iter().filter(|a| !a.is_empty()).collect();
+        let text = dir.smelt(&args).ok().stdout;
+        let file = golden.join(format!("{}.txt", if command.is_empty() { "smelt" } else { command }));
+        if overwrite {
+            std::fs::create_dir_all(&golden).unwrap();
+            std::fs::write(&file, &text).unwrap();
+        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+            differ.push(file.display().to_string());
+        }
+    }
+    assert!(differ.is_empty(), "{differ:?} differ (SNAPSHOTS=overwrite rewrites, then review the diff)");
+}
