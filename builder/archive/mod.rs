@@ -75,6 +75,7 @@ pub fn host_spans<'t>(entries: impl Iterator<Item = (&'t ImagePath, &'t Entry)>)
 /// Writes the trees, one over the other, as a directory. Ownership cannot be set
 /// without privilege, and device nodes cannot be made: they are counted in `skipped`.
 pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
+    let ahead = Prefetch::start(host_spans(layers.iter().flat_map(|t| t.iter())));
     let pending = Pending::new(dest);
     let root = pending.temp_path().to_path_buf();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
@@ -86,6 +87,9 @@ pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
                 skipped += 1;
             }
             bytes += entry.size();
+            if let (Some(ahead), Kind::File { size, .. }) = (&ahead, &entry.kind) {
+                ahead.advance(*size);
+            }
         }
     }
     Ok(Written { pending, bytes, sha256: None, skipped })
