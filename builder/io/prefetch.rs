@@ -117,7 +117,13 @@ fn ask(s: &Shared) {
         if s.stop.load(Ordering::Relaxed) {
             return;
         }
-        if let Ok(file) = File::open(&span.path) {
+        // A file whose first page is cached is taken as cached: asking again for pages
+        // the cache holds costs more (~50 us a file) than this look.
+        if span.len == 0 {
+            continue;
+        }
+        let Ok(file) = File::open(&span.path) else { continue };
+        if !in_cache(&file, span.offset) {
             let (offset, len) = (span.offset as i64, span.len as i64);
             // SAFETY: advice on a descriptor this function holds open; the result is a hint.
             unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
@@ -125,18 +131,25 @@ fn ask(s: &Shared) {
     }
 }
 
-/// Whether files spread over `spans` are in the page cache: a one-byte read that must
-/// not wait on the disk (`RWF_NOWAIT`) succeeds for each.
+/// Whether files spread over `spans` are in the page cache.
 fn looks_cached(spans: &[Span]) -> bool {
     let step = (spans.len() / SAMPLE).max(1);
-    spans.iter().step_by(step).filter(|span| span.len > 0).take(SAMPLE).all(|span| {
-        let Ok(file) = File::open(&span.path) else { return false };
-        let mut byte = 0u8;
-        let iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
-        // SAFETY: one iovec over a live local byte, on a descriptor held open here.
-        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, span.offset as i64, libc::RWF_NOWAIT) };
-        n == 1
-    })
+    spans
+        .iter()
+        .step_by(step)
+        .filter(|span| span.len > 0)
+        .take(SAMPLE)
+        .all(|span| File::open(&span.path).is_ok_and(|file| in_cache(&file, span.offset)))
+}
+
+/// Whether the byte at `offset` of `file` is in the page cache: a one-byte read that
+/// must not wait on the disk (`RWF_NOWAIT`) succeeds.
+fn in_cache(file: &File, offset: u64) -> bool {
+    let mut byte = 0u8;
+    let iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+    // SAFETY: one iovec over a live local byte, on a descriptor the caller holds open.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset as i64, libc::RWF_NOWAIT) };
+    n == 1
 }
 
 #[cfg(test)]
