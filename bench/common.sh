@@ -23,7 +23,9 @@ tar -cf /dev/null -C "$root" .   # warm the page cache for every contender
 
 # run NAME CMD...: one timed run of CMD, after a `sync`, added to NAME's results. The
 # scripts alternate their contenders' runs, so a noisy spell of the machine (writeback,
-# a busy neighbour) falls on both rather than on one contender's every run.
+# a busy neighbour) falls on both rather than on one contender's every run, and remove
+# the previous outputs first, so no run pays for freeing the last one's (on this VM,
+# replacing a synced 700 MB file moved a run by up to a second).
 run() {
   local name=$1; shift
   sync

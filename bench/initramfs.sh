@@ -21,6 +21,7 @@ echo "$compression level $level (pipeline: ${packer%% *})"
 
 # The pipeline's peak is that of its largest process (GNU time reports the largest child).
 for _ in $(seq "$runs"); do
+  rm -rf "$work/out" "$work/pipe.cpio.$suffix"
   run smelt "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/out" -q --source-date-epoch 1700000000
   run pipeline bash -c "cd '$root' && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | $packer > '$work/pipe.cpio.$suffix'"
 done

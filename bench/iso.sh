@@ -10,6 +10,7 @@ source bench/common.sh
 printf '[image]\nname = "big"\nelements = ["big"]\noutputs = ["iso"]\niso-label = "BENCH"\n' > "$work/image.toml"
 
 for _ in $(seq "$runs"); do
+  rm -rf "$work/out" "$work/x.iso"
   run smelt "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/out" -q --source-date-epoch 1700000000
   run xorriso xorriso -as mkisofs -quiet -R -J -V BENCH -o "$work/x.iso" "$root"
 done

@@ -17,6 +17,7 @@ SOURCES=${SOURCES:-/usr/lib/python3} source bench/common.sh
 printf '[image]\nname = "fleet"\nelements = ["base-busybox", "init", "network", "big"]\n[params.network]\nrenderers = ["networkd", "nm-keyfile", "netplan"]\n' > "$work/image.toml"
 
 for _ in $(seq "$runs"); do
+  rm -rf "$work/one" "$work/all"
   run one "$smelt" build "$work/image.toml" --client "$work/client.toml" --elements-path "$work/elements" -o "$work/one" -q --source-date-epoch 1700000000
   run all "$smelt" build "$work/image.toml" --client "$work/client.toml" --elements-path "$work/elements" -o "$work/all" -q --source-date-epoch 1700000000 --per-node
 done
