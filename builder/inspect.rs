@@ -127,7 +127,8 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn item_from_newc(e: newc::ReadEntry) -> Item {
+fn item_from_newc(entry: newc::ReadEntry) -> Item {
+    let e = &entry.header;
     let kind = match e.mode & 0o170000 {
         0o040000 => 'd',
         0o120000 => 'l',
@@ -146,7 +147,7 @@ fn item_from_newc(e: newc::ReadEntry) -> Item {
         gid: e.gid,
         size: if kind == '-' { e.size as u64 } else { 0 },
         rdev: matches!(kind, 'c' | 'b').then_some(e.rdev),
-        target: e.target,
+        target: entry.target,
     }
 }
 

@@ -18,7 +18,6 @@ use crate::io::atomic::Pending;
 use crate::io::compress::{Compression, Compressor};
 use crate::io::count::CountingWriter;
 use crate::io::prefetch::{Prefetch, Span};
-use crate::path::ImagePath;
 use crate::stage::disk::write_entry;
 use crate::stage::tree::Tree;
 use crate::stage::tree::{Entry, Kind};
@@ -42,7 +41,7 @@ pub fn initramfs(
     dest: &Path,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Written> {
-    let ahead = Prefetch::start(host_spans(tree.iter()));
+    let ahead = Prefetch::start(host_spans(tree.iter().map(|(_, e)| e)));
     let progress = |n| {
         progress(n);
         if let Some(p) = &ahead {
@@ -63,9 +62,9 @@ pub fn initramfs(
 }
 
 /// The host bytes behind `entries`' files, in their order.
-pub fn host_spans<'t>(entries: impl Iterator<Item = (&'t ImagePath, &'t Entry)>) -> Vec<Span> {
+fn host_spans<'t>(entries: impl Iterator<Item = &'t Entry>) -> Vec<Span> {
     entries
-        .filter_map(|(_, e)| match &e.kind {
+        .filter_map(|e| match &e.kind {
             Kind::File { source, size, .. } => Span::of(source, *size),
             _ => None,
         })
@@ -75,7 +74,7 @@ pub fn host_spans<'t>(entries: impl Iterator<Item = (&'t ImagePath, &'t Entry)>)
 /// Writes the trees, one over the other, as a directory. Ownership cannot be set
 /// without privilege, and device nodes cannot be made: they are counted in `skipped`.
 pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
-    let ahead = Prefetch::start(host_spans(layers.iter().flat_map(|t| t.iter())));
+    let ahead = Prefetch::start(host_spans(layers.iter().flat_map(|t| t.iter().map(|(_, e)| e))));
     let pending = Pending::new(dest);
     let root = pending.temp_path().to_path_buf();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;

@@ -19,8 +19,11 @@ pub struct NewcWriter<W: Write> {
     written: u64,
 }
 
-pub struct Header<'a> {
-    pub name: &'a str,
+/// A newc entry's header: its name and the numbers the format stores. Written with a
+/// borrowed name (`Header<&str>`), read back with an owned one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header<N = String> {
+    pub name: N,
     pub ino: u32,
     pub mode: u32,
     pub uid: u32,
@@ -36,7 +39,7 @@ impl<W: Write> NewcWriter<W> {
         NewcWriter { out, written: 0 }
     }
 
-    pub fn header(&mut self, h: &Header) -> io::Result<()> {
+    pub fn header(&mut self, h: &Header<&str>) -> io::Result<()> {
         let namesize = h.name.len() + 1;
         let fields = [
             h.ino,
@@ -231,15 +234,7 @@ fn count_subdirs(tree: &Tree) -> BTreeMap<String, u32> {
 /// One entry read back from a newc archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadEntry {
-    pub name: String,
-    pub ino: u32,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub nlink: u32,
-    pub mtime: u32,
-    pub size: u32,
-    pub rdev: (u32, u32),
+    pub header: Header,
     /// A symlink's target (its data); other data is skipped, not kept.
     pub target: Option<String>,
 }
@@ -302,7 +297,7 @@ pub fn read_archive(input: &mut dyn io::BufRead, each: &mut dyn FnMut(ReadEntry)
         if name == TRAILER {
             return Ok(());
         }
-        each(ReadEntry {
+        let header = Header {
             name,
             ino: field(0)?,
             mode,
@@ -312,8 +307,8 @@ pub fn read_archive(input: &mut dyn io::BufRead, each: &mut dyn FnMut(ReadEntry)
             mtime: field(5)?,
             size,
             rdev: (field(9)?, field(10)?),
-            target,
-        });
+        };
+        each(ReadEntry { header, target });
     }
 }
 
@@ -365,7 +360,10 @@ mod tests {
         both.extend_from_slice(&[0u8; 512]);
         both.extend_from_slice(&one);
         let mut seen = Vec::new();
-        read_archives(&mut &both[..], &mut |e| seen.push((e.name, e.mode, e.size, e.target))).unwrap();
+        read_archives(&mut &both[..], &mut |e| {
+            seen.push((e.header.name, e.header.mode, e.header.size, e.target))
+        })
+        .unwrap();
         let first = [
             (".".to_string(), 0o040755, 0, None),
             ("bin".into(), 0o040755, 0, None),
