@@ -145,3 +145,37 @@ fn help_texts_match_their_snapshots() {
     }
     assert!(differ.is_empty(), "{differ:?} differ (SNAPSHOTS=overwrite rewrites, then review the diff)");
 }
+
+/// buildinfo's template names `digest`, so every element's content digest is computed
+/// for it (images whose templates never name it skip that read of every file); a
+/// changed file changes its element's digest and no other.
+#[test]
+fn buildinfo_carries_content_digests_that_follow_the_files() {
+    let dir = Dir::new();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"b\"\nelements = [\"init\", \"buildinfo\", \"app\"]\noutputs = [\"dir\"]\n",
+    );
+    dir.write("elements/app/element.toml", "description = \"app\"\n");
+    dir.write("elements/app/root/opt/app/data", "one\n");
+    let digests = |out: &str| -> std::collections::BTreeMap<String, String> {
+        dir.build_into(out, &[], &[]).ok();
+        let text =
+            std::fs::read_to_string(dir.path(&format!("{out}/b.dir/etc/smelt/buildinfo.json"))).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_string(), e["digest"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let before = digests("one");
+    for (name, digest) in &before {
+        assert!(digest.len() == 16 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{name}: `{digest}`");
+    }
+    dir.write("elements/app/root/opt/app/data", "two\n");
+    let after = digests("two");
+    let changed: Vec<&String> = before.keys().filter(|n| before[*n] != after[*n]).collect();
+    assert_eq!(changed, ["app"]);
+}

@@ -196,13 +196,19 @@ fn element_dirs(elements: &[Element], work: &Path) -> anyhow::Result<BTreeMap<St
 
 fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     let img = &plan.image;
-    // Only templates see the element digests, and digesting reads every file once: skip
-    // it for images without templates.
-    let any_templates = plan.resolved.elements.iter().any(|e| e.files_under("templates").next().is_some());
+    // Digesting reads every file of every element, as much again as the archive does: it
+    // is done only when a template names `digest` (buildinfo's does; init's, in nearly
+    // every image, does not).
+    let wants_digests = plan
+        .resolved
+        .elements
+        .iter()
+        .flat_map(|e| e.files_under("templates"))
+        .any(|(_, f)| names_digest(f).unwrap_or(true));
     let mut elements = Vec::new();
     for e in &plan.resolved.elements {
         let origin = if e.origin == Origin::BuiltIn { "built-in" } else { "path" };
-        let digest = if any_templates { e.digest()? } else { String::new() };
+        let digest = if wants_digests { e.digest()? } else { String::new() };
         elements.push((e.name.clone(), origin.to_string(), digest));
     }
     let mut base = serde_json::Map::new();
@@ -221,6 +227,14 @@ fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     base.insert("nodes".into(), Value::Array(plan.nodes.clone()));
     base.insert("build".into(), template::build_info(plan.epoch.unwrap_or_else(crate::ui::now), &elements));
     Ok(template::Context { base, nodes: plan.nodes.clone() })
+}
+
+/// Whether a template file's text names `digest` (unreadable: taken as yes).
+fn names_digest(file: &crate::element::ElementFile) -> std::io::Result<bool> {
+    let crate::element::FileKind::File(source) = &file.kind else { return Ok(false) };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut source.open()?, &mut text)?;
+    Ok(text.contains("digest"))
 }
 
 fn arch() -> &'static str {
