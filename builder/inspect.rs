@@ -187,7 +187,9 @@ fn read_iso(path: &Path) -> anyhow::Result<Listing> {
                     gid: owner.map_or(0, |o| o.gid()),
                     size: node.content().map_or(0, |c| c.len()),
                     target: node.target().map(|t| String::from_utf8_lossy(t).into_owned()),
-                    rdev: node.device().map(|d| (d.major(), d.minor())),
+                    rdev: node
+                        .device()
+                        .map(|d| crate::archive::iso::from_rock_ridge_device(d.major(), d.minor())),
                 },
             );
             if kind == 'd' {

@@ -78,7 +78,7 @@ fn the_ramdisk_tarball_holds_the_kernel_and_a_bootable_initramfs() {
 }
 
 /// A data image: files with contents to checksum, a hard link, symlinks, a setuid file,
-/// a declared owner, a deep directory and a long name.
+/// a declared owner, a deep directory, a long name and device nodes.
 fn data_image(dir: &Dir) {
     dir.write(
         "image.toml",
@@ -87,7 +87,10 @@ fn data_image(dir: &Dir) {
     dir.write(
         "elements/payload/element.toml",
         "description = \"payload\"\n[[permissions]]\npath = \"opt/kit/bin/tool\"\nmode = \"4755\"\n\
-         [[permissions]]\npath = \"home/field/**\"\nuid = 1000\ngid = 1000\n",
+         [[permissions]]\npath = \"home/field/**\"\nuid = 1000\ngid = 1000\n\
+         [[devices]]\npath = \"dev/console\"\nkind = \"char\"\nmajor = 5\nminor = 1\n\
+         [[devices]]\npath = \"dev/null\"\nkind = \"char\"\nmajor = 1\nminor = 3\nmode = \"0666\"\n\
+         [[devices]]\npath = \"dev/sdb\"\nkind = \"block\"\nmajor = 8\nminor = 16\nmode = \"0660\"\n",
     );
     let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
     dir.write("elements/payload/root/opt/kit/data/lines.txt", &text);
@@ -107,8 +110,9 @@ fn data_image(dir: &Dir) {
 
 type Listing = BTreeMap<String, (String, Option<u64>, Option<String>)>;
 
-/// path → (mode string, size of regular files, link target) from `ls -l`-like lines
-/// whose last fields are `name` or `name -> target`, given where the name starts.
+/// path → (mode string, size of regular files, link target or a device's `major,minor`)
+/// from `ls -l`-like lines whose last fields are `name` or `name -> target`, given where
+/// the size (or device numbers) and the name start.
 fn listing(text: &str, size_field: usize, name_field: usize) -> Listing {
     let mut out = Listing::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -120,6 +124,7 @@ fn listing(text: &str, size_field: usize, name_field: usize) -> Listing {
         };
         let name = name.trim_matches('\'').trim_start_matches("./").trim_start_matches('/').to_string();
         let size = f[0].starts_with('-').then(|| f[size_field].parse().unwrap());
+        let target = if f[0].starts_with(['c', 'b']) { Some(f[size_field].to_string()) } else { target };
         out.insert(name, (f[0].to_string(), size, target));
     }
     out.remove("");
@@ -145,7 +150,10 @@ fn report_listing(dir: &Dir) -> Listing {
             m.replace_range(3..4, if mode & 0o100 != 0 { "s" } else { "S" });
         }
         let size = (kind == "-").then(|| e["size"].as_u64().unwrap());
-        let target = e.get("target").and_then(|t| t.as_str()).map(String::from);
+        let target = match e.get("rdev") {
+            Some(rdev) => Some(format!("{},{}", rdev[0], rdev[1])),
+            None => e.get("target").and_then(|t| t.as_str()).map(String::from),
+        };
         out.insert(e["path"].as_str().unwrap().trim_start_matches('/').to_string(), (m, size, target));
     }
     out
@@ -214,6 +222,42 @@ fn xorriso_isoinfo_and_bsdtar_read_the_data_iso_as_the_report_lists_it() {
     };
     assert_eq!(strip(&isoinfo), strip(&expected), "isoinfo disagrees");
     assert_eq!(isoinfo[".rr_moved/h/i/deep.txt"].1, Some(5));
+    assert_eq!(expected["dev/console"], ("crw-------".into(), None, Some("5,1".into())));
+    assert_eq!(expected["dev/sdb"], ("brw-rw----".into(), None, Some("8,16".into())));
+}
+
+/// Regression: bsdtar could not extract an ISO holding device nodes ("Can't create
+/// 'dev/null': Invalid argument"), since hadris-iso wrote Rock Ridge's PN as major/minor
+/// halves. As root it now makes them with their numbers.
+#[test]
+fn bsdtar_extracts_the_device_nodes_of_an_iso() {
+    let dir = Dir::new();
+    data_image(&dir);
+    dir.build(&[]).ok();
+    let x = dir.path("x");
+    std::fs::create_dir(&x).unwrap();
+    let root = sh("id -u").trim() == "0";
+    // Without root, mknod fails: list what libarchive read instead.
+    let numbers = if root {
+        sh(&format!(
+            "cd {} && bsdtar -xf {} && stat -c '%n %F %t:%T %a' dev/*",
+            x.display(),
+            dir.path("out/data.iso").display()
+        ))
+    } else {
+        eprintln!("bsdtar_extracts_the_device_nodes_of_an_iso: not root, checking bsdtar's listing only");
+        sh(&format!(
+            "bsdtar -tvf {} | grep '^[cb]' | awk '{{print $NF, $5}}'",
+            dir.path("out/data.iso").display()
+        ))
+    };
+    let want = if root {
+        "dev/console character special file 5:1 600\ndev/null character special file 1:3 666\n\
+         dev/sdb block special file 8:10 660\n"
+    } else {
+        "./dev/console 5,1\n./dev/null 1,3\n./dev/sdb 8,16\n"
+    };
+    assert_eq!(numbers, want);
 }
 
 #[test]
@@ -248,7 +292,8 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
              i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n\
              mkdir -p /mnt && mount -t iso9660 -o ro /dev/vda /mnt && cd /mnt && \
              sha256sum opt/kit/data/lines.txt opt/kit/data/same.txt a/b/c/d/e/f/g/h/i/deep.txt opt/kit/latest && \
-             echo \"mode $(stat -c %a opt/kit/bin/tool) owner $(stat -c %u:%g home/field/notes.md)\"\n",
+             echo \"mode $(stat -c %a opt/kit/bin/tool) owner $(stat -c %u:%g home/field/notes.md)\" && \
+             echo devices $(stat -c '%t:%T' dev/console dev/null dev/sdb)\n",
             modules.join(" ")
         ),
     );
@@ -272,6 +317,8 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
         );
     }
     assert!(console.contains("mode 4755 owner 1000:1000"), "{console}");
+    // stat prints major:minor in hex: /dev/sdb is 8:16.
+    assert!(console.contains("devices 5:1 1:3 8:10"), "{console}");
 }
 
 #[test]

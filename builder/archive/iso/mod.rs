@@ -37,8 +37,6 @@ pub struct Boot {
 pub struct Image {
     tree: hadris_fs::Tree,
     options: IsoOptions,
-    /// Device nodes in the tree, whose numbers other readers misread (a warning).
-    devices: usize,
     /// No layout of the tree takes more bytes (see [`most_bytes`]).
     most_bytes: u64,
     /// Reading the host files ahead of hadris, from a cold cache.
@@ -104,12 +102,7 @@ pub fn prepare(
                     .with_appended(AppendedPartition::esp(Content::bytes(b.esp.clone()))),
             );
     }
-    let devices = layers
-        .iter()
-        .flat_map(|l| l.iter())
-        .filter(|(_, e)| matches!(e.kind, Kind::Char(..) | Kind::Block(..)))
-        .count();
-    Ok(Image { tree: htree, options, devices, most_bytes: most_bytes(layers, boot), ahead })
+    Ok(Image { tree: htree, options, most_bytes: most_bytes(layers, boot), ahead })
 }
 
 impl Image {
@@ -131,16 +124,6 @@ impl Image {
                 Warning { what: w.message().to_string(), path: path.map(|p| p + &stored.unwrap_or_default()) }
             })
             .collect();
-        if self.devices > 0 {
-            warnings.push(Warning {
-                what: format!(
-                    "{} device nodes: Linux reads their numbers right; xorriso and bsdtar show other numbers \
-                     (hadris-iso writes Rock Ridge device numbers as major/minor halves)",
-                    self.devices
-                ),
-                path: None,
-            });
-        }
         Layout { size: report.size(), warnings }
     }
 
@@ -283,8 +266,8 @@ fn add_layer(
             Kind::Dir => Node::dir(),
             Kind::File { source, size, .. } => Node::file(content(source, *size, spill.as_deref())?),
             Kind::Symlink(t) => Node::symlink(t.as_bytes()),
-            Kind::Char(ma, mi) => Node::special(FileType::CharDevice, Some(DeviceNumber::new(*ma, *mi))),
-            Kind::Block(ma, mi) => Node::special(FileType::BlockDevice, Some(DeviceNumber::new(*ma, *mi))),
+            Kind::Char(ma, mi) => Node::special(FileType::CharDevice, Some(rock_ridge_device(*ma, *mi))),
+            Kind::Block(ma, mi) => Node::special(FileType::BlockDevice, Some(rock_ridge_device(*ma, *mi))),
             Kind::Fifo => Node::special(FileType::Fifo, None),
         };
         let mtime =
@@ -334,6 +317,22 @@ enum Item {
     Link { to: String, name: String },
 }
 
+/// A device number as Rock Ridge's `PN` entry holds it, the way mkisofs writes it: the
+/// Linux `dev_t` split into its high and low 32 bits (high 0 for every number that fits).
+/// hadris writes a [`DeviceNumber`]'s major and minor as those two halves, so the
+/// encoded `dev_t` goes in as they. Linux (fs/isofs/rock.c: a high of 0 with a low above
+/// 0xff is `MKDEV(low >> 8, low & 0xff)`), libarchive, xorriso and isoinfo all read this.
+pub fn rock_ridge_device(major: u32, minor: u32) -> DeviceNumber {
+    let dev = libc::makedev(major, minor);
+    DeviceNumber::new((dev >> 32) as u32, dev as u32)
+}
+
+/// The (major, minor) of a `PN` entry's two halves, as [`rock_ridge_device`] wrote them.
+pub fn from_rock_ridge_device(high: u32, low: u32) -> (u32, u32) {
+    let dev = (u64::from(high) << 32) | u64::from(low);
+    (libc::major(dev), libc::minor(dev))
+}
+
 /// A file's bytes as hadris reads them; a tarball member is copied out to `spill` first.
 fn content(source: &Source, size: u64, spill: Option<&Path>) -> anyhow::Result<Content> {
     Ok(match source {
@@ -373,6 +372,21 @@ mod tests {
     /// Entries whose records get as large as they can: names of up to 255 bytes (cut for
     /// Joliet), link targets of many short components, directories deep enough to be
     /// relocated, devices, empty and odd-sized files.
+    #[test]
+    fn device_numbers_are_encoded_as_mkisofs_does() {
+        let pn = |ma, mi| {
+            let d = rock_ridge_device(ma, mi);
+            (d.major(), d.minor())
+        };
+        assert_eq!(pn(1, 3), (0, 0x103));
+        assert_eq!(pn(5, 1), (0, 0x501));
+        assert_eq!(pn(8, 0), (0, 0x800));
+        for (ma, mi) in [(1, 3), (5, 1), (259, 70000), (4095, 1 << 19)] {
+            let d = rock_ridge_device(ma, mi);
+            assert_eq!(from_rock_ridge_device(d.major(), d.minor()), (ma, mi));
+        }
+    }
+
     #[test]
     fn no_layout_takes_more_than_most_bytes() {
         let mut tree = Tree::default();
