@@ -9,7 +9,7 @@ use smelt::budget::OverBudget;
 use smelt::cli::{BuildArgs, Cli, Command, ElementsCmd};
 use smelt::config::source::Diagnostics;
 use smelt::ops;
-use smelt::plan::Inputs;
+use smelt::plan::{BadCommandLine, Inputs};
 use smelt::ui::{Ui, Verbosity};
 
 fn main() -> ExitCode {
@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             }
             if err.downcast_ref::<OverBudget>().is_some() {
                 ExitCode::from(3)
+            } else if err.downcast_ref::<BadCommandLine>().is_some() {
+                ExitCode::from(2)
             } else {
                 ExitCode::from(1)
             }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde_json::Value;
 
 use crate::config::budget::{self, Budget};
@@ -108,14 +108,25 @@ fn merge_params(
         let mut params: Params =
             declared.iter().filter_map(|(k, p)| Some((k.clone(), p.default.clone()?))).collect();
         for (k, v) in image.params.get(&e.name).into_iter().flatten() {
-            if e.manifest.form == Form::Native && !declared.contains_key(k) {
-                diags.push(file.error_at(
-                    &["params", &e.name, k],
-                    format!("element `{}` has no param `{k}`", e.name),
-                    Some(param_hint(k, declared.keys())),
-                ));
-            }
-            params.insert(k.clone(), v.clone());
+            let value = match declared.get(k) {
+                Some(param) => match param.check(v, &format!("param `{k}` of element `{}`", e.name)) {
+                    Ok(value) => value,
+                    Err(m) => {
+                        diags.push(file.error_at(&["params", &e.name, k], m.message, m.help));
+                        continue;
+                    }
+                },
+                None if e.manifest.form == Form::Native => {
+                    diags.push(file.error_at(
+                        &["params", &e.name, k],
+                        format!("element `{}` has no param `{k}`", e.name),
+                        Some(param_hint(k, declared.keys())),
+                    ));
+                    continue;
+                }
+                None => v.clone(),
+            };
+            params.insert(k.clone(), value);
         }
         all.insert(e.name.clone(), params);
     }
@@ -123,23 +134,44 @@ fn merge_params(
         return Err(Diagnostics(diags).into());
     }
     for set in sets {
-        let (key, raw) =
-            set.split_once('=').with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
+        let bad = |why: String| BadCommandLine(format!("--set {set}: {why}"));
+        let (key, raw) = set.split_once('=').ok_or_else(|| bad("write it as ELEMENT.PARAM=VALUE".into()))?;
         let (element, param) =
-            key.split_once('.').with_context(|| format!("--set {set}: write it as ELEMENT.PARAM=VALUE"))?;
+            key.split_once('.').ok_or_else(|| bad("write it as ELEMENT.PARAM=VALUE".into()))?;
         let Some(e) = resolved.get(element) else {
-            bail!("--set {set}: element `{element}` is not in this image");
+            let hint = suggest(element, resolved.names().into_iter())
+                .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+            return Err(bad(format!("element `{element}` is not in this image{hint}")).into());
         };
-        if e.manifest.form == Form::Native && !e.manifest.params.contains_key(param) {
-            bail!(
-                "--set {set}: element `{element}` has no param `{param}`; {}",
-                param_hint(param, e.manifest.params.keys())
-            );
-        }
-        all.get_mut(element).expect("every element has params").insert(param.into(), parse_value(raw));
+        let value = match e.manifest.params.get(param) {
+            Some(p) => p
+                .check(&parse_value(raw), &format!("param `{param}` of element `{element}`"))
+                .map_err(|m| bad(m.message + &m.help.map_or(String::new(), |h| format!("; it takes {h}"))))?,
+            None if e.manifest.form == Form::Native => {
+                return Err(bad(format!(
+                    "element `{element}` has no param `{param}`; {}",
+                    param_hint(param, e.manifest.params.keys())
+                ))
+                .into());
+            }
+            None => parse_value(raw),
+        };
+        all.get_mut(element).expect("every element has params").insert(param.into(), value);
     }
     Ok(all)
 }
+
+/// A mistake on the command line itself (exit 2, as for clap's own errors).
+#[derive(Debug)]
+pub struct BadCommandLine(pub String);
+
+impl std::fmt::Display for BadCommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadCommandLine {}
 
 fn param_hint<'a>(name: &str, known: impl Iterator<Item = &'a String> + Clone) -> String {
     match suggest(name, known.clone().map(String::as_str)) {

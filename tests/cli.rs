@@ -41,7 +41,7 @@ fn plan_shows_order_wanters_hooks_and_budget() {
 fn set_rejects_unknown_params() {
     let dir = Dir::new();
     dir.write("image.toml", "[image]\nname = \"p\"\nelements = [\"init\"]\n");
-    let r = dir.smelt(&["plan", "image.toml", "--set", "init.than=poweroff"]).fails(1);
+    let r = dir.smelt(&["plan", "image.toml", "--set", "init.than=poweroff"]).fails(2);
     assert_eq!(
         r.stderr,
         "smelt: --set init.than=poweroff: element `init` has no param `than`; did you mean `then`?\n"
@@ -56,7 +56,7 @@ fn elements_list_and_show() {
         assert!(r.stdout.lines().any(|l| l.starts_with(name) && l.ends_with("[built-in]")), "{}", r.stdout);
     }
     let r = dir.smelt(&["elements", "show", "init"]).ok();
-    assert!(r.stdout.contains("  then = \"shell\""), "{}", r.stdout);
+    assert!(r.stdout.contains("  then = \"shell\"  (string: shell | poweroff | reboot)"), "{}", r.stdout);
     assert!(r.stdout.contains("templates/init.tera"), "{}", r.stdout);
     let r = dir.smelt(&["elements", "show", "int"]).fails(1);
     assert!(r.stderr.ends_with("did you mean `init`?\n"), "{}", r.stderr);

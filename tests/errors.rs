@@ -171,3 +171,69 @@ fn over_budget_exits_3_lists_every_violation_and_publishes_nothing() {
     let left: Vec<_> = std::fs::read_dir(dir.path("out")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn a_param_of_the_wrong_type_is_an_error_at_its_place_with_the_choices() {
+    let dir = Dir::new();
+    dir.write("image.toml", "[image]\nname = \"e\"\nelements = [\"init\"]\n[params.init]\nthen = 5\n");
+    let r = dir.build(&[]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "error: param `then` of element `init` takes a string, not `5`, an int\n  --> image.toml:5:8\n  |\n\
+         5 | then = 5\n  |        ^\n  = help: one of shell, poweroff, reboot\n1 error in input\n"
+    );
+    dir.write("image.toml", "[image]\nname = \"e\"\nelements = [\"init\"]\n");
+    let r = dir.build(&["--set", "init.then=sideways"]).fails(2);
+    assert_eq!(
+        r.stderr,
+        "smelt: --set init.then=sideways: `sideways` is not a choice of param `then` of element `init`; \
+         it takes one of shell, poweroff, reboot\n"
+    );
+    // A list param checks each item, and takes words from --set.
+    dir.write("image.toml", "[image]\nname = \"e\"\nelements = [\"init\", \"network\"]\n");
+    let r = dir.smelt(&["plan", "image.toml", "--set", "network.renderers=networkd,wicked"]).fails(2);
+    assert_eq!(
+        r.stderr,
+        "smelt: --set network.renderers=networkd,wicked: `wicked` is not a choice of param `renderers` of \
+         element `network`; it takes each item one of networkd, nm-keyfile, ifupdown, ifcfg-rh, ifcfg-suse, \
+         netplan, network-data-json, ramdisk\n"
+    );
+    let plan = dir.smelt(&["plan", "image.toml", "--set", "network.renderers=networkd,netplan"]).ok();
+    assert!(plan.stdout.contains("network.renderers = [\"networkd\",\"netplan\"]"), "{}", plan.stdout);
+}
+
+#[test]
+fn an_element_declaring_a_bad_param_type_or_default_is_an_error_in_its_manifest() {
+    let dir = Dir::new();
+    image(&dir, "[\"a\"]");
+    dir.write(
+        "elements/a/element.toml",
+        "description = \"a\"\n[params.count]\ntype = \"number\"\n[params.mode]\ntype = \"string\"\n\
+         choices = [\"fast\", 3]\ndefault = \"slow\"\n",
+    );
+    let r = dir.build(&[]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "error: param `count` has unknown type `number`\n  --> elements/a/element.toml:3:8\n  |\n\
+         3 | type = \"number\"\n  |        ^\n  = help: types are string, int, bool, list, path, table\n\n\
+         error: choice: param `mode` takes a string, not `3`, an int\n  --> elements/a/element.toml:6:20\n  |\n\
+         6 | choices = [\"fast\", 3]\n  |                    ^\n\n\
+         error: default: `slow` is not a choice of param `mode`\n  --> elements/a/element.toml:7:11\n  |\n\
+         7 | default = \"slow\"\n  |           ^\n  = help: one of fast, 3\n3 errors in input\n"
+    );
+}
+
+#[test]
+fn a_malformed_set_is_a_bad_command_line() {
+    let dir = Dir::new();
+    image(&dir, "[\"init\"]");
+    for (set, why) in [
+        ("init", "write it as ELEMENT.PARAM=VALUE"),
+        ("then=shell", "write it as ELEMENT.PARAM=VALUE"),
+        ("int.then=shell", "element `int` is not in this image; did you mean `init`?"),
+        ("init.than=shell", "element `init` has no param `than`; did you mean `then`?"),
+    ] {
+        let r = dir.build(&["--set", set]).fails(2);
+        assert_eq!(r.stderr, format!("smelt: --set {set}: {why}\n"));
+    }
+}

@@ -192,6 +192,21 @@ mod tests {
         }
     }
 
+    /// Users script against the built-in params: every one says what it takes.
+    #[test]
+    fn every_built_in_param_declares_its_type() {
+        let lib = Library::new(&[], None);
+        for (name, _) in lib.names() {
+            for (param, p) in lib.load(&name).unwrap().unwrap().manifest.params {
+                assert!(p.kind.is_some(), "built-in element `{name}`: param `{param}` has no type");
+            }
+        }
+        let network = lib.load("network").unwrap().unwrap();
+        let choices: Vec<_> =
+            network.manifest.params["renderers"].choices.iter().map(|c| c.as_str().unwrap()).collect();
+        assert_eq!(choices, crate::network::RENDERERS);
+    }
+
     /// Every built-in element has a row in the README's table naming each of its params.
     #[test]
     fn the_readme_lists_every_built_in_element_and_its_params() {

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::param::{Param, ParamType};
 use crate::config::source::{Diagnostic, Diagnostics, TomlFile};
 use crate::path::ImagePath;
 
@@ -35,6 +36,9 @@ struct RawManifest {
 struct RawParam {
     default: Option<Value>,
     description: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    choices: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -71,12 +75,6 @@ struct RawPermission {
 pub enum Form {
     Native,
     Dib,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Param {
-    pub default: Option<Value>,
-    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -240,6 +238,10 @@ impl Manifest {
                 }
             }
         }
+        let mut params = BTreeMap::new();
+        for (name, p) in raw.params {
+            params.insert(name.clone(), param(file, &name, p, &mut errs));
+        }
         if !errs.is_empty() {
             return Err(Diagnostics(errs));
         }
@@ -249,17 +251,54 @@ impl Manifest {
             depends: raw.depends,
             provides: raw.provides,
             conflicts: raw.conflicts,
-            params: raw
-                .params
-                .into_iter()
-                .map(|(k, p)| (k, Param { default: p.default, description: p.description }))
-                .collect(),
+            params,
             prune,
             devices,
             permissions,
             packages: raw.packages,
         })
     }
+}
+
+/// A declared param, checked: a known `type` (else its default's), choices of that
+/// type, and a default that fits both.
+fn param(file: &TomlFile, name: &str, raw: RawParam, errs: &mut Vec<Diagnostic>) -> Param {
+    let mut kind = raw.default.as_ref().and_then(ParamType::of);
+    if let Some(text) = &raw.kind {
+        match ParamType::from_name(text) {
+            Some(t) => kind = Some(t),
+            None => errs.push(file.error_at(
+                &["params", name, "type"],
+                format!("param `{name}` has unknown type `{text}`"),
+                Some(format!("types are {}", ParamType::NAMES.map(|(n, _)| n).join(", "))),
+            )),
+        }
+    }
+    let mut p = Param { default: None, description: raw.description, kind, choices: Vec::new() };
+    // Each choice must itself be a value of the type (for a list, an item of it).
+    let item = Param { kind: kind.filter(|k| *k != ParamType::List), ..p.clone() };
+    for (i, choice) in raw.choices.iter().flatten().enumerate() {
+        if let Err(m) = item.check(choice, &format!("param `{name}`")) {
+            let i = i.to_string();
+            errs.push(file.error_at(
+                &["params", name, "choices", &i],
+                format!("choice: {}", m.message),
+                None,
+            ));
+        }
+    }
+    p.choices = raw.choices.unwrap_or_default();
+    if let Some(default) = raw.default {
+        match p.check(&default, &format!("param `{name}`")) {
+            Ok(v) => p.default = Some(v),
+            Err(m) => errs.push(file.error_at(
+                &["params", name, "default"],
+                format!("default: {}", m.message),
+                m.help,
+            )),
+        }
+    }
+    p
 }
 
 /// An octal mode such as `0600` or `755`.

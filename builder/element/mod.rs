@@ -4,6 +4,7 @@
 
 pub mod library;
 pub mod manifest;
+pub mod param;
 pub mod resolve;
 
 use std::io::Write;

@@ -72,7 +72,18 @@ pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Res
         s.push_str("params:\n");
         for (k, p) in &m.params {
             let default = p.default.as_ref().map_or("(no default)".to_string(), |d| d.to_string());
-            s.push_str(&format!("  {k} = {default}\n      {}\n", p.description.as_deref().unwrap_or("")));
+            let takes = match (p.kind, p.choices.as_slice()) {
+                (kind, []) => kind.map_or("any value".to_string(), |k| k.name().to_string()),
+                (kind, choices) => format!(
+                    "{}: {}",
+                    kind.map_or("any", |k| k.name()),
+                    choices.iter().map(crate::element::param::shown).collect::<Vec<_>>().join(" | ")
+                ),
+            };
+            s.push_str(&format!(
+                "  {k} = {default}  ({takes})\n      {}\n",
+                p.description.as_deref().unwrap_or("")
+            ));
         }
     }
     if !hooks.is_empty() {

@@ -115,7 +115,7 @@ impl Image {
 
     /// What hadris's report says of the ISO, and what smelt knows it cannot say.
     fn layout(&self, report: &hadris_fs::Report) -> Layout {
-        let mut warnings: Vec<Warning> = report
+        let warnings: Vec<Warning> = report
             .warnings()
             .iter()
             .map(|w| {
