@@ -205,11 +205,6 @@ fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>, Client)> {
     Ok((view, nodes, client))
 }
 
-/// Checks a client inventory on its own (`smelt check`); returns its node count.
-pub fn check_client(path: &Path) -> anyhow::Result<usize> {
-    Ok(crate::config::client::load(path)?.nodes.len())
-}
-
 /// A param as a hook sees it in `SMELT_PARAM_*`: strings as they are, lists of plain
 /// values joined by spaces, anything else as JSON.
 pub fn param_env_value(v: &Value) -> String {

@@ -237,3 +237,43 @@ fn a_malformed_set_is_a_bad_command_line() {
         assert_eq!(r.stderr, format!("smelt: --set {set}: {why}\n"));
     }
 }
+
+#[test]
+fn check_names_a_misspelt_table_and_the_file_it_belongs_to() {
+    let dir = Dir::new();
+    dir.write("size-budget.toml", "[outputz.iso]\nmax = \"50MiB\"\n");
+    let r = dir.smelt(&["check", "size-budget.toml"]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "error: unknown table [outputz]\n  --> size-budget.toml:1:2\n  |\n1 | [outputz.iso]\n  |  ^\n  \
+         = help: did you mean [output], as in a size-budget.toml ([output.*], [element.*], [path.*])?\n\
+         1 error in input\n"
+    );
+    // Once one table says what the file is, the others are unknown keys of that kind.
+    dir.write("size-budget.toml", "[output.iso]\nmax = \"50MiB\"\n[elemnt.agent]\nmax = \"1MiB\"\n");
+    let r = dir.smelt(&["check", "size-budget.toml"]).fails(1);
+    assert!(
+        r.stderr.starts_with("error: unknown key `elemnt` at the top level\n  --> size-budget.toml:3:2"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_client_without_nodes_is_an_error_at_its_file() {
+    let dir = Dir::new();
+    dir.write("client.toml", "[client]\nname = \"acme\"\n");
+    let r = dir.smelt(&["check", "client.toml"]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "error: client `acme` lists no nodes\n  --> client.toml:1:1\n  |\n1 | [client]\n  | ^\n  \
+         = help: add a [[nodes]] table for each node, with its name and links\n1 error in input\n"
+    );
+    image(&dir, "[\"init\"]");
+    let r = dir.build(&["--client", "client.toml"]).fails(1);
+    assert!(
+        r.stderr.starts_with("error: client `acme` lists no nodes\n  --> client.toml:1:1"),
+        "{}",
+        r.stderr
+    );
+}

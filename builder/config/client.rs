@@ -223,6 +223,13 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
             );
         }
     }
+    if raw.nodes.is_empty() {
+        c.err(
+            &["client"],
+            format!("client `{}` lists no nodes", raw.client.name),
+            Some("add a [[nodes]] table for each node, with its name and links"),
+        );
+    }
     let mut nodes = Vec::new();
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut serials: BTreeMap<&str, &str> = BTreeMap::new();
