@@ -24,6 +24,7 @@
 pub mod archive;
 pub mod boot;
 pub mod budget;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod config_drive;

@@ -14,6 +14,9 @@ use smelt::ui::{Ui, Verbosity};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = smelt::cleanup::on_signals() {
+        eprintln!("smelt: warning: cannot catch Ctrl-C ({e}): a stopped build may leave temporary files");
+    }
     match run(cli) {
         Ok(out) => {
             let _ = std::io::stdout().write_all(out.as_bytes());

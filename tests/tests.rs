@@ -11,6 +11,7 @@ mod elements;
 mod errors;
 mod inspect;
 mod iso;
+mod litter;
 mod network;
 mod python;
 mod repro;

@@ -13,7 +13,8 @@ use crate::budget::{self, OverBudget};
 use crate::config::budget::Budget;
 use crate::config::image::OutputKind;
 use crate::config_drive;
-use crate::io::atomic::Pending;
+use crate::io::atomic::{Pending, Scratch};
+use crate::io::outdir::OutDir;
 use crate::path::ImagePath;
 use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, OutputReport, Report};
@@ -34,16 +35,20 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
-    std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix(".smelt-work-")
-        .tempdir_in(&opts.outdir)
-        .with_context(|| format!("creating a work directory in {}", opts.outdir.display()))?;
+    let outdir = OutDir::claim(&opts.outdir, &["config-drive"])?;
+    if !outdir.swept.is_empty() {
+        let names: Vec<String> = outdir.swept.iter().map(|p| p.display().to_string()).collect();
+        ui.info(&format!("smelt: removed what stopped builds left: {}", names.join(", ")));
+    }
+    let work = Scratch::new(&opts.outdir, "smelt-work")?;
 
     let tree = match ui.step("stage", || stage::stage(&plan, work.path(), ui)) {
         Ok(tree) => tree,
         Err(e) if e.downcast_ref::<HookFailed>().is_some() => {
-            let kept = work.keep();
+            // The hook's log moves with the tree it is in.
+            let at = work.path().display().to_string();
+            let kept = work.keep(&opts.outdir.join("smelt-failed"))?;
+            let e = e.to_string().replace(&at, &kept.display().to_string());
             bail!("{e}\n  the staging tree and logs are kept in {} (remove it when done)", kept.display());
         }
         Err(e) => return Err(e),

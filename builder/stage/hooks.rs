@@ -221,7 +221,7 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     }
     let started = Instant::now();
-    let status = cmd.status();
+    let status = crate::cleanup::status(&mut cmd);
     for dir in made.iter().rev() {
         let _ = fs::remove_dir(dir);
     }

@@ -174,7 +174,8 @@ fn git(
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch.parent().expect("has a parent"))?;
     let run = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("git").args(args).output().context("running git; install it")?;
+        let out =
+            crate::cleanup::output(Command::new("git").args(args)).context("running git; install it")?;
         if !out.status.success() {
             bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
         }

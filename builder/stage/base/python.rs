@@ -112,25 +112,26 @@ fn compile(
         std::io::copy(&mut source.open()?, &mut std::fs::File::create(&dest)?)
             .with_context(|| format!("element `{element}`: copying {path} to compile it"))?;
     }
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "compileall",
-            "-b",
-            "-q",
-            "-f",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-s",
-        ])
-        .arg(&scratch)
-        .args(["-p", "/"])
-        .arg(scratch.join(venv.as_str()))
-        .env("SOURCE_DATE_EPOCH", epoch.to_string())
-        .output()
-        .with_context(|| format!("element `{element}`: running {} -m compileall", python.display()))?;
+    let out = crate::cleanup::output(
+        Command::new(&python)
+            .args([
+                "-m",
+                "compileall",
+                "-b",
+                "-q",
+                "-f",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                "-s",
+            ])
+            .arg(&scratch)
+            .args(["-p", "/"])
+            .arg(scratch.join(venv.as_str()))
+            .env("SOURCE_DATE_EPOCH", epoch.to_string()),
+    )
+    .with_context(|| format!("element `{element}`: running {} -m compileall", python.display()))?;
     // compileall reports modules it cannot compile (Python 2 leftovers in tests, say) but
     // compiles the rest: those keep their sources.
     if !out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {

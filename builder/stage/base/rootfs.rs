@@ -131,18 +131,20 @@ pub fn rootfs(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) 
     let digest = crate::io::count::sha256_file(&source)?;
     let plain = cache_dir().join("rootfs").join(format!("{}.tar", &digest[..32]));
     if !plain.exists() {
-        std::fs::create_dir_all(plain.parent().expect("has a parent"))?;
-        let tmp = plain.with_extension(format!("partial-{}", std::process::id()));
+        let dir = plain.parent().expect("has a parent");
+        std::fs::create_dir_all(dir)?;
+        crate::io::atomic::sweep(dir);
+        let pending = crate::io::atomic::Pending::new(&plain);
         let input = BufReader::new(std::fs::File::open(&source)?);
         let mut reader: Box<dyn Read> = match kind {
             "gz" => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             "xz" => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
             _ => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
         };
-        let mut out = std::fs::File::create(&tmp)?;
+        let mut out = pending.create_file()?;
         std::io::copy(&mut reader, &mut out)
             .with_context(|| format!("element `{element}`: unpacking {}", source.display()))?;
-        std::fs::rename(&tmp, &plain)?;
+        pending.publish()?;
     }
     add_tar(tree, &plain, element)
 }
@@ -212,8 +214,9 @@ fn bootstrap(
     }
     let dir = cached.parent().expect("has a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let root = dir.join(format!(".bootstrap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    crate::io::atomic::sweep(dir);
+    let scratch = crate::io::atomic::Scratch::new(dir, "bootstrap")?;
+    let root = scratch.path();
     let log = dir.join(format!("{suite}.debootstrap.log"));
     let mut cmd = Command::new("debootstrap");
     cmd.arg("--variant=minbase");
@@ -221,7 +224,7 @@ fn bootstrap(
         cmd.arg(format!("--include={}", packages.join(",")));
     }
     cmd.arg(suite)
-        .arg(&root)
+        .arg(root)
         .arg(mirror)
         .stdout(std::fs::File::create(&log)?)
         .stderr(std::fs::File::create(&log)?.try_clone()?);
@@ -229,13 +232,12 @@ fn bootstrap(
         "element `{element}`: bootstrapping {suite} from {mirror} (once; kept in {})",
         cached.display()
     ));
-    let status = cmd.status().with_context(|| {
+    let status = crate::cleanup::status(&mut cmd).with_context(|| {
         format!("element `{element}`: running debootstrap; install it (Debian/Ubuntu: debootstrap)")
     })?;
     if !status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-        let _ = std::fs::remove_dir_all(&root);
         bail!(
             "element `{element}`: debootstrap of {suite} failed ({status}):\n    {}\n  full log: {}",
             tail.join("\n    "),
@@ -250,16 +252,12 @@ fn bootstrap(
             }
         }
     }
-    let tmp = cached.with_extension(format!("partial-{}", std::process::id()));
-    {
-        let mut builder = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(&tmp)?));
-        builder.follow_symlinks(false);
-        builder
-            .append_dir_all(".", &root)
-            .with_context(|| format!("element `{element}`: packing {}", root.display()))?;
-        builder.into_inner()?;
-    }
-    std::fs::rename(&tmp, cached)?;
-    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
-    Ok(())
+    let pending = crate::io::atomic::Pending::new(cached);
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(pending.create_file()?));
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", root)
+        .with_context(|| format!("element `{element}`: packing {}", root.display()))?;
+    builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    pending.publish()
 }
