@@ -260,3 +260,42 @@ fn a_per_node_bootable_iso_boots_as_its_node() {
         "{console}"
     );
 }
+
+/// Regression: `virtio_net` without `virtio_pci` booted with no interfaces and only
+/// "no node matches this machine (MACs:)". The build now names the missing transport
+/// and the boot says what is wrong; dracut-style groups with module-autoload bring
+/// the whole driver set instead.
+#[test]
+fn a_nic_without_its_transport_is_named_at_build_and_at_boot() {
+    let dir = Dir::new();
+    client_image(&dir);
+    let image = std::fs::read_to_string(dir.path("image.toml")).unwrap();
+    dir.write("image.toml", &image.replace("\"virtio_pci\", ", ""));
+    let r = dir.build(&["--client", "client.toml"]).ok();
+    assert!(
+        r.stderr.contains(
+            "smelt: warning: element `kernel-modules`: virtio_net drives devices on the virtio bus, but its \
+             transport is not in the image: add \"virtio_pci\" to modules, or those devices will never appear\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    let console = boot_with_nics(&dir, &["52:54:00:00:01:01", "52:54:00:00:01:02"]);
+    assert!(
+        console.contains(
+            "smelt-network: no network interfaces found; is the NIC's driver in kernel-modules? \
+             (a virtio NIC needs virtio_pci too)"
+        ),
+        "{console}"
+    );
+
+    let groups = image
+        .replace("\"init\", \"kernel-modules\"", "\"init\", \"module-autoload\", \"kernel-modules\"")
+        .replace("\"virtio_pci\", \"virtio_net\", ", "\"=drivers/virtio\", \"=drivers/net\", ");
+    dir.write("image.toml", &groups);
+    let r = dir.build(&["--client", "client.toml"]).ok();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let console = boot_with_nics(&dir, &["52:54:00:00:01:01", "52:54:00:00:01:02"]);
+    assert!(console.contains("smelt-network: this is node acme-n1 (found by MAC"), "{console}");
+    assert!(console.contains("state: front 10.10.0.11/24 vlan=100"), "{console}");
+}

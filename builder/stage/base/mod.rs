@@ -53,7 +53,8 @@ pub fn apply(
                 Some(k) => crate::boot::kernel_path(k).ok().and_then(|p| modules::kernel_release(&p)),
                 None => None,
             };
-            modules::apply(tree, &element.name, params, release, mtime)?
+            let autoload = plan.resolved.get("module-autoload").is_some();
+            modules::apply(tree, &element.name, params, release, autoload, mtime)?
         }
         _ => return Ok(None),
     };

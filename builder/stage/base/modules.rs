@@ -1,7 +1,11 @@
 //! `kernel-modules`: the requested modules of one kernel release with their whole
 //! dependency closure (`modules.dep` and softdeps), trimmed `modules.dep`,
 //! `modules.alias` and `modules.softdep`, and `/etc/modules-load.d/smelt.conf` so the
-//! image's init loads them.
+//! image's init loads them. Dracut-style groups (`=drivers/net`) bring every module
+//! under a directory of the release, loaded by `module-autoload` for the hardware
+//! found. A driver whose bus needs a transport that is a module left out (virtio
+//! without `virtio_pci`, USB without a host controller) is warned about: its devices
+//! would never appear.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -22,6 +26,7 @@ pub fn apply(
     element: &str,
     params: &Value,
     image_release: Option<String>,
+    autoload: bool,
     mtime: i64,
 ) -> anyhow::Result<usize> {
     let wanted: Vec<String> = super::list_param(params, "modules");
@@ -47,6 +52,28 @@ pub fn apply(
     // The closure: hard dependencies and the softdeps that exist in this release.
     let mut chosen: BTreeSet<&String> = BTreeSet::new();
     let mut queue: Vec<String> = Vec::new();
+    let (groups, wanted): (Vec<&String>, Vec<&String>) = wanted.iter().partition(|w| w.starts_with('='));
+    for group in &groups {
+        let dir = format!(
+            "kernel/{}/",
+            group.trim_start_matches('=').trim_matches('/').trim_start_matches("kernel/")
+        );
+        let before = queue.len();
+        queue.extend(deps.keys().filter(|p| p.starts_with(&dir)).map(|p| module_name(p)));
+        if queue.len() == before {
+            bail!(
+                "element `{element}`: module group `{group}` holds no modules: there is no {}{dir} with modules in it",
+                root.display().to_string() + "/"
+            );
+        }
+    }
+    if !groups.is_empty() && !autoload {
+        crate::ui::warning(&format!(
+            "element `{element}`: the modules of {} are loaded by nothing at boot: add the module-autoload element \
+             (it loads what the hardware asks for), or name the modules to load",
+            groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     for w in &wanted {
         let name = w.replace('-', "_");
         if !by_name.contains_key(&name) {
@@ -92,8 +119,13 @@ pub fn apply(
         ));
     }
     let names: BTreeSet<String> = chosen.iter().map(|p| module_name(p)).collect();
-    let alias_out: String = std::fs::read_to_string(root.join("modules.alias"))
-        .unwrap_or_default()
+    let aliases = std::fs::read_to_string(root.join("modules.alias")).unwrap_or_default();
+    let builtin = std::fs::read_to_string(root.join("modules.builtin")).unwrap_or_default();
+    let builtin_names: BTreeSet<String> = builtin.lines().map(module_name).collect();
+    for missing in missing_transports(&names, &aliases, &builtin_names) {
+        crate::ui::warning(&format!("element `{element}`: {missing}"));
+    }
+    let alias_out: String = aliases
         .lines()
         .filter(|l| l.split_whitespace().nth(2).is_some_and(|m| names.contains(&m.replace('-', "_"))))
         .map(|l| format!("{l}\n"))
@@ -115,12 +147,56 @@ pub fn apply(
     write(&format!("lib/modules/{release}/modules.dep"), dep_out)?;
     write(&format!("lib/modules/{release}/modules.alias"), alias_out)?;
     write(&format!("lib/modules/{release}/modules.softdep"), softdep_out)?;
-    if let Ok(builtin) = std::fs::read_to_string(root.join("modules.builtin")) {
+    if !builtin.is_empty() {
         write(&format!("lib/modules/{release}/modules.builtin"), builtin)?;
     }
     let load: String = wanted.iter().map(|w| format!("{w}\n")).collect();
     write("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
     Ok(count)
+}
+
+/// The buses whose devices appear only through a transport or host controller, and the
+/// modules that provide one.
+const TRANSPORTS: [(&str, &str, &[&str]); 2] = [
+    ("virtio", "its transport", &["virtio_pci", "virtio_mmio"]),
+    (
+        "usb",
+        "a USB host controller driver",
+        &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "xhci_plat_hcd"],
+    ),
+];
+
+/// For each bus some chosen module drives (its `modules.alias` patterns start `bus:`)
+/// whose transport is neither among `chosen` nor built into the kernel: what to add.
+fn missing_transports(chosen: &BTreeSet<String>, aliases: &str, builtin: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (bus, what, providers) in TRANSPORTS {
+        if providers.iter().any(|p| chosen.contains(*p) || builtin.contains(*p)) {
+            continue;
+        }
+        let prefix = format!("{bus}:");
+        let drivers: BTreeSet<&str> = aliases
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().skip(1);
+                let (pattern, module) = (f.next()?, f.next()?);
+                let module = chosen.get(&module.replace('-', "_"))?;
+                pattern.starts_with(&prefix).then_some(module.as_str())
+            })
+            .collect();
+        if drivers.is_empty() {
+            continue;
+        }
+        let list: Vec<&str> = drivers.into_iter().collect();
+        out.push(format!(
+            "{} drive{} devices on the {bus} bus, but {what} is not in the image: add \"{}\" to modules, \
+             or those devices will never appear",
+            list.join(", "),
+            if list.len() == 1 { "s" } else { "" },
+            providers[0]
+        ));
+    }
+    out
 }
 
 /// Firmware only from the allow-list `params.firmware`: paths or globs under the host's
@@ -244,6 +320,28 @@ mod tests {
         let missing = serde_json::json!({ "firmware": ["nope/*"] });
         let e = firmware(&mut tree, "kernel-modules", &missing, host.path()).unwrap_err().to_string();
         assert!(e.starts_with("element `kernel-modules`: firmware `nope/*` matches nothing under "), "{e}");
+    }
+
+    #[test]
+    fn a_bus_without_its_transport_is_named() {
+        let aliases = "alias virtio:d00000001v* virtio_net\nalias pci:v00001AF4d* virtio_pci\n\
+                       alias usb:v0B95p1790d* ax88179_178a\nalias pci:v*d*sv*sd*bc0Csc03i30* xhci_pci\n";
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let none = set(&[]);
+        assert_eq!(
+            missing_transports(&set(&["virtio_net", "net_failover"]), aliases, &none),
+            ["virtio_net drives devices on the virtio bus, but its transport is not in the image: \
+              add \"virtio_pci\" to modules, or those devices will never appear"]
+        );
+        assert!(missing_transports(&set(&["virtio_net", "virtio_pci"]), aliases, &none).is_empty());
+        assert!(missing_transports(&set(&["virtio_net"]), aliases, &set(&["virtio_pci"])).is_empty());
+        let usb = missing_transports(&set(&["ax88179_178a"]), aliases, &none);
+        assert!(
+            usb[0].starts_with(
+                "ax88179_178a drives devices on the usb bus, but a USB host controller driver is"
+            ),
+            "{usb:?}"
+        );
     }
 
     #[test]
