@@ -146,3 +146,48 @@ fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
     assert_eq!(r["tree"]["elements"]["app"]["apparent_bytes"], 3009);
     assert_eq!(r["tree"]["elements"]["base"]["apparent_bytes"], 4);
 }
+
+/// Regression: an element whose `root/` held device nodes (a root tree copied as root)
+/// was refused. They are recorded with the numbers `stat` gives, as `base-rootfs` does;
+/// FIFOs too. Making the char device needs root; the FIFO does not.
+#[test]
+fn device_nodes_and_fifos_in_an_elements_root_are_recorded() {
+    let dir = Dir::new();
+    dir.write("image.toml", "[image]\nname = \"d\"\nelements = [\"copied\"]\ncompression = \"none\"\n");
+    dir.write("elements/copied/root/etc/hostname", "copied\n");
+    let root = dir.path("elements/copied/root");
+    let is_root = unsafe { libc::geteuid() } == 0;
+    sh(&format!("mkdir -p {0}/dev {0}/run && mkfifo -m 0620 {0}/run/initctl", root.display()));
+    if is_root {
+        sh(&format!(
+            "mknod -m 0600 {0}/dev/console c 5 1 && mknod -m 0660 {0}/dev/vdb b 254 16",
+            root.display()
+        ));
+    } else {
+        eprintln!(
+            "device_nodes_and_fifos_in_an_elements_root_are_recorded: not root, checking the FIFO only"
+        );
+    }
+    dir.build(&["-q"]).ok();
+    let listing = sh(&format!("cpio -tv --numeric-uid-gid --quiet < {}", dir.path("out/d.cpio").display()));
+    // mode, links, owner, group, then the size or a device's `major, minor`.
+    let line = |name: &str, fields: usize| {
+        let l = listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name}:\n{listing}"));
+        l.split_whitespace().take(fields).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(line("run/initctl", 5), "prw--w---- 1 0 0 0");
+    if is_root {
+        assert_eq!(line("dev/console", 6), "crw------- 1 0 0 5, 1");
+        assert_eq!(line("dev/vdb", 6), "brw-rw---- 1 0 0 254, 16");
+    }
+    let report = report(&dir);
+    if is_root {
+        let console = entry(&report, "/dev/console").expect("dev/console in the report");
+        assert_eq!((console["kind"].as_str(), &console["rdev"]), (Some("c"), &serde_json::json!([5, 1])));
+        assert_eq!(entry(&report, "/dev/vdb").unwrap()["rdev"], serde_json::json!([254, 16]));
+    }
+    assert_eq!(entry(&report, "/run/initctl").unwrap()["kind"], "p");
+}

@@ -111,11 +111,24 @@ pub(super) fn walked_file(
     } else if meta.is_file() {
         FileKind::File(Source::Host(entry.path().to_path_buf()))
     } else {
-        anyhow::bail!(
-            "element `{element}`: {} is neither a file, a directory nor a symlink; declare device nodes \
-             and FIFOs under [[devices]] in element.toml",
-            entry.path().display()
-        );
+        use super::manifest::DeviceKind;
+        use std::os::unix::fs::FileTypeExt;
+        let ft = meta.file_type();
+        let kind = if ft.is_char_device() {
+            DeviceKind::Char
+        } else if ft.is_block_device() {
+            DeviceKind::Block
+        } else if ft.is_fifo() {
+            DeviceKind::Fifo
+        } else {
+            anyhow::bail!(
+                "element `{element}`: {} is a socket, which an image cannot hold; remove it from the element",
+                entry.path().display()
+            );
+        };
+        let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        let (major, minor) = if kind == DeviceKind::Fifo { (0, 0) } else { (major, minor) };
+        FileKind::Device { kind, major, minor }
     };
     let stat = Stat {
         size: meta.len(),

@@ -59,6 +59,13 @@ pub enum FileKind {
     Dir,
     File(Source),
     Symlink(String),
+    /// A device node or FIFO in `root/` (a root tree copied as root), its numbers from
+    /// `stat`: recorded as `[[devices]]` would, no privilege needed.
+    Device {
+        kind: manifest::DeviceKind,
+        major: u32,
+        minor: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +130,7 @@ impl Element {
             match &f.kind {
                 FileKind::Dir => h.write_all(b"d")?,
                 FileKind::Symlink(t) => h.write_all(t.as_bytes())?,
+                FileKind::Device { kind, major, minor } => write!(h, "{kind:?} {major}:{minor}")?,
                 FileKind::File(src) => {
                     std::io::copy(&mut src.open()?, h)?;
                 }

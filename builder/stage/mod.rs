@@ -182,6 +182,7 @@ fn element_dirs(elements: &[Element], work: &Path) -> anyhow::Result<BTreeMap<St
                         crate::element::FileKind::File(src) => {
                             tree::Entry::bytes(src.read_all()?, f.mode, 0, &e.name)
                         }
+                        crate::element::FileKind::Device { .. } => continue,
                     };
                     fs::create_dir_all(dir.join(&f.rel).parent().unwrap_or(&dir))?;
                     disk::write_entry(&entry, &dir.join(&f.rel))?;

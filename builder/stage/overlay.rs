@@ -40,6 +40,7 @@ fn place(
     let kind = match &file.kind {
         FileKind::Dir => Kind::Dir,
         FileKind::Symlink(target) => Kind::Symlink(target.clone()),
+        FileKind::Device { kind, major, minor } => Kind::device(*kind, *major, *minor),
         FileKind::File(source) => match file.stat {
             Some(s) => Kind::File { source: source.clone(), size: s.size, alloc: s.alloc, link: s.link },
             None => Kind::file(source.clone(), source.byte_len()?),

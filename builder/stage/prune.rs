@@ -4,7 +4,6 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::tree::{Entry, Kind, Tree};
-use crate::element::manifest::DeviceKind;
 use crate::element::Element;
 use crate::path::ImagePath;
 
@@ -105,11 +104,7 @@ pub fn check_links(tree: &Tree) -> anyhow::Result<()> {
 pub fn devices(tree: &mut Tree, elements: &[Element], mtime: i64) -> anyhow::Result<()> {
     for e in elements {
         for d in &e.manifest.devices {
-            let kind = match d.kind {
-                DeviceKind::Char => Kind::Char(d.major, d.minor),
-                DeviceKind::Block => Kind::Block(d.major, d.minor),
-                DeviceKind::Fifo => Kind::Fifo,
-            };
+            let kind = Kind::device(d.kind, d.major, d.minor);
             let entry = Entry { kind, mode: d.mode, uid: d.uid, gid: d.gid, mtime, element: e.name.clone() };
             tree.insert(&d.path, entry)
                 .map_err(|m| anyhow::anyhow!("element `{}`: device {}: {m}", e.name, d.path))?;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::element::manifest::DeviceKind;
 use crate::io::source::Source;
 use crate::path::ImagePath;
 
@@ -34,6 +35,15 @@ impl Kind {
             Kind::Char(..) => 'c',
             Kind::Block(..) => 'b',
             Kind::Fifo => 'p',
+        }
+    }
+
+    /// A device node or FIFO as an element declares or holds it.
+    pub fn device(kind: DeviceKind, major: u32, minor: u32) -> Kind {
+        match kind {
+            DeviceKind::Char => Kind::Char(major, minor),
+            DeviceKind::Block => Kind::Block(major, minor),
+            DeviceKind::Fifo => Kind::Fifo,
         }
     }
 
