@@ -43,7 +43,11 @@ pub struct Plan {
     pub nodes: Vec<Value>,
     /// The checked inventory, for the network element.
     pub inventory: Option<Client>,
+    /// `SOURCE_DATE_EPOCH`, when given: every timestamp is clamped to it.
     pub epoch: Option<i64>,
+    /// The build's one time, for everything it dates: `SOURCE_DATE_EPOCH`, else the
+    /// clock read once, here, so all of one build's timestamps are the same second.
+    pub time: i64,
     pub offline: bool,
 }
 
@@ -76,6 +80,7 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         nodes,
         inventory: client,
         epoch: inputs.source_date_epoch,
+        time: inputs.source_date_epoch.unwrap_or_else(crate::ui::now),
         offline: inputs.offline,
     })
 }

@@ -42,3 +42,39 @@ fn two_builds_in_different_places_and_times_are_identical() {
         assert!(first != other_epoch, "{compression}: SOURCE_DATE_EPOCH does not reach the output");
     }
 }
+
+/// Without SOURCE_DATE_EPOCH a build reads the clock once: the date templates see at
+/// staging, the dates of generated entries and of the outputs written seconds later
+/// are all the same second.
+#[test]
+fn one_build_has_one_time_without_source_date_epoch() {
+    use crate::util::{member, sh};
+    let dir = Dir::new();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"t\"\nelements = [\"init\", \"buildinfo\", \"slow\"]\n\
+         outputs = [\"initramfs\", \"ramdisk-tar\"]\nkernel = \"auto\"\ncompression = \"none\"\n",
+    );
+    dir.write("elements/slow/post-root.d/50-wait", "#!/bin/sh\nsleep 2.2\n");
+    dir.build(&["-q"]).ok();
+    let info = member(&dir.path("out/t.cpio"), "etc/smelt/buildinfo.json");
+    let built = info.split("\"date\": \"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    // Generated entries (the rendered /init and buildinfo.json), as GNU cpio dates them.
+    let x = dir.path("x");
+    std::fs::create_dir(&x).unwrap();
+    let staged = sh(&format!(
+        "cd {} && cpio -idm --quiet < {} init etc/smelt/buildinfo.json && \
+         date -u -r init +%Y-%m-%dT%H:%M:%SZ && date -u -r etc/smelt/buildinfo.json +%Y-%m-%dT%H:%M:%SZ",
+        x.display(),
+        dir.path("out/t.cpio").display()
+    ));
+    // The tarball's members, written after the hook's 2 s, as GNU tar dates them.
+    let tarred = sh(&format!(
+        "tar -tvf {} --full-time --utc | awk '{{print $4 \"T\" $5 \"Z\"}}'",
+        dir.path("out/t.tar").display()
+    ));
+    for when in staged.lines().chain(tarred.lines()) {
+        assert_eq!(when, built, "dates of one build differ:\nstaged {staged}tarred {tarred}");
+    }
+    assert_eq!(tarred.lines().count(), 2);
+}

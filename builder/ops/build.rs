@@ -162,7 +162,7 @@ fn variants<'t>(
     }
     let names: Vec<String> =
         plan.inventory.iter().flat_map(|c| c.nodes.iter().map(|n| n.name.clone())).collect();
-    let epoch = plan.epoch.unwrap_or_else(crate::ui::now);
+    let epoch = plan.time;
     let (shared, mut by_node) = tree.split_by_node(&names, |n| {
         ImagePath::new(&format!("{}/{n}", crate::network::NETWORK_DIR)).expect("valid")
     });
@@ -199,7 +199,7 @@ fn write_outputs(
 ) -> anyhow::Result<Produced> {
     let wants = |kind| plan.image.outputs.contains(&kind);
     let kernel = plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?;
-    let epoch = plan.epoch.unwrap_or_else(crate::ui::now);
+    let epoch = plan.time;
     let compression = plan.image.compression;
     let extras = if wants(OutputKind::Iso) { Some(stage::iso_extras(plan)?) } else { None };
     let mut produced = Produced::default();

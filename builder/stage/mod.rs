@@ -33,7 +33,7 @@ use tree::Tree;
 
 /// Stages the image described by `plan` in `work` (a scratch directory).
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
-    let mtime = plan.epoch.unwrap_or_else(crate::ui::now);
+    let mtime = plan.time;
     let root = work.join("root");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     for w in &plan.hooks.warnings {
@@ -94,7 +94,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
 
 /// The files elements put under `iso/`: on an ISO beside the image, never in it.
 pub fn iso_extras(plan: &Plan) -> anyhow::Result<Tree> {
-    let mtime = plan.epoch.unwrap_or_else(crate::ui::now);
+    let mtime = plan.time;
     let mut tree = Tree::default();
     for element in &plan.resolved.elements {
         overlay::apply_iso(&mut tree, element, mtime)?;
@@ -226,7 +226,7 @@ fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     );
     base.insert("client".into(), plan.client.clone());
     base.insert("nodes".into(), Value::Array(plan.nodes.clone()));
-    base.insert("build".into(), template::build_info(plan.epoch.unwrap_or_else(crate::ui::now), &elements));
+    base.insert("build".into(), template::build_info(plan.time, &elements));
     Ok(template::Context { base, nodes: plan.nodes.clone() })
 }
 
