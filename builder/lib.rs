@@ -36,5 +36,6 @@ pub mod ops;
 pub mod path;
 pub mod plan;
 pub mod report;
+pub mod secrets;
 pub mod stage;
 pub mod ui;

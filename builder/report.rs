@@ -21,6 +21,9 @@ pub struct Report {
     pub budget: BudgetReport,
     /// Every PEM certificate in the image, by SHA-256 fingerprint (keys are never listed).
     pub certificates: Vec<CertReport>,
+    /// Private keys, SSH host keys and password hashes in the image: where, from which
+    /// element, and whether they were expected; never their content.
+    pub secrets: Vec<crate::secrets::Secret>,
 }
 
 #[derive(Serialize)]
@@ -149,6 +152,13 @@ impl Report {
         s.push_str(&format!("\nbudget ({}):\n", self.budget.source));
         for c in &self.budget.checks {
             s.push_str(&format!("  {} {c}\n", if c.ok { "ok  " } else { "OVER" }));
+        }
+        if !self.secrets.is_empty() {
+            s.push_str("\nsecrets (content never shown):\n");
+        }
+        for x in &self.secrets {
+            let why = if x.expected { "expected" } else { "NOT ASKED FOR" };
+            s.push_str(&format!("  {} {:?} {} from {}: {why}\n", x.path, x.kind, x.mode, x.element));
         }
         if !self.certificates.is_empty() {
             s.push_str("\ncertificates (SHA-256):\n");

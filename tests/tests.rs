@@ -15,5 +15,6 @@ mod litter;
 mod network;
 mod python;
 mod repro;
+mod secrets;
 mod staging;
 mod util;

@@ -15,6 +15,13 @@ struct RawFile {
     image: RawImage,
     #[serde(default)]
     params: BTreeMap<String, BTreeMap<String, Value>>,
+    secrets: Option<RawSecrets>,
+}
+
+#[derive(Deserialize)]
+struct RawSecrets {
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +91,8 @@ pub struct Image {
     pub budget: Option<PathBuf>,
     /// `[params.ELEMENT]` tables, before `--set` and element defaults are applied.
     pub params: BTreeMap<String, BTreeMap<String, Value>>,
+    /// `[secrets] allow`: image paths (globs) of keys and hashes kept on purpose.
+    pub secrets_allow: globset::GlobSet,
 }
 
 impl Image {
@@ -151,6 +160,20 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         "auto" => Kernel::Auto,
         p => Kernel::Path(dir.join(p)),
     });
+    let mut allow = globset::GlobSetBuilder::new();
+    for (i, glob) in raw.secrets.iter().flat_map(|s| &s.allow).enumerate() {
+        match globset::Glob::new(glob.trim_start_matches('/')) {
+            Ok(g) => {
+                allow.add(g);
+            }
+            Err(e) => errs.push(file.error_at(
+                &["secrets", "allow", &i.to_string()],
+                format!("bad glob `{glob}`: {e}"),
+                None,
+            )),
+        }
+    }
+    let secrets_allow = allow.build().unwrap_or_else(|_| globset::GlobSet::empty());
     if !errs.is_empty() {
         return Err(Diagnostics(errs));
     }
@@ -165,6 +188,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         cmdline: r.cmdline.unwrap_or_else(|| "console=tty0 console=ttyS0,115200".into()),
         budget: r.budget.map(|b| dir.join(b)),
         params: raw.params,
+        secrets_allow,
     })
 }
 
@@ -209,7 +233,7 @@ mod tests {
             text.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
         let code: std::collections::BTreeSet<&str> = keys::<RawImage>().iter().copied().collect();
         assert_eq!(table, code);
-        for key in keys::<RawFile>() {
+        for key in [keys::<RawFile>(), keys::<RawSecrets>()].concat() {
             assert!(documents(text, key), "`{key}` is not in the README's image.toml section");
         }
     }

@@ -67,6 +67,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         tree: measure,
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
         certificates: report::certificates(&tree),
+        secrets: secrets(&plan, &tree, ui),
     };
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {
@@ -369,6 +370,30 @@ fn summarize(warnings: &[iso::Warning], every_path: bool) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// The secrets of the tree, each unexpected one warned about (path, kind, element).
+fn secrets(plan: &Plan, tree: &Tree, ui: &Ui) -> Vec<crate::secrets::Secret> {
+    let dev_user = plan.resolved.get("dev-user").and_then(|_| plan.params["dev-user"].get("name")?.as_str());
+    let expected = crate::secrets::Expected { dev_user, allow: &plan.image.secrets_allow };
+    let found = crate::secrets::find(tree, &expected);
+    for s in found.iter().filter(|s| !s.expected) {
+        let what = match s.kind {
+            crate::secrets::SecretKind::PrivateKey => "a private key",
+            crate::secrets::SecretKind::SshHostKey => "an SSH host key",
+            crate::secrets::SecretKind::PasswordHash => "password hashes",
+        };
+        ui.warn(&format!(
+            "{} holds {what} (mode {}, from element `{}`){}; remove it, or list it in [secrets] allow in {} if it \
+             is meant to be there",
+            s.path,
+            s.mode,
+            s.element,
+            s.note.as_ref().map_or(String::new(), |n| format!(": {n}")),
+            plan.image.file.display()
+        ));
+    }
+    found
 }
 
 /// Outputs that need a client inventory are refused without one, before any work.

@@ -73,7 +73,9 @@ fn generated(
     let sans: Vec<String> = super::list_param(params, "sans");
     let days = params.get("days").and_then(Value::as_u64).unwrap_or(1095);
     let key_type = params.get("key-type").and_then(Value::as_str).unwrap_or("ecdsa-p256").to_string();
-    let wanted = json!({ "hostname": hostname, "sans": sans, "days": days, "key-type": key_type, "not-before": epoch });
+    // Not the build's time: a build without SOURCE_DATE_EPOCH would otherwise make a new
+    // key every time. The certificate is valid from when it was made.
+    let wanted = json!({ "hostname": hostname, "sans": sans, "days": days, "key-type": key_type });
     let state: PathBuf = image_dir
         .join(params.get("state-dir").and_then(Value::as_str).unwrap_or(".smelt-state"))
         .join("tls")
