@@ -81,3 +81,26 @@ fn a_config_drive_needs_a_client() {
     let r = dir.build(&[]).fails(1);
     assert_eq!(r.stderr, "smelt: output `config-drive` (in image.toml) makes one drive per node: add --client CLIENT.toml with its nodes\n");
 }
+
+/// Regression: a user wanting only each server's config drive (as Ironic deployments
+/// do) was refused with "the image lists no elements"; the error stays for outputs
+/// that pack a tree.
+#[test]
+fn config_drives_alone_need_no_elements() {
+    let dir = Dir::new();
+    dir.fixture("examples/acme/client.toml", "client.toml");
+    dir.write("image.toml", "[image]\nname = \"cd\"\nelements = []\noutputs = [\"config-drive\"]\n");
+    dir.build(&["--client", "client.toml", "-q"]).ok();
+    for node in ["acme-n1", "acme-n2"] {
+        let iso = dir.path(&format!("out/config-drive/{node}.iso"));
+        let files = sh(&format!("bsdtar -tf {}", iso.display()));
+        assert!(files.contains("openstack/latest/network_data.json"), "{node}: {files}");
+    }
+    dir.write("image.toml", "[image]\nname = \"cd\"\nelements = []\noutputs = [\"config-drive\", \"iso\"]\n");
+    let r = dir.build(&["--client", "client.toml"]).fails(1);
+    assert_eq!(
+        r.stderr,
+        "error: the image lists no elements\n  --> image.toml:3:12\n  |\n3 | elements = []\n  |            ^\n  \
+         = help: only config-drive outputs can be made without elements\n1 error in input\n"
+    );
+}

@@ -113,11 +113,17 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
             Some("use letters, digits, `.`, `_` and `-` only".into()),
         ));
     }
-    if r.elements.is_empty() {
-        errs.push(file.error_at(&["image", "elements"], "the image lists no elements", None));
+    // Config drives are made from the inventory alone; every other output packs the tree.
+    let named = r.outputs.clone().unwrap_or_else(|| vec!["initramfs".into()]);
+    if r.elements.is_empty() && named.iter().any(|o| o != "config-drive") {
+        errs.push(file.error_at(
+            &["image", "elements"],
+            "the image lists no elements",
+            Some("only config-drive outputs can be made without elements".into()),
+        ));
     }
     let mut outputs = Vec::new();
-    for (i, name) in r.outputs.clone().unwrap_or_else(|| vec!["initramfs".into()]).iter().enumerate() {
+    for (i, name) in named.iter().enumerate() {
         match OutputKind::from_name(name) {
             Some(kind) if !outputs.contains(&kind) => outputs.push(kind),
             Some(_) => errs.push(file.error_at(
