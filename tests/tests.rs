@@ -5,6 +5,7 @@ mod boot;
 mod cli;
 mod client;
 mod config_drive;
+mod corpus;
 mod crosscheck;
 mod debian;
 mod elements;

@@ -5,6 +5,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = (t[..split].trim(), t[split..].trim());
+    if num.is_empty() {
+        return Err(format!("`{text}` is not a size: write a number of bytes and a unit, such as `48MiB`"));
+    }
     let factor: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,

@@ -128,7 +128,7 @@ fn check_provides_and_conflicts(
         }
     }
     let why = |n: &str| {
-        wanted.get(n).and_then(|w| w.first()).map_or(String::new(), |(by, _)| format!(", wanted by {by}"))
+        wanted.get(n).and_then(|w| w.first()).map_or(String::new(), |(by, _)| format!(" (wanted by {by})"))
     };
     for name in discovery {
         for c in &loaded[name].manifest.conflicts {
@@ -233,6 +233,6 @@ mod tests {
     fn conflicts_name_both() {
         let (_t, lib) = lib_with(&[("a", "conflicts = [\"b\"]"), ("b", "")]);
         let e = resolve(&lib, &["a".into(), "b".into()]).unwrap_err().to_string();
-        assert!(e.contains("element `a`, wanted by the image conflicts with `b`"), "{e}");
+        assert!(e.contains("element `a` (wanted by the image) conflicts with `b`"), "{e}");
     }
 }
