@@ -117,7 +117,10 @@ fn merge_params(
                 Some(param) => match param.check(v, &format!("param `{k}` of element `{}`", e.name)) {
                     Ok(value) => value,
                     Err(m) => {
-                        diags.push(file.error_at(&["params", &e.name, k], m.message, m.help));
+                        let item = m.item.map(|i| i.to_string());
+                        let at: Vec<&str> =
+                            ["params", e.name.as_str(), k].into_iter().chain(item.as_deref()).collect();
+                        diags.push(file.error_at(&at, m.message, m.help));
                         continue;
                     }
                 },

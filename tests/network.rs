@@ -217,8 +217,9 @@ fn a_users_template_replaces_the_built_in_one() {
     let r = dir.build(&["--client", "client.toml"]).fails(1);
     assert_eq!(
         r.stderr,
-        "smelt: element `network`: unknown renderer `systemd` in param `renderers`; renderers are networkd, nm-keyfile, \
-         ifupdown, ifcfg-rh, ifcfg-suse, netplan, network-data-json, ramdisk\n"
+        "error: `systemd` is not a choice of param `renderers` of element `network`\n  --> image.toml:6:26\n  |\n\
+         6 | renderers = [\"networkd\", \"systemd\"]\n  |                          ^\n  = help: each item one of \
+         networkd, nm-keyfile, ifupdown, ifcfg-rh, ifcfg-suse, netplan, network-data-json, ramdisk\n1 error in input\n"
     );
 }
 

@@ -75,6 +75,8 @@ pub struct Param {
 pub struct Misfit {
     pub message: String,
     pub help: Option<String>,
+    /// For a list, the index of the item at fault.
+    pub item: Option<usize>,
 }
 
 impl Param {
@@ -106,6 +108,7 @@ impl Param {
                 return Err(Misfit {
                     message: format!("{name} takes {} {}, not {what}", kind.article(), kind.name()),
                     help: self.choices_help(),
+                    item: None,
                 });
             }
         }
@@ -114,10 +117,11 @@ impl Param {
                 Value::Array(items) => items.as_slice(),
                 one => std::slice::from_ref(one),
             };
-            if let Some(bad) = items.iter().find(|v| !self.choices.contains(v)) {
+            if let Some((i, bad)) = items.iter().enumerate().find(|(_, v)| !self.choices.contains(v)) {
                 return Err(Misfit {
                     message: format!("`{}` is not a choice of {name}", shown(bad)),
                     help: self.choices_help(),
+                    item: value.is_array().then_some(i),
                 });
             }
         }
