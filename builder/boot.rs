@@ -12,7 +12,7 @@ use crate::archive::{esp, iso::Boot};
 use crate::config::image::{Image, Kernel};
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 
 const ISOLINUX_CFG: &str = include_str!("../templates/boot/isolinux.cfg.tera");
 const GRUB_CFG: &str = include_str!("../templates/boot/grub.cfg.tera");

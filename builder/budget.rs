@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::budget::{Budget, Limit, Subject};
 use crate::config::image::OutputKind;
 use crate::path::ImagePath;
-use crate::stage::tree::{Kind, Tree};
+use crate::tree::{Kind, Tree};
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Totals {

@@ -13,7 +13,7 @@ use crate::archive::Written;
 use crate::config::client::Client;
 use crate::element::{Element, FileKind};
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 
 /// The tree of one node's config drive.
 pub fn tree(

@@ -38,4 +38,5 @@ pub mod plan;
 pub mod report;
 pub mod secrets;
 pub mod stage;
+pub mod tree;
 pub mod ui;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::config::client::{Client, Interface, Kind, Node};
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 
 /// The renderers' templates: `templates/network/RENDERER/FILE.tera`.
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates/network");

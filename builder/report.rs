@@ -8,7 +8,7 @@ use crate::budget::{Check, Measure};
 use crate::config::size::human;
 use crate::inspect::Item;
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::tree::{Entry, Kind, Tree};
 
 #[derive(Serialize)]
 pub struct Report {

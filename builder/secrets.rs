@@ -12,7 +12,7 @@ use globset::GlobSet;
 use serde::Serialize;
 
 use crate::io::source::Source;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::tree::{Entry, Kind, Tree};
 
 /// One secret in the image.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

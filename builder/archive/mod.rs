@@ -18,9 +18,9 @@ use crate::io::atomic::Pending;
 use crate::io::compress::{Compression, Compressor};
 use crate::io::count::CountingWriter;
 use crate::io::prefetch::{Prefetch, Span};
-use crate::stage::disk::write_entry;
-use crate::stage::tree::Tree;
-use crate::stage::tree::{Entry, Kind};
+use crate::tree::disk::write_entry;
+use crate::tree::Tree;
+use crate::tree::{Entry, Kind};
 
 /// A finished output waiting to be published.
 pub struct Written {

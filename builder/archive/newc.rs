@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 
 use anyhow::{bail, Context as _};
 
-use crate::stage::tree::{Kind, Tree};
+use crate::tree::{Kind, Tree};
 
 const MAGIC: &[u8] = b"070701";
 const TRAILER: &str = "TRAILER!!!";
@@ -324,7 +324,7 @@ fn skip(input: &mut dyn io::BufRead, n: usize) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::path::ImagePath;
-    use crate::stage::tree::Entry;
+    use crate::tree::Entry;
 
     #[test]
     fn header_layout_matches_the_kernel_format() {

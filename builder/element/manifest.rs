@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::param::{Param, ParamType};
+pub use crate::tree::DeviceKind;
 use crate::config::source::{Diagnostic, Diagnostics, TomlFile};
 use crate::path::ImagePath;
 
@@ -77,13 +78,6 @@ pub enum Form {
     Dib,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
-    Char,
-    Block,
-    Fifo,
-}
 
 /// A device node (or FIFO) the element puts into the image; no root needed.
 #[derive(Debug, Clone, serde::Serialize)]

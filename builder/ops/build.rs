@@ -18,11 +18,8 @@ use crate::io::outdir::OutDir;
 use crate::path::ImagePath;
 use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, OutputReport, Report};
-use crate::stage::{
-    self,
-    hooks::HookFailed,
-    tree::{Entry, Tree},
-};
+use crate::stage::{self, hooks::HookFailed};
+use crate::tree::{Entry, Tree};
 use crate::ui::{Ui, Verbosity};
 
 pub struct BuildOptions {

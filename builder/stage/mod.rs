@@ -8,7 +8,7 @@
 //! 4. `[prune]`, `[[permissions]]`, `[[devices]]`.
 
 pub mod base;
-pub mod disk;
+pub mod changes;
 pub mod hooks;
 pub mod namespace;
 pub mod overlay;
@@ -16,7 +16,6 @@ pub mod packages;
 pub mod prune;
 pub mod sources;
 pub mod template;
-pub mod tree;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,7 +28,7 @@ use crate::element::{Element, Origin};
 use crate::plan::{param_env_name, param_env_value, Plan};
 use crate::ui::Ui;
 use hooks::{HookEnv, Side, PHASES};
-use tree::Tree;
+use crate::tree::{self, Tree};
 
 /// Stages the image described by `plan` in `work` (a scratch directory).
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
@@ -76,7 +75,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     }
 
     if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
-        disk::materialise(&mut tree, &root)?;
+        changes::materialise(&mut tree, &root)?;
         for (phase, _) in &PHASES[1..] {
             run_phase(plan, &mut tree, phase, env, ui)?;
         }
@@ -110,13 +109,13 @@ fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &Ui) 
         return Ok(());
     }
     let side = PHASES.iter().find(|(p, _)| *p == phase).map(|(_, s)| *s).expect("known phase");
-    let mut before = disk::scan(&env.target_root)?;
+    let mut before = changes::scan(&env.target_root)?;
     let mut timings = Vec::new();
     for hook in list {
         ui.detail(&format!("running {phase}/{} ({})", hook.name, hook.element));
         timings.push(hooks::run(hook, side, env)?);
-        let after = disk::scan(&env.target_root)?;
-        disk::apply_changes(tree, &env.target_root, &before, &after, &hook.element)?;
+        let after = changes::scan(&env.target_root)?;
+        changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element)?;
         before = after;
     }
     let mut table = format!("phase {phase}:");
@@ -185,7 +184,7 @@ fn element_dirs(elements: &[Element], work: &Path) -> anyhow::Result<BTreeMap<St
                         crate::element::FileKind::Device { .. } => continue,
                     };
                     fs::create_dir_all(dir.join(&f.rel).parent().unwrap_or(&dir))?;
-                    disk::write_entry(&entry, &dir.join(&f.rel))?;
+                    tree::disk::write_entry(&entry, &dir.join(&f.rel))?;
                 }
                 dir
             }

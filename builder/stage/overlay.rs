@@ -1,7 +1,7 @@
 //! Overlays: each element's `root/` laid over the image, and its `iso/` laid over the
 //! ISO-only tree, by reference.
 
-use super::tree::{Entry, Kind, Tree};
+use crate::tree::{Entry, Kind, Tree};
 use crate::element::{Element, ElementFile, FileKind};
 use crate::path::ImagePath;
 

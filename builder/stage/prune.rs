@@ -3,7 +3,7 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::tree::{Entry, Kind, Tree};
+use crate::tree::{Entry, Kind, Tree};
 use crate::element::Element;
 use crate::path::ImagePath;
 

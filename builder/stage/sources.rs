@@ -8,8 +8,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
-use super::disk::host_entry;
-use super::tree::Tree;
+use crate::tree::disk::host_entry;
+use crate::tree::Tree;
 use crate::element::{Element, FileKind, Origin};
 use crate::path::ImagePath;
 

@@ -4,7 +4,7 @@
 use anyhow::anyhow;
 use serde_json::{json, Value};
 
-use super::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 use crate::element::{Element, FileKind};
 use crate::io::source::Source;
 use crate::path::ImagePath;

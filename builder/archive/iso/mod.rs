@@ -18,7 +18,7 @@ use super::Written;
 use crate::io::atomic::Pending;
 use crate::io::prefetch::{Prefetch, Span};
 use crate::io::source::Source;
-use crate::stage::tree::{Kind, Tree};
+use crate::tree::{Kind, Tree};
 
 mod device;
 
@@ -304,7 +304,7 @@ fn add_layer(
 /// A staged entry on its way into hadris's tree.
 struct Job<'t> {
     name: String,
-    entry: &'t crate::stage::tree::Entry,
+    entry: &'t crate::tree::Entry,
     /// The path that already holds its inode (a hard link).
     link_to: Option<String>,
     /// Where its bytes are copied out to, for a file inside a tarball.
@@ -363,7 +363,7 @@ fn content(source: &Source, size: u64, spill: Option<&Path>) -> anyhow::Result<C
 mod tests {
     use super::*;
     use crate::path::ImagePath;
-    use crate::stage::tree::Entry;
+    use crate::tree::Entry;
 
     fn put(tree: &mut Tree, path: &str, entry: Entry) {
         tree.insert(&ImagePath::new(path).unwrap(), entry).unwrap();

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::host::{find_program, host_file_entry};
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 
 pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<usize> {
     let busybox = match params.get("busybox").and_then(Value::as_str) {

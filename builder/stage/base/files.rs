@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::element::manifest::parse_mode;
 use crate::path::ImagePath;
-use crate::stage::disk::host_entry;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::tree::disk::host_entry;
+use crate::tree::{Entry, Kind, Tree};
 
 fn dest(element: &str, what: &str, path: &str) -> anyhow::Result<ImagePath> {
     match ImagePath::new(path) {

@@ -11,8 +11,8 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use crate::path::ImagePath;
-use crate::stage::disk::host_entry;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::disk::host_entry;
+use crate::tree::{Entry, Tree};
 
 /// Top-level links of merged-/usr hosts, mirrored so `#!/bin/sh` works in the image.
 const TOP_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];

@@ -14,7 +14,7 @@ pub mod tls;
 
 use serde_json::Value;
 
-use super::tree::Tree;
+use crate::tree::Tree;
 use crate::element::{Element, Origin};
 use crate::plan::Plan;
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::config::source::suggest;
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 
 /// Adds the modules `params.modules` names; `release` is the image's kernel release,
 /// when it has a kernel.
@@ -218,7 +218,7 @@ fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> 
                 continue;
             }
             let at = ImagePath::new(&format!("lib/firmware/{r}")).map_err(anyhow::Error::msg)?;
-            let mut entry = crate::stage::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?;
+            let mut entry = crate::tree::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?;
             entry.uid = 0;
             entry.gid = 0;
             tree.insert(&at, entry).map_err(anyhow::Error::msg)?;

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::stage::disk::host_entry;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::tree::disk::host_entry;
+use crate::tree::{Entry, Kind, Tree};
 
 /// Removed unless kept, relative to the venv.
 const REMOVE: &[&str] = &[

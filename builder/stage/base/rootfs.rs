@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::stage::disk::host_entry;
-use crate::stage::tree::{Entry, Kind, Tree};
+use crate::tree::disk::host_entry;
+use crate::tree::{Entry, Kind, Tree};
 
 /// Where smelt keeps what it fetched or unpacked: `SMELT_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/smelt`, else `~/.cache/smelt`.

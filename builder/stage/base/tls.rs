@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use crate::path::ImagePath;
-use crate::stage::tree::{Entry, Tree};
+use crate::tree::{Entry, Tree};
 
 pub fn apply(
     tree: &mut Tree,

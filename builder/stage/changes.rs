@@ -3,53 +3,16 @@
 //! tell which paths that hook added, changed or removed.
 
 use std::collections::BTreeMap;
-use std::fs::{self, Metadata};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::tree::{Entry, Kind, Tree};
+use crate::tree::disk::{host_entry, write_entry};
+use crate::tree::{Kind, Tree};
 use crate::io::source::Source;
 use crate::path::ImagePath;
-
-/// An entry for a host file, directory, symlink or device, by reference. Ownership is
-/// smelt's record, not the host's: a file owned by the user running smelt becomes
-/// root's; other owners (set by a hook running as real root) are kept.
-pub fn host_entry(path: &Path, meta: &Metadata, element: &str) -> anyhow::Result<Entry> {
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        let target = fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
-        Kind::Symlink(target.to_string_lossy().into_owned())
-    } else if ft.is_file() {
-        let link = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        Kind::File { source: Source::Host(path.into()), size: meta.len(), alloc: meta.blocks() * 512, link }
-    } else {
-        use std::os::unix::fs::FileTypeExt;
-        let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-        if ft.is_char_device() {
-            Kind::Char(major, minor)
-        } else if ft.is_block_device() {
-            Kind::Block(major, minor)
-        } else if ft.is_fifo() {
-            Kind::Fifo
-        } else {
-            anyhow::bail!("{} is a socket, which an image cannot hold", path.display());
-        }
-    };
-    let me = unsafe { libc::geteuid() };
-    let own = |id: u32| if id == me { 0 } else { id };
-    Ok(Entry {
-        kind,
-        mode: meta.mode() & 0o7777,
-        uid: own(meta.uid()),
-        gid: if meta.uid() == me { 0 } else { meta.gid() },
-        mtime: meta.mtime(),
-        element: element.into(),
-    })
-}
 
 /// What a scan remembers of a path to notice that a hook changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,44 +114,3 @@ pub fn materialise(tree: &mut Tree, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates one entry on disk (`dir` output, hook staging). Devices cannot be made
-/// without privilege; they are skipped and reported by the caller.
-pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
-    let ctx = || format!("writing {}", dest.display());
-    match &entry.kind {
-        Kind::Dir => {
-            if !dest.is_dir() {
-                let _ = fs::remove_file(dest);
-                fs::create_dir_all(dest).with_context(ctx)?;
-            }
-            // Keep the owner's write bit so later steps can fill the directory.
-            fs::set_permissions(dest, fs::Permissions::from_mode(entry.mode | 0o700)).with_context(ctx)?;
-        }
-        Kind::File { source, .. } => {
-            remove_existing(dest)?;
-            match source {
-                Source::Host(src) => {
-                    fs::copy(src, dest)
-                        .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
-                }
-                other => fs::write(dest, other.read_all()?).with_context(ctx)?,
-            }
-            fs::set_permissions(dest, fs::Permissions::from_mode(entry.mode)).with_context(ctx)?;
-        }
-        Kind::Symlink(target) => {
-            remove_existing(dest)?;
-            std::os::unix::fs::symlink(target, dest).with_context(ctx)?;
-        }
-        Kind::Char(..) | Kind::Block(..) | Kind::Fifo => return Ok(false),
-    }
-    Ok(true)
-}
-
-fn remove_existing(dest: &Path) -> anyhow::Result<()> {
-    match fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(dest)?,
-        Ok(_) => fs::remove_file(dest)?,
-        Err(_) => {}
-    }
-    Ok(())
-}

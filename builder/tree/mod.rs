@@ -4,9 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use crate::element::manifest::DeviceKind;
+pub mod disk;
+
 use crate::io::source::Source;
 use crate::path::ImagePath;
+
+/// What a device node or FIFO is, as elements declare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Char,
+    Block,
+    Fifo,
+}
 
 #[derive(Debug, Clone)]
 pub enum Kind {
