@@ -24,6 +24,7 @@
 pub mod archive;
 pub mod boot;
 pub mod budget;
+pub mod cache;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
@@ -35,6 +36,7 @@ pub mod network;
 pub mod ops;
 pub mod path;
 pub mod plan;
+pub mod platform;
 pub mod report;
 pub mod secrets;
 pub mod stage;

@@ -12,10 +12,10 @@ use crate::config::budget::{self, Budget};
 use crate::config::client::Client;
 use crate::config::image::{self, Image};
 use crate::config::source::{suggest, Diagnostics, TomlFile};
+use crate::element::hooks::{self, Hooks};
 use crate::element::library::Library;
 use crate::element::manifest::Form;
 use crate::element::resolve::{resolve, Resolved};
-use crate::stage::hooks::{self, Hooks};
 
 /// What the user handed to `build` or `plan`.
 #[derive(Debug, Clone, Default)]

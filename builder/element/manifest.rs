@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::param::{Param, ParamType};
-pub use crate::tree::DeviceKind;
 use crate::config::source::{Diagnostic, Diagnostics, TomlFile};
 use crate::path::ImagePath;
+pub use crate::tree::DeviceKind;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -77,7 +77,6 @@ pub enum Form {
     Native,
     Dib,
 }
-
 
 /// A device node (or FIFO) the element puts into the image; no root needed.
 #[derive(Debug, Clone, serde::Serialize)]

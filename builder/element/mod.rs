@@ -2,8 +2,10 @@
 //! smelt) holding a manifest, `root/` overlays, `templates/`, phase hooks and
 //! `environment.d/`.
 
+pub mod hooks;
 pub mod library;
 pub mod manifest;
+pub mod packages;
 pub mod param;
 pub mod resolve;
 

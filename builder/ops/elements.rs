@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::config::source::suggest;
+use crate::element::hooks::PHASES;
 use crate::element::library::Library;
 use crate::element::FileKind;
-use crate::stage::hooks::PHASES;
 
 pub fn list(elements_path: &[PathBuf], as_json: bool) -> anyhow::Result<String> {
     let lib = Library::from_env(elements_path);

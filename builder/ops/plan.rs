@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
+use crate::element::hooks::PHASES;
 use crate::plan::{self, Inputs};
-use crate::stage::hooks::PHASES;
 
 pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
     let p = plan::make(inputs)?;

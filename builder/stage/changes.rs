@@ -9,10 +9,10 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::tree::disk::{host_entry, write_entry};
-use crate::tree::{Kind, Tree};
 use crate::io::source::Source;
 use crate::path::ImagePath;
+use crate::tree::disk::{host_entry, write_entry};
+use crate::tree::{Kind, Tree};
 
 /// What a scan remembers of a path to notice that a hook changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,4 +113,3 @@ pub fn materialise(tree: &mut Tree, root: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

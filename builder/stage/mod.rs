@@ -10,25 +10,23 @@
 pub mod base;
 pub mod changes;
 pub mod hooks;
-pub mod namespace;
 pub mod overlay;
-pub mod packages;
 pub mod prune;
 pub mod sources;
 pub mod template;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
-use crate::element::{Element, Origin};
-use crate::plan::{param_env_name, param_env_value, Plan};
+use crate::element::hooks::{Side, PHASES};
+use crate::element::Origin;
+use crate::plan::Plan;
+use crate::tree::Tree;
 use crate::ui::Ui;
-use hooks::{HookEnv, Side, PHASES};
-use crate::tree::{self, Tree};
+use hooks::{namespace, run_phase};
 
 /// Stages the image described by `plan` in `work` (a scratch directory).
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
@@ -54,7 +52,8 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     }
     // The hook environment (built-in elements written out, environment.d sourced) is
     // only made for images that have hooks.
-    let env = if plan.hooks.by_phase.is_empty() { None } else { Some(hook_env(plan, work, &root)?) };
+    let env =
+        if plan.hooks.by_phase.is_empty() { None } else { Some(hooks::env::hook_env(plan, work, &root)?) };
 
     let mut tree = Tree::default();
     if let Some(env) = &env {
@@ -101,99 +100,6 @@ pub fn iso_extras(plan: &Plan) -> anyhow::Result<Tree> {
     Ok(tree)
 }
 
-/// Runs one phase's hooks, attributing what each changed on disk to its element, and
-/// prints the phase table (script, element, seconds) as DIB does.
-fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &Ui) -> anyhow::Result<()> {
-    let list = plan.hooks.phase(phase);
-    if list.is_empty() {
-        return Ok(());
-    }
-    let side = PHASES.iter().find(|(p, _)| *p == phase).map(|(_, s)| *s).expect("known phase");
-    let mut before = changes::scan(&env.target_root)?;
-    let mut timings = Vec::new();
-    for hook in list {
-        ui.detail(&format!("running {phase}/{} ({})", hook.name, hook.element));
-        timings.push(hooks::run(hook, side, env)?);
-        let after = changes::scan(&env.target_root)?;
-        changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element)?;
-        before = after;
-    }
-    let mut table = format!("phase {phase}:");
-    for t in timings {
-        table.push_str(&format!("\n  {:<28} {:<20} {:>7.2} s", t.name, t.element, t.seconds));
-    }
-    ui.info(&table);
-    Ok(())
-}
-
-fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv> {
-    let tmp_hooks = work.join("tmp-hooks");
-    fs::create_dir_all(&tmp_hooks)?;
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in std::env::vars() {
-        if k.starts_with("DIB_")
-            || matches!(
-                k.as_str(),
-                "PATH" | "HOME" | "USER" | "LOGNAME" | "TERM" | "http_proxy" | "https_proxy" | "no_proxy"
-            )
-        {
-            vars.insert(k, v);
-        }
-    }
-    vars.insert("LC_ALL".into(), "C".into());
-    vars.insert("TARGET_ROOT".into(), root.display().to_string());
-    vars.insert("TMP_HOOKS_PATH".into(), tmp_hooks.display().to_string());
-    vars.insert("SMELT_IMAGE_NAME".into(), plan.image.name.clone());
-    vars.insert("ARCH".into(), arch().into());
-    if let Some(epoch) = plan.epoch {
-        vars.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-    }
-    for (element, params) in &plan.params {
-        for (k, v) in params {
-            vars.insert(param_env_name(element, k), param_env_value(v));
-        }
-    }
-    let env_d = hooks::environment_d(&plan.resolved.elements, &vars, work)?;
-    vars.extend(env_d);
-    let element_dirs = element_dirs(&plan.resolved.elements, work)?;
-    Ok(HookEnv {
-        vars,
-        target_root: root.to_path_buf(),
-        tmp_hooks,
-        logs: work.join("logs"),
-        no_network: plan.offline,
-        element_dirs,
-    })
-}
-
-/// `ELEMENT_DIR` for each element: its directory, or a copy of a built-in one.
-fn element_dirs(elements: &[Element], work: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let mut dirs = BTreeMap::new();
-    for e in elements {
-        let dir = match &e.origin {
-            Origin::Dir(d) => d.clone(),
-            Origin::BuiltIn => {
-                let dir = work.join("elements").join(&e.name);
-                for f in &e.files {
-                    let entry = match &f.kind {
-                        crate::element::FileKind::Dir => tree::Entry::dir(f.mode, 0, &e.name),
-                        crate::element::FileKind::Symlink(t) => tree::Entry::symlink(t, 0, &e.name),
-                        crate::element::FileKind::File(src) => {
-                            tree::Entry::bytes(src.read_all()?, f.mode, 0, &e.name)
-                        }
-                        crate::element::FileKind::Device { .. } => continue,
-                    };
-                    fs::create_dir_all(dir.join(&f.rel).parent().unwrap_or(&dir))?;
-                    tree::disk::write_entry(&entry, &dir.join(&f.rel))?;
-                }
-                dir
-            }
-        };
-        dirs.insert(e.name.clone(), dir);
-    }
-    Ok(dirs)
-}
-
 fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
     let img = &plan.image;
     // Digesting reads every file of every element, as much again as the archive does: it
@@ -235,12 +141,4 @@ fn names_digest(file: &crate::element::ElementFile) -> std::io::Result<bool> {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut source.open()?, &mut text)?;
     Ok(text.contains("digest"))
-}
-
-fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }

@@ -1,9 +1,9 @@
 //! Overlays: each element's `root/` laid over the image, and its `iso/` laid over the
 //! ISO-only tree, by reference.
 
-use crate::tree::{Entry, Kind, Tree};
 use crate::element::{Element, ElementFile, FileKind};
 use crate::path::ImagePath;
+use crate::tree::{Entry, Kind, Tree};
 
 /// Adds `root/` of `element`; returns how many entries it placed. Each entry is built
 /// from what the walk's `stat` saw: no file is opened or copied.

@@ -3,9 +3,9 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::tree::{Entry, Kind, Tree};
 use crate::element::Element;
 use crate::path::ImagePath;
+use crate::tree::{Entry, Kind, Tree};
 
 fn globs<'a>(patterns: impl Iterator<Item = &'a String>) -> anyhow::Result<GlobSet> {
     let mut b = GlobSetBuilder::new();

@@ -8,10 +8,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
-use crate::tree::disk::host_entry;
-use crate::tree::Tree;
 use crate::element::{Element, FileKind, Origin};
 use crate::path::ImagePath;
+use crate::tree::disk::host_entry;
+use crate::tree::Tree;
 
 /// Places every repository an element declares; returns how many entries it added.
 pub fn apply(tree: &mut Tree, element: &Element, work: &Path) -> anyhow::Result<usize> {

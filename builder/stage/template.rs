@@ -4,10 +4,10 @@
 use anyhow::anyhow;
 use serde_json::{json, Value};
 
-use crate::tree::{Entry, Tree};
 use crate::element::{Element, FileKind};
 use crate::io::source::Source;
 use crate::path::ImagePath;
+use crate::tree::{Entry, Tree};
 
 /// What every template sees, apart from its element's `params` (and `node`).
 pub struct Context {

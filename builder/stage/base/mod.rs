@@ -14,9 +14,9 @@ pub mod tls;
 
 use serde_json::Value;
 
-use crate::tree::Tree;
 use crate::element::{Element, Origin};
 use crate::plan::Plan;
+use crate::tree::Tree;
 
 /// Runs the built-in work of `element`, if it has any; returns how many entries it added.
 pub fn apply(

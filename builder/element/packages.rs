@@ -42,11 +42,7 @@ pub fn collect(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<BTreeMap<&'static str, Phase>> {
     let mut phases: BTreeMap<&'static str, Phase> = BTreeMap::new();
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        a => a,
-    };
+    let arch = crate::platform::arch();
     for e in elements {
         for p in &e.manifest.packages {
             phases.entry("install.d").or_default().install.push(p.clone());
@@ -132,14 +128,11 @@ fn holds(when: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
 
 /// The hook that installs one phase's packages with whichever package manager the
 /// image has. apt's package lists and downloads live in `apt_cache` on the host, bound
-/// into the image while the hook runs, so an `--offline` build (SMELT_OFFLINE=1)
+/// into the image while the hook runs (made then, never while planning), so an `--offline` build (SMELT_OFFLINE=1)
 /// installs from what an earlier build fetched; the logs dpkg and apt write, which
 /// carry times, are removed so the image's bytes do not depend on when it was built.
-pub fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> anyhow::Result<Hook> {
+pub fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> Hook {
     let (archives, lists) = (apt_cache.join("archives"), apt_cache.join("lists"));
-    for dir in [archives.join("partial"), lists.join("partial")] {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let install = p.install.join(" ");
     let uninstall = p.uninstall.join(" ");
     let script = format!(
@@ -173,13 +166,13 @@ pub fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> anyh
          \x20   exit 1\n\
          fi\n"
     );
-    Ok(Hook {
+    Hook {
         phase,
         name: "01-package-installs".into(),
         element: "package-installs".into(),
         script: Source::Bytes(script.into_bytes().into()),
         binds: vec![(archives, "var/cache/apt/archives".into()), (lists, "var/lib/apt/lists".into())],
-    })
+    }
 }
 
 #[cfg(test)]

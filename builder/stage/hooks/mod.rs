@@ -1,0 +1,42 @@
+//! Running an image's phase hooks (which ones, in what order, was decided by
+//! `element::hooks`): the environment they get ([`env`]), one hook's run on the host or
+//! inside the image ([`run`], isolated by [`namespace`]), and a phase's run, with what
+//! each hook changed attributed to its element and DIB's per-phase table printed.
+
+pub mod env;
+pub mod namespace;
+pub mod run;
+
+pub use env::HookEnv;
+pub use run::HookFailed;
+
+use crate::element::hooks::PHASES;
+use crate::plan::Plan;
+use crate::stage::changes;
+use crate::tree::Tree;
+use crate::ui::Ui;
+
+/// Runs one phase's hooks, attributing what each changed on disk to its element, and
+/// prints the phase table (script, element, seconds) as DIB does.
+pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &Ui) -> anyhow::Result<()> {
+    let list = plan.hooks.phase(phase);
+    if list.is_empty() {
+        return Ok(());
+    }
+    let side = PHASES.iter().find(|(p, _)| *p == phase).map(|(_, s)| *s).expect("known phase");
+    let mut before = changes::scan(&env.target_root)?;
+    let mut timings = Vec::new();
+    for hook in list {
+        ui.detail(&format!("running {phase}/{} ({})", hook.name, hook.element));
+        timings.push(run::run(hook, side, env)?);
+        let after = changes::scan(&env.target_root)?;
+        changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element)?;
+        before = after;
+    }
+    let mut table = format!("phase {phase}:");
+    for t in timings {
+        table.push_str(&format!("\n  {:<28} {:<20} {:>7.2} s", t.name, t.element, t.seconds));
+    }
+    ui.info(&table);
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Running one hook as diskimage-builder does: host phases as a plain process with
+//! `TARGET_ROOT` pointing at the image, chroot phases inside the image root in a mount
+//! namespace (and a user namespace when not root), with /dev, /proc, /sys and the hooks
+//! directory bound in; without a network for `--offline`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use super::env::HookEnv;
+use super::namespace::{isolate, Isolation};
+use crate::element::hooks::{Hook, Side};
+
+/// How long one script took, for the phase table.
+pub struct Timing {
+    pub name: String,
+    pub element: String,
+    pub seconds: f64,
+}
+
+/// A hook exited with an error; the build keeps its work directory for inspection.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HookFailed(pub String);
+
+/// Runs one hook; on failure the error names the element, phase, script, exit status
+/// and the tail of what it printed.
+pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
+    let dir = env.tmp_hooks.join("hooks").join(hook.phase);
+    fs::create_dir_all(&dir)?;
+    let script = dir.join(&hook.name);
+    fs::write(&script, hook.script.read_all()?).with_context(|| format!("writing {}", script.display()))?;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    fs::create_dir_all(&env.logs)?;
+    let log_path = env.logs.join(format!("{}-{}.log", hook.phase, hook.name));
+    let log = fs::File::create(&log_path)?;
+
+    let mut cmd;
+    let mut made = Vec::new();
+    match side {
+        Side::Host => {
+            cmd = Command::new(&script);
+            if env.no_network {
+                isolate(&mut cmd, &Isolation { chroot: None, binds: vec![], no_network: true })?;
+            }
+        }
+        Side::Chroot => {
+            cmd = Command::new(Path::new("/tmp/in_target.d/hooks").join(hook.phase).join(&hook.name));
+            let mut binds = Vec::new();
+            for (host, inside) in [("/dev", "dev"), ("/proc", "proc"), ("/sys", "sys")] {
+                binds.push((PathBuf::from(host), PathBuf::from(inside)));
+            }
+            binds.push((env.tmp_hooks.clone(), PathBuf::from("tmp/in_target.d")));
+            for (host, inside) in &hook.binds {
+                fs::create_dir_all(host).with_context(|| format!("creating {}", host.display()))?;
+                binds.push((host.clone(), inside.clone()));
+            }
+            for (_, inside) in &binds {
+                made.extend(make_mount_point(&env.target_root, inside)?);
+            }
+            isolate(
+                &mut cmd,
+                &Isolation { chroot: Some(env.target_root.clone()), binds, no_network: env.no_network },
+            )?;
+        }
+    }
+    cmd.env_clear()
+        .envs(&env.vars)
+        .env("SMELT_PHASE", hook.phase)
+        .env("ELEMENT_DIR", env.element_dirs.get(&hook.element).map(|p| p.as_os_str()).unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if side == Side::Chroot {
+        cmd.env("TARGET_ROOT", "/")
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    }
+    let started = Instant::now();
+    let status = crate::cleanup::status(&mut cmd);
+    for dir in made.iter().rev() {
+        let _ = fs::remove_dir(dir);
+    }
+    let place = format!("element `{}`, phase {}, script {}", hook.element, hook.phase, hook.name);
+    let status = status.with_context(|| {
+        format!(
+            "{place}: could not start it (is its #! interpreter in the {}?)",
+            match side {
+                Side::Host => "host",
+                Side::Chroot => "image",
+            }
+        )
+    })?;
+    if !status.success() {
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n    ");
+        let how = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => format!("was killed ({status})"),
+        };
+        return Err(HookFailed(format!(
+            "hook failed: {place} {how}\n  last lines of its output:\n    {tail}\n  full log: {}",
+            log_path.display()
+        ))
+        .into());
+    }
+    Ok(Timing {
+        name: hook.name.clone(),
+        element: hook.element.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Creates a mount point inside the image if missing; returns what it created so it can
+/// be removed again and never reach the image.
+fn make_mount_point(root: &Path, inside: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let mut p = root.to_path_buf();
+    for part in inside.components() {
+        p.push(part);
+        if !p.exists() {
+            fs::create_dir(&p).with_context(|| format!("creating mount point {}", p.display()))?;
+            made.push(p.clone());
+        }
+    }
+    Ok(made)
+}
