@@ -61,7 +61,8 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         return Err(Diagnostics(diags).into());
     }
     let params = merge_params(&file, &image, &resolved, &inputs.sets)?;
-    let hooks = hooks::collect(&resolved.elements)?;
+    let installs = crate::element::packages::hooks(&resolved.elements)?;
+    let hooks = hooks::collect(&resolved.elements, installs)?;
     let budget = find_budget(&image)?;
     let (client_view, nodes, client) = match &inputs.client {
         Some(path) => {

@@ -68,10 +68,10 @@ impl Hooks {
     }
 }
 
-/// Collects hooks across elements. Like dib-run-parts, only executable files run; the
-/// same script name in one phase of two elements is an error, since their order would
-/// be a coin toss.
-pub fn collect(elements: &[Element]) -> anyhow::Result<Hooks> {
+/// Collects hooks across elements, with those smelt `generated` (the package installs).
+/// Like dib-run-parts, only executable files run; the same script name in one phase of
+/// two elements is an error, since their order would be a coin toss.
+pub fn collect(elements: &[Element], generated: Vec<Hook>) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::default();
     let mut errors = Vec::new();
     for element in elements {
@@ -115,15 +115,8 @@ pub fn collect(elements: &[Element]) -> anyhow::Result<Hooks> {
             }
         }
     }
-    // Package lists become one hook per phase, as DIB's package-installs element runs.
-    let family = super::packages::family(elements);
-    let lists = super::packages::collect(elements, family, &|k| std::env::var(k).ok())?;
-    let apt_cache = crate::cache::dir().join("apt");
-    for (phase, list) in lists {
-        if list.install.is_empty() && list.uninstall.is_empty() {
-            continue;
-        }
-        let hook = super::packages::hook(phase, &list, &apt_cache);
+    for hook in generated {
+        let phase = hook.phase;
         let phase_hooks = hooks.by_phase.entry(phase).or_default();
         if let Some(other) = phase_hooks.iter().find(|h| h.name == hook.name) {
             errors.push(format!(

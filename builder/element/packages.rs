@@ -126,12 +126,24 @@ fn holds(when: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
     (env(var).unwrap_or_default() == want) == equal
 }
 
+/// The package installs of `elements`, one hook per phase that has any, as DIB's
+/// package-installs element runs them.
+pub fn hooks(elements: &[Element]) -> anyhow::Result<Vec<Hook>> {
+    let lists = collect(elements, family(elements), &|k| std::env::var(k).ok())?;
+    let apt_cache = crate::cache::dir().join("apt");
+    Ok(lists
+        .into_iter()
+        .filter(|(_, list)| !list.install.is_empty() || !list.uninstall.is_empty())
+        .map(|(phase, list)| hook(phase, &list, &apt_cache))
+        .collect())
+}
+
 /// The hook that installs one phase's packages with whichever package manager the
 /// image has. apt's package lists and downloads live in `apt_cache` on the host, bound
 /// into the image while the hook runs (made then, never while planning), so an `--offline` build (SMELT_OFFLINE=1)
 /// installs from what an earlier build fetched; the logs dpkg and apt write, which
 /// carry times, are removed so the image's bytes do not depend on when it was built.
-pub fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> Hook {
+fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> Hook {
     let (archives, lists) = (apt_cache.join("archives"), apt_cache.join("lists"));
     let install = p.install.join(" ");
     let uninstall = p.uninstall.join(" ");
