@@ -24,6 +24,7 @@
 pub mod archive;
 pub mod boot;
 pub mod budget;
+pub mod builtin;
 pub mod cache;
 pub mod cleanup;
 pub mod cli;

@@ -7,7 +7,6 @@
 //!    each hook's additions, changes and removals attributed to its element;
 //! 4. `[prune]`, `[[permissions]]`, `[[devices]]`.
 
-pub mod base;
 pub mod changes;
 pub mod hooks;
 pub mod overlay;
@@ -63,7 +62,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     let context = template_context(plan)?;
     for element in &plan.resolved.elements {
         let params = Value::Object(plan.params[&element.name].clone().into_iter().collect());
-        let based = base::apply(&mut tree, element, &params, plan, work, mtime)?;
+        let based = crate::builtin::apply(&mut tree, element, &params, plan, work, mtime)?;
         let overlaid = overlay::apply(&mut tree, element, mtime)? + sources::apply(&mut tree, element, work)?;
         let rendered = template::apply(&mut tree, element, &params, &context, mtime)?;
         ui.detail(&format!(

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 
 use crate::element::{Element, FileKind, Origin};
 use crate::path::ImagePath;
-use crate::tree::disk::host_entry;
+use crate::tree::disk::{add_dir_as_root, root_entry};
 use crate::tree::Tree;
 
 /// Places every repository an element declares; returns how many entries it added.
@@ -88,28 +88,8 @@ fn local(element: &Element, location: &str) -> PathBuf {
 }
 
 fn add_file(tree: &mut Tree, element: &str, location: &Path, dest: &ImagePath) -> anyhow::Result<usize> {
-    let meta = std::fs::metadata(location).with_context(|| format!("reading {}", location.display()))?;
-    let mut e = host_entry(location, &meta, element)?;
-    e.uid = 0;
-    e.gid = 0;
-    tree.insert(dest, e).map_err(anyhow::Error::msg)?;
+    tree.insert(dest, root_entry(location, element)?).map_err(anyhow::Error::msg)?;
     Ok(1)
-}
-
-/// Adds a directory on disk under `dest`, by reference.
-fn add_tree(tree: &mut Tree, element: &str, dir: &Path, dest: &ImagePath) -> anyhow::Result<usize> {
-    let mut count = 0;
-    let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name();
-    for e in walk.into_iter().filter_entry(|e| e.file_name() != ".git") {
-        let e = e?;
-        let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
-        let mut entry = host_entry(e.path(), &e.metadata()?, element)?;
-        entry.uid = 0;
-        entry.gid = 0;
-        tree.insert(&dest.join(&rel).map_err(anyhow::Error::msg)?, entry).map_err(anyhow::Error::msg)?;
-        count += 1;
-    }
-    Ok(count)
 }
 
 /// A tarball (plain, gz, xz or zst): `.` for all of it, `*` for what is inside its
@@ -157,7 +137,7 @@ fn tar(
         }
         member.unpack(&target).with_context(|| format!("unpacking {path} from {}", location.display()))?;
     }
-    add_tree(tree, element, scratch, dest)
+    add_dir_as_root(tree, scratch, dest, element)
 }
 
 /// A git repository on this machine, checked out at `reference` (default: master, else
@@ -190,7 +170,7 @@ fn git(
             return Err(e);
         }
     }
-    add_tree(tree, element, scratch, dest)
+    add_dir_as_root(tree, scratch, dest, element)
 }
 
 #[cfg(test)]

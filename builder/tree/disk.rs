@@ -7,8 +7,9 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Entry, Kind};
+use super::{Entry, Kind, Tree};
 use crate::io::source::Source;
+use crate::path::ImagePath;
 
 /// An entry for a host file, directory, symlink or device, by reference. Ownership is
 /// smelt's record, not the host's: a file owned by the user running smelt becomes
@@ -46,6 +47,34 @@ pub fn host_entry(path: &Path, meta: &Metadata, element: &str) -> anyhow::Result
         mtime: meta.mtime(),
         element: element.into(),
     })
+}
+
+/// A host path taken into the image as root's, whoever owns it on the host (`stat`
+/// follows a symlink at `path`).
+pub fn root_entry(path: &Path, element: &str) -> anyhow::Result<Entry> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(host_entry(path, &meta, element)?.as_root())
+}
+
+/// Adds everything under the host directory `dir` at `under`, by reference and as
+/// root's, `.git` directories left out; returns how many entries.
+pub fn add_dir_as_root(
+    tree: &mut Tree,
+    dir: &Path,
+    under: &ImagePath,
+    element: &str,
+) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name();
+    for e in walk.into_iter().filter_entry(|e| e.file_name() != ".git") {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
+        let at = under.join(&rel).map_err(anyhow::Error::msg)?;
+        let entry = host_entry(e.path(), &e.metadata()?, element)?.as_root();
+        tree.insert(&at, entry).map_err(|m| anyhow::anyhow!("element `{element}`: {at}: {m}"))?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// Creates one entry on disk (`dir` output, hook staging). Devices cannot be made

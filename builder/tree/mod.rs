@@ -115,6 +115,13 @@ impl Entry {
         Entry::file(Source::Bytes(data.into()), size, mode, mtime, element)
     }
 
+    /// The entry owned by root, as smelt records files it takes from the host.
+    pub fn as_root(mut self) -> Entry {
+        self.uid = 0;
+        self.gid = 0;
+        self
+    }
+
     pub fn size(&self) -> u64 {
         match &self.kind {
             Kind::File { size, .. } => *size,

@@ -1,34 +1,20 @@
-//! Bases from a whole root filesystem: `base-rootfs` (a tarball or a directory) and
-//! `base-debian` (debootstrap minbase, once; then a cached tarball). A tarball's
-//! members are staged by reference — each record points at its bytes inside the
+//! `base-rootfs`: a whole root filesystem as the base, from a tarball (plain, gz, xz or
+//! zst) or a directory. A tarball's members are staged by reference — each record points at its bytes inside the
 //! uncompressed tar — with the owners, modes and devices its headers give, so staging
 //! from it needs neither root nor a copy.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::disk::host_entry;
 use crate::tree::{Entry, Kind, Tree};
-
-/// Where smelt keeps what it fetched or unpacked: `SMELT_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/smelt`, else `~/.cache/smelt`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SMELT_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("smelt");
-    }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/smelt")
-}
 
 /// Adds every member of an uncompressed tarball to the tree, by reference.
 pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Result<usize> {
@@ -108,7 +94,7 @@ pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Resul
 
 /// `base-rootfs`: `source` is a tarball (plain, or gz/xz/zst, unpacked once into the
 /// cache) or a directory, relative to image.toml.
-pub fn rootfs(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) -> anyhow::Result<usize> {
+pub fn apply(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) -> anyhow::Result<usize> {
     let source = params.get("source").and_then(Value::as_str).filter(|s| !s.is_empty());
     let source = image_dir.join(source.with_context(|| {
         format!("element `{element}`: param `source` is empty; name a rootfs tarball or directory")
@@ -129,7 +115,7 @@ pub fn rootfs(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) 
     let Some(kind) = compressed else { return add_tar(tree, &source, element) };
     // Members are staged by reference into an uncompressed copy, made once per content.
     let digest = crate::io::count::sha256_file(&source)?;
-    let plain = cache_dir().join("rootfs").join(format!("{}.tar", &digest[..32]));
+    let plain = crate::cache::dir().join("rootfs").join(format!("{}.tar", &digest[..32]));
     if !plain.exists() {
         let dir = plain.parent().expect("has a parent");
         std::fs::create_dir_all(dir)?;
@@ -161,103 +147,4 @@ fn add_dir(tree: &mut Tree, dir: &Path, element: &str) -> anyhow::Result<usize> 
         count += 1;
     }
     Ok(count)
-}
-
-/// `base-debian`: debootstrap minbase of `suite` from `mirror` with `packages`, run
-/// once and kept as a tarball in the cache; every build, the first included, stages
-/// from that tarball, so a rebuild with `--offline` gives the same bytes.
-pub fn debian(tree: &mut Tree, element: &str, params: &Value, offline: bool) -> anyhow::Result<usize> {
-    let suite = params.get("suite").and_then(Value::as_str).unwrap_or("bookworm").to_string();
-    let mirror =
-        params.get("mirror").and_then(Value::as_str).unwrap_or("http://deb.debian.org/debian").to_string();
-    let mut packages: Vec<String> = super::list_param(params, "packages");
-    packages.sort();
-    packages.dedup();
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let wanted =
-        json!({ "suite": suite, "mirror": mirror, "packages": packages, "arch": arch, "variant": "minbase" });
-    let key = {
-        use sha2::{Digest, Sha256};
-        let h = Sha256::digest(wanted.to_string().as_bytes());
-        h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let cached = cache_dir().join("base-debian").join(format!("{suite}-{arch}-{key}.tar"));
-    if !cached.exists() {
-        if offline {
-            bail!(
-                "element `{element}`: no cached bootstrap of {suite} ({}) at {}; build once without --offline to fetch it",
-                if packages.is_empty() { "minbase".to_string() } else { format!("minbase + {}", packages.join(", ")) },
-                cached.display()
-            );
-        }
-        bootstrap(element, &suite, &mirror, &packages, &cached)?;
-    }
-    add_tar(tree, &cached, element)
-}
-
-fn bootstrap(
-    element: &str,
-    suite: &str,
-    mirror: &str,
-    packages: &[String],
-    cached: &Path,
-) -> anyhow::Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "element `{element}`: the first bootstrap of {suite} needs root (debootstrap makes device nodes and \
-             chowns files): run this build once as root; later builds use the cached tarball and need neither root nor network"
-        );
-    }
-    let dir = cached.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::io::atomic::sweep(dir);
-    let scratch = crate::io::atomic::Scratch::new(dir, "bootstrap")?;
-    let root = scratch.path();
-    let log = dir.join(format!("{suite}.debootstrap.log"));
-    let mut cmd = Command::new("debootstrap");
-    cmd.arg("--variant=minbase");
-    if !packages.is_empty() {
-        cmd.arg(format!("--include={}", packages.join(",")));
-    }
-    cmd.arg(suite)
-        .arg(root)
-        .arg(mirror)
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(&log)?.try_clone()?);
-    crate::ui::warning(&format!(
-        "element `{element}`: bootstrapping {suite} from {mirror} (once; kept in {})",
-        cached.display()
-    ));
-    let status = crate::cleanup::status(&mut cmd).with_context(|| {
-        format!("element `{element}`: running debootstrap; install it (Debian/Ubuntu: debootstrap)")
-    })?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!(
-            "element `{element}`: debootstrap of {suite} failed ({status}):\n    {}\n  full log: {}",
-            tail.join("\n    "),
-            log.display()
-        );
-    }
-    // What the bootstrap downloaded is not part of the system.
-    for junk in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        if let Ok(rd) = std::fs::read_dir(root.join(junk)) {
-            for e in rd.flatten().filter(|e| e.path().is_file()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let pending = crate::io::atomic::Pending::new(cached);
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(pending.create_file()?));
-    builder.follow_symlinks(false);
-    builder
-        .append_dir_all(".", root)
-        .with_context(|| format!("element `{element}`: packing {}", root.display()))?;
-    builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    pending.publish()
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::tree::disk::host_entry;
+use crate::tree::disk::root_entry;
 use crate::tree::{Entry, Kind, Tree};
 
 /// Removed unless kept, relative to the venv.
@@ -39,7 +39,7 @@ const REMOVE: &[&str] = &[
     "lib/python*/site-packages/*.dist-info/licenses/**",
 ];
 
-pub fn trim(
+pub fn apply(
     tree: &mut Tree,
     element: &str,
     params: &Value,
@@ -143,10 +143,7 @@ fn compile(
         if !pyc.exists() {
             continue;
         }
-        let meta = std::fs::metadata(&pyc)?;
-        let mut entry = host_entry(&pyc, &meta, element)?;
-        entry.uid = 0;
-        entry.gid = 0;
+        let mut entry = root_entry(&pyc, element)?;
         entry.mode = 0o644;
         entry.mtime = epoch;
         let at = ImagePath::new(&format!("{}c", path.as_str())).expect("valid");

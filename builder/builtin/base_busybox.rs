@@ -6,8 +6,9 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use super::host::{find_program, host_file_entry};
+use super::base_host::find_program;
 use crate::path::ImagePath;
+use crate::tree::disk::root_entry;
 use crate::tree::{Entry, Tree};
 
 pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<usize> {
@@ -40,7 +41,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let mut entry = host_file_entry(&busybox, element)?;
+    let mut entry = root_entry(&busybox, element)?;
     entry.mode = 0o755;
     tree.insert(&ImagePath::new("bin/busybox").expect("valid"), entry).map_err(anyhow::Error::msg)?;
     let mut count = 1;

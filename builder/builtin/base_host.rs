@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use crate::path::ImagePath;
-use crate::tree::disk::host_entry;
+use crate::tree::disk::root_entry;
 use crate::tree::{Entry, Tree};
 
 /// Top-level links of merged-/usr hosts, mirrored so `#!/bin/sh` works in the image.
@@ -73,15 +73,6 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A record for one host file, by reference, attributed to `element`.
-pub fn host_file_entry(path: &Path, element: &str) -> anyhow::Result<Entry> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut e = host_entry(path, &meta, element)?;
-    e.uid = 0;
-    e.gid = 0;
-    Ok(e)
-}
-
 /// Adds a host path at the same place in the image, recreating every symlink met on
 /// the way (in the directories and at the end), and returns the real file's host path.
 pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Result<PathBuf> {
@@ -119,7 +110,7 @@ pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Res
                 if !meta.is_file() {
                     bail!("{} is not a regular file", so_far.display());
                 }
-                tree.insert(&image_path, host_file_entry(&so_far, element)?).map_err(anyhow::Error::msg)?;
+                tree.insert(&image_path, root_entry(&so_far, element)?).map_err(anyhow::Error::msg)?;
                 return Ok(so_far);
             }
         }

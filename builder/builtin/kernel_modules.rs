@@ -218,9 +218,8 @@ fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> 
                 continue;
             }
             let at = ImagePath::new(&format!("lib/firmware/{r}")).map_err(anyhow::Error::msg)?;
-            let mut entry = crate::tree::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?;
-            entry.uid = 0;
-            entry.gid = 0;
+            let entry =
+                crate::tree::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?.as_root();
             tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
             found += 1;
         }
