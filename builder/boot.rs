@@ -106,13 +106,9 @@ fn render(template: &str, name: &str, image: &Image) -> anyhow::Result<Vec<u8>> 
         "kernel": KERNEL,
         "initrd": INITRD,
     });
-    let context = tera::Context::from_serialize(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(Vec::<&str>::new());
-    Ok(tera
-        .render_str(template, &context, false)
-        .map_err(|e| anyhow::anyhow!("rendering templates/boot/{name}: {e}"))?
-        .into_bytes())
+    let text = crate::render::render_str(template, &ctx)
+        .map_err(|e| anyhow::anyhow!("rendering templates/boot/{name}: {e}"))?;
+    Ok(text.into_bytes())
 }
 
 /// What every bootable ISO of a build shares: the host's loaders, the GRUB UEFI image

@@ -59,9 +59,8 @@ pub fn tree(
                 Some(out) => {
                     let text = String::from_utf8(bytes)
                         .map_err(|_| anyhow!("element `{}`: config-drive/{rel} is not UTF-8", e.name))?;
-                    let ctx = tera::Context::from_serialize(&json!({ "client": client_view, "node": node }))
-                        .map_err(|er| anyhow!("{er}"))?;
-                    let rendered = tera::Tera::default().render_str(&text, &ctx, false).map_err(|er| {
+                    let ctx = json!({ "client": client_view, "node": node });
+                    let rendered = crate::render::render_str(&text, &ctx).map_err(|er| {
                         anyhow!("element `{}`: template config-drive/{rel} for node {name}: {er}", e.name)
                     })?;
                     (out.to_string(), rendered)

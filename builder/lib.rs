@@ -38,6 +38,7 @@ pub mod ops;
 pub mod path;
 pub mod plan;
 pub mod platform;
+pub mod render;
 pub mod report;
 pub mod secrets;
 pub mod stage;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::config::client::{Client, Interface, Kind, Node};
 use crate::path::ImagePath;
+use crate::render::{per_item, Templates};
 use crate::tree::{Entry, Tree};
 
 /// The renderers' templates: `templates/network/RENDERER/FILE.tera`.
@@ -321,36 +322,30 @@ pub fn render(
                 RENDERERS.join(", ")
             );
         }
-        let mut tera = tera::Tera::default();
-        tera.autoescape_on(Vec::<&str>::new());
-        // All at once: a template may include one added after it.
-        tera.add_raw_templates(list.iter().map(|t| (t.path.as_str(), t.text.as_str())))
-            .map_err(|e| anyhow!("element `{element}`: templates of network/{renderer}: {e}"))?;
+        let tera = Templates::new(list.iter().map(|t| (t.path.as_str(), t.text.as_str())))
+            .map_err(|(t, e)| anyhow!("element `{element}`: template network/{renderer}/{t}: {e}"))?;
         for node in nodes {
             // `_name.tera` files are partials for `{% include %}`, not outputs.
             for t in list.iter().filter(|t| !t.path.rsplit('/').next().unwrap_or("").starts_with('_')) {
                 let out_name = t.path.strip_suffix(".tera").unwrap_or(&t.path);
-                let per: Option<(&str, &str)> = ["{iface}", "{link}", "{bond}", "{vlan}"]
+                // `{iface}` is every interface; `{link}`, `{bond}`, `{vlan}` those of a kind.
+                let placeholder = ["{iface}", "{link}", "{bond}", "{vlan}"]
+                    .into_iter()
+                    .find(|p| out_name.contains(p))
+                    .unwrap_or("{iface}");
+                let kind = &placeholder[1..placeholder.len() - 1];
+                let ifaces = node["interfaces"]
+                    .as_array()
+                    .expect("interfaces")
                     .iter()
-                    .find(|p| out_name.contains(**p))
-                    .map(|p| (*p, &p[1..p.len() - 1]));
-                let targets: Vec<(String, Option<&Value>)> = match per {
-                    None => vec![(out_name.to_string(), None)],
-                    Some((placeholder, kind)) => node["interfaces"]
-                        .as_array()
-                        .expect("interfaces")
-                        .iter()
-                        .filter(|i| kind == "iface" || i["kind"] == kind)
-                        .map(|i| (out_name.replace(placeholder, i["name"].as_str().unwrap_or("")), Some(i)))
-                        .collect(),
-                };
-                for (name, iface) in targets {
+                    .filter(|i| kind == "iface" || i["kind"] == kind)
+                    .map(|i| (i["name"].as_str().unwrap_or_default(), i));
+                for (name, iface) in per_item(out_name, placeholder, ifaces) {
                     let mut ctx = json!({ "client": client_view, "node": node, "nodes": nodes });
                     if let Some(i) = iface {
                         ctx["iface"] = i.clone();
                     }
-                    let context = tera::Context::from_serialize(&ctx).map_err(|e| anyhow!("{e}"))?;
-                    let text = tera.render(&t.path, &context).map_err(|e| {
+                    let text = tera.render(&t.path, &ctx).map_err(|e| {
                         anyhow!(
                             "element `{element}`: template network/{renderer}/{} for node {}: {e}",
                             t.path,

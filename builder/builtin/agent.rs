@@ -44,9 +44,7 @@ pub fn apply(
         let path = image_dir.join(config);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("element `{element}`: config {}", path.display()))?;
-        let ctx = tera::Context::from_serialize(context).map_err(|e| anyhow!("{e}"))?;
-        let rendered = tera::Tera::default()
-            .render_str(&text, &ctx, false)
+        let rendered = crate::render::render_str(&text, context)
             .map_err(|e| anyhow!("element `{element}`: template {}: {e}", path.display()))?;
         let at = dir.join("agent.conf").map_err(anyhow::Error::msg)?;
         tree.insert(&at, Entry::bytes(rendered.into_bytes(), 0o600, mtime, element))

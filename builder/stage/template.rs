@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::element::{Element, FileKind};
 use crate::io::source::Source;
 use crate::path::ImagePath;
+use crate::render::{per_item, Templates};
 use crate::tree::{Entry, Tree};
 
 /// What every template sees, apart from its element's `params` (and `node`).
@@ -33,37 +34,26 @@ pub fn apply(
     if templates.is_empty() {
         return Ok(0);
     }
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(Vec::<&str>::new());
+    let mut texts = Vec::new();
     for (rel, _, src) in &templates {
         let text = String::from_utf8(src.read_all()?)
             .map_err(|_| anyhow!("element `{}`: template templates/{rel} is not UTF-8", element.name))?;
-        tera.add_raw_template(rel, &text)
-            .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
+        texts.push((*rel, text));
     }
+    let failed = |rel: &str, e: String| anyhow!("element `{}`: template templates/{rel}: {e}", element.name);
+    let tera = Templates::new(texts.iter().map(|(rel, text)| (*rel, text.as_str())))
+        .map_err(|(rel, e)| failed(&rel, e))?;
     let mut count = 0;
     for (rel, mode, _) in templates {
         let out = rel.strip_suffix(".tera").unwrap_or(rel);
-        let per_node = out.contains("{node}");
-        let targets: Vec<(String, Option<&Value>)> = if per_node {
-            ctx.nodes
-                .iter()
-                .map(|n| (out.replace("{node}", n["name"].as_str().unwrap_or("")), Some(n)))
-                .collect()
-        } else {
-            vec![(out.to_string(), None)]
-        };
-        for (dest, node) in targets {
+        let nodes = ctx.nodes.iter().map(|n| (n["name"].as_str().unwrap_or_default(), n));
+        for (dest, node) in per_item(out, "{node}", nodes) {
             let mut map = ctx.base.clone();
             map.insert("params".into(), params.clone());
             if let Some(n) = node {
                 map.insert("node".into(), n.clone());
             }
-            let context = tera::Context::from_serialize(&Value::Object(map))
-                .map_err(|e| anyhow!("building the template context: {}", flat(&e)))?;
-            let text = tera
-                .render(rel, &context)
-                .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {}", element.name, flat(&e)))?;
+            let text = tera.render(rel, &Value::Object(map)).map_err(|e| failed(rel, e))?;
             let path = ImagePath::new(&dest)
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
             let at = tree
@@ -76,18 +66,6 @@ pub fn apply(
         }
     }
     Ok(count)
-}
-
-/// A tera error with its causes on one line.
-fn flat(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The `build` part of the context.
