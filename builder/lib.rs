@@ -35,6 +35,7 @@ pub mod inspect;
 pub mod io;
 pub mod network;
 pub mod ops;
+pub mod outputs;
 pub mod path;
 pub mod plan;
 pub mod platform;

@@ -1,0 +1,292 @@
+//! Writing a build's outputs, one function per kind over one [`Outputs`] context: every
+//! output of every variant (see [`variants`]) goes under a temporary name, with its
+//! report line and budget check, for the build to publish only when all are within
+//! budget. The initramfs comes first, since a bootable ISO and the ramdisk tarball
+//! carry it; config drives, one per node, come last.
+
+pub mod variants;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+use crate::archive::{self, iso, ramdisk_tar, Written};
+use crate::boot;
+use crate::budget;
+use crate::config::image::OutputKind;
+use crate::config_drive;
+use crate::plan::Plan;
+use crate::report::OutputReport;
+use crate::tree::Tree;
+use crate::ui::{Ui, Verbosity};
+use variants::Variant;
+
+/// What writing the outputs produced: files waiting to be published, their report
+/// lines, and their budget checks.
+#[derive(Default)]
+pub struct Produced {
+    pub written: Vec<Written>,
+    pub reports: Vec<OutputReport>,
+    pub checks: Vec<budget::Check>,
+}
+
+/// What every output of a build shares, and what is made once for all variants.
+struct Outputs<'a> {
+    plan: &'a Plan,
+    outdir: &'a Path,
+    work: &'a Path,
+    ui: &'a Ui,
+    kernel: Option<PathBuf>,
+    /// The files elements put under `iso/`, made when the image has an ISO.
+    iso_extras: Option<Tree>,
+    /// Boot loaders of bootable ISOs: made for the first, shared by the rest.
+    loaders: Option<boot::Loaders>,
+    /// Per node: the shared part's archive, compressed once, that each node's own
+    /// small archive is appended to.
+    shared: Option<(Written, archive::SharedPart)>,
+    produced: Produced,
+}
+
+/// Writes every output of every variant of `plan` under a temporary name.
+pub fn write(
+    plan: &Plan,
+    variants: &[Variant],
+    outdir: &Path,
+    work: &Path,
+    ui: &Ui,
+) -> anyhow::Result<Produced> {
+    let wants = |kind| plan.image.outputs.contains(&kind);
+    let mut out = Outputs {
+        plan,
+        outdir,
+        work,
+        ui,
+        kernel: plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?,
+        iso_extras: if wants(OutputKind::Iso) { Some(crate::stage::iso_extras(plan)?) } else { None },
+        loaders: None,
+        shared: None,
+        produced: Produced::default(),
+    };
+    let needs_initramfs = wants(OutputKind::Initramfs)
+        || wants(OutputKind::RamdiskTar)
+        || (wants(OutputKind::Iso) && out.kernel.is_some());
+    for v in variants {
+        let initramfs = if needs_initramfs { Some(out.initramfs(v)?) } else { None };
+        let packed = initramfs.as_ref().map(|w| w.pending.temp_path());
+        for kind in &plan.image.outputs {
+            match kind {
+                OutputKind::Iso => out.iso(v, packed)?,
+                OutputKind::RamdiskTar => out.ramdisk_tar(v, packed)?,
+                OutputKind::Dir => out.dir(v)?,
+                // Written above; config drives are one per node, after the images.
+                OutputKind::Initramfs | OutputKind::ConfigDrive => {}
+            }
+        }
+        // Recorded as an output, or dropped (and so removed) when only carried by others.
+        if let Some(initramfs) = initramfs.filter(|_| wants(OutputKind::Initramfs)) {
+            out.record(OutputKind::Initramfs, initramfs);
+        }
+    }
+    if wants(OutputKind::ConfigDrive) {
+        out.config_drives()?;
+    }
+    let mut produced = out.produced;
+    // Report outputs in the order the image lists them, whatever order they were made in.
+    produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
+    Ok(produced)
+}
+
+impl Outputs<'_> {
+    fn wants(&self, kind: OutputKind) -> bool {
+        self.plan.image.outputs.contains(&kind)
+    }
+
+    /// The variant as a compressed newc archive: in the output directory when it is an
+    /// output, else in the work directory for the ISO or tarball that carries it. Per
+    /// node, the shared part is compressed once and each node's archive appended to it.
+    fn initramfs(&mut self, v: &Variant) -> anyhow::Result<Written> {
+        let (plan, ui) = (self.plan, self.ui);
+        let compression = plan.image.compression;
+        let file = format!("{}.cpio{}", v.stem, compression.suffix());
+        let dest =
+            if self.wants(OutputKind::Initramfs) { self.outdir.join(&file) } else { self.work.join(&file) };
+        match v.layers.as_slice() {
+            [whole] => {
+                let bar = ui.bytes_bar(whole.iter().map(|(_, e)| e.size()).sum(), "initramfs");
+                let out = ui.step("initramfs", || {
+                    archive::initramfs(whole, plan.epoch, compression, &dest, |n| bar.inc(n))
+                })?;
+                bar.finish_and_clear();
+                Ok(out)
+            }
+            [shared, own] => {
+                if self.shared.is_none() {
+                    let at = self.work.join(format!("shared.cpio{}", compression.suffix()));
+                    let written = ui.step("shared", || {
+                        archive::initramfs(shared, plan.epoch, compression, &at, |_| {})
+                    })?;
+                    let part = archive::SharedPart::new(written.pending.temp_path())?;
+                    self.shared = Some((written, part));
+                }
+                let own_at = self.work.join(format!("{}.own.cpio{}", v.stem, compression.suffix()));
+                let own = archive::initramfs(own, plan.epoch, compression, &own_at, |_| {})?;
+                let (_, shared) = self.shared.as_ref().expect("made above");
+                ui.step(&v.stem, || shared.then(own.pending.temp_path(), &dest))
+            }
+            _ => unreachable!("a variant has one or two layers"),
+        }
+    }
+
+    /// A data ISO of the variant's tree, or with a kernel a bootable one carrying the
+    /// initramfs. Laid out and checked against the budget before its data is written.
+    fn iso(&mut self, v: &Variant, initramfs: Option<&Path>) -> anyhow::Result<()> {
+        let (plan, ui, work) = (self.plan, self.ui, self.work);
+        let epoch = plan.time;
+        let extras = self.iso_extras.as_ref().expect("made for ISOs");
+        let spill = work.join("iso-spill");
+        let image = match (&self.kernel, initramfs) {
+            (Some(kernel), Some(initramfs)) => {
+                if self.loaders.is_none() {
+                    self.loaders = Some(boot::Loaders::prepare(&plan.image, work)?);
+                }
+                let loaders = self.loaders.as_ref().expect("prepared above");
+                ui.step("iso tree", || {
+                    let iso_tree = loaders.iso_tree(kernel, initramfs, extras, epoch)?;
+                    iso::prepare(&[&iso_tree], &plan.image.iso_label, epoch, Some(loaders.boot()), &spill)
+                })?
+            }
+            _ => ui.step("iso tree", || {
+                let mut layers = v.layers.clone();
+                layers.push(extras);
+                iso::prepare(&layers, &plan.image.iso_label, epoch, None, &spill)
+            })?,
+        };
+        let dest = self.outdir.join(format!("{}.iso", v.stem));
+        let check = |size| budget::check_output(&plan.budget, OutputKind::Iso, size);
+        let limit = check(0).map(|c| c.limit);
+        let (layout, out) = ui.step("iso", || image.write(&dest, limit))?;
+        for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
+            ui.warn(&format!("iso: {line}"));
+        }
+        match out {
+            Some(out) => self.record(OutputKind::Iso, out),
+            // Failed fast: the layout gave the size, and the write stopped.
+            None => {
+                let check = check(layout.size).expect("refused for its budget");
+                self.refuse(OutputKind::Iso, &dest, layout.size, check);
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel and the initramfs in a tarball, as Ironic and Metal3 take them.
+    fn ramdisk_tar(&mut self, v: &Variant, initramfs: Option<&Path>) -> anyhow::Result<()> {
+        let (Some(kernel), Some(initramfs)) = (&self.kernel, initramfs) else {
+            bail!("output `ramdisk-tar` needs a kernel: set kernel = \"auto\" or a vmlinuz path in [image]");
+        };
+        let dest = self.outdir.join(format!("{}.tar", v.stem));
+        let epoch = self.plan.time;
+        let out =
+            self.ui.step("ramdisk-tar", || ramdisk_tar::write(&v.stem, kernel, initramfs, epoch, &dest))?;
+        self.record(OutputKind::RamdiskTar, out);
+        Ok(())
+    }
+
+    /// The tree as a directory; device nodes need privilege and are left out.
+    fn dir(&mut self, v: &Variant) -> anyhow::Result<()> {
+        let dest = self.outdir.join(format!("{}.dir", v.stem));
+        let out = self.ui.step("dir", || archive::dir(&v.layers, &dest))?;
+        if out.skipped > 0 {
+            self.ui.warn(&format!(
+                "dir: {} device nodes cannot be made without privilege and were left out",
+                out.skipped
+            ));
+        }
+        self.record(OutputKind::Dir, out);
+        Ok(())
+    }
+
+    /// `config-drive/NODE.iso` for every node of the client.
+    fn config_drives(&mut self) -> anyhow::Result<()> {
+        let plan = self.plan;
+        let client = plan.inventory.as_ref().expect("checked before building");
+        let dir = self.outdir.join("config-drive");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spill = self.work.join("iso-spill");
+        for node in &plan.nodes {
+            let name = node["name"].as_str().unwrap_or_default();
+            let tree = config_drive::tree(client, &plan.client, node, &plan.resolved.elements, plan.time)?;
+            let dest = dir.join(format!("{name}.iso"));
+            let out =
+                self.ui.step("config-drive", || config_drive::write(&tree, plan.time, &dest, &spill))?;
+            self.record(OutputKind::ConfigDrive, out);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, kind: OutputKind, out: Written) {
+        let check = budget::check_output(&self.plan.budget, kind, out.bytes);
+        self.produced.reports.push(OutputReport {
+            kind: kind.name(),
+            path: out.pending.dest().display().to_string(),
+            bytes: out.bytes,
+            sha256: out.sha256.clone(),
+            budget: verdict(check.as_ref()),
+        });
+        self.produced.checks.extend(check);
+        self.produced.written.push(out);
+    }
+
+    /// An output that was not written because its planned size is over budget.
+    fn refuse(&mut self, kind: OutputKind, dest: &Path, bytes: u64, check: budget::Check) {
+        self.produced.reports.push(OutputReport {
+            kind: kind.name(),
+            path: dest.display().to_string(),
+            bytes,
+            sha256: None,
+            budget: verdict(Some(&check)),
+        });
+        self.produced.checks.push(check);
+    }
+}
+
+fn verdict(check: Option<&budget::Check>) -> &'static str {
+    match check {
+        Some(c) if c.ok => "ok",
+        Some(_) => "over",
+        None => "unchecked",
+    }
+}
+
+/// ISO warnings grouped by kind, in the order first seen: a real tree can raise
+/// thousands (every long Joliet name), so each kind prints its count and a few paths,
+/// or every path with `-v`.
+fn summarize(warnings: &[iso::Warning], every_path: bool) -> Vec<String> {
+    let mut kinds: Vec<(&str, Vec<&str>)> = Vec::new();
+    for w in warnings {
+        let at = match kinds.iter().position(|(what, _)| *what == w.what) {
+            Some(i) => i,
+            None => {
+                kinds.push((&w.what, Vec::new()));
+                kinds.len() - 1
+            }
+        };
+        kinds[at].1.extend(w.path.as_deref());
+    }
+    let shown = if every_path { usize::MAX } else { 3 };
+    kinds
+        .into_iter()
+        .map(|(what, paths)| match paths.len() {
+            0 => what.to_string(),
+            n => {
+                let listed = paths.iter().take(shown).copied().collect::<Vec<_>>().join(", ");
+                let more = if n > shown {
+                    format!(", and {} more (-v lists them)", n - shown)
+                } else {
+                    String::new()
+                };
+                format!("{what}: {n} path{}: {listed}{more}", if n == 1 { "" } else { "s" })
+            }
+        })
+        .collect()
+}
