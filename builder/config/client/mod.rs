@@ -1,0 +1,117 @@
+//! `client.toml`: a client's nodes and their static networking (links found by MAC,
+//! bonds, VLANs, addresses, gateways, routes), checked into [`Client`] with every
+//! problem reported at once, each at its place and naming its node.
+
+mod check;
+mod raw;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::source::TomlFile;
+pub use check::check;
+
+/// The Linux bonding modes.
+pub const BOND_MODES: [&str; 7] =
+    ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"];
+const LACP_RATES: [&str; 2] = ["slow", "fast"];
+const HASH_POLICIES: [&str; 6] = ["layer2", "layer2+3", "layer3+4", "encap2+3", "encap3+4", "vlan+srcmac"];
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Client {
+    pub name: String,
+    pub domain: Option<String>,
+    pub timezone: Option<String>,
+    pub dns: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub ntp: Vec<String>,
+    /// SSH public keys every node's config drive offers.
+    pub ssh_keys: Vec<String>,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Node {
+    pub name: String,
+    pub hostname: String,
+    pub serial: Option<String>,
+    pub ssh_keys: Vec<String>,
+    pub dns: Vec<IpAddr>,
+    /// Links first, then bonds, then VLANs: the order they are brought up.
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Interface {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+    pub mtu: Option<u32>,
+    pub addresses: Vec<IpNet>,
+    pub gateway4: Option<IpAddr>,
+    pub gateway6: Option<IpAddr>,
+    pub dhcp: bool,
+    pub routes: Vec<Route>,
+    /// The bond this link is a member of.
+    pub master: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Kind {
+    Link {
+        /// Lower case, colon separated.
+        mac: String,
+    },
+    Bond {
+        members: Vec<String>,
+        mode: String,
+        miimon: Option<u32>,
+        updelay: Option<u32>,
+        downdelay: Option<u32>,
+        primary: Option<String>,
+        lacp_rate: Option<String>,
+        xmit_hash_policy: Option<String>,
+    },
+    Vlan {
+        parent: String,
+        id: u16,
+    },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Route {
+    /// `None` for the default route.
+    pub to: Option<IpNet>,
+    pub via: Option<IpAddr>,
+    pub metric: Option<u32>,
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Client> {
+    Ok(check(&TomlFile::read(path)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raw::*;
+
+    #[test]
+    fn the_readme_documents_every_client_key() {
+        use crate::config::doc_keys::{documents, keys, section};
+        let text = section("## Client inventories and per-node networking");
+        let all = [
+            keys::<RawFile>(),
+            keys::<RawClient>(),
+            keys::<RawNode>(),
+            keys::<RawLink>(),
+            keys::<RawBond>(),
+            keys::<RawVlan>(),
+            keys::<RawRoute>(),
+        ];
+        for key in all.concat() {
+            assert!(documents(text, key), "`{key}` is not in the README's client section");
+        }
+    }
+}
