@@ -1,47 +1,57 @@
 //! smelt builds Linux initramfs images, ISOs and ramdisk tarballs by composing ordered
 //! *elements*, rootless and reproducibly, with size budgets checked on every build.
 //!
-//! The pipeline of `smelt build`, one module per step (see `ops::build`):
+//! The pipeline of `smelt build` (`ops::build` runs it, one named step after another):
 //!
-//! 1. [`config`] — read `image.toml` (and `size-budget.toml`, `client.toml`): raw serde
+//! 1. [`config`] — read `image.toml`, `client.toml` and `size-budget.toml`: raw serde
 //!    types checked once into models; errors point at file:line:col.
 //! 2. [`element`] — find elements on the element path (built-ins are embedded in the
-//!    binary), read their manifests, resolve `depends`/`provides`/`conflicts` into one
-//!    order. [`plan`] gathers all of that, plus params and hooks, before any work.
-//! 3. [`stage`] — build the image as a [`stage::tree::Tree`] of records: bases, `root/`
-//!    overlays and templates by reference; phase hooks on a materialised copy when an
-//!    element has any; then prune, permissions, devices.
-//! 4. [`budget`] — measure the tree (apparent, allocated, per element, per path) and
-//!    check the budget before and after writing.
-//! 5. [`archive`] — stream the tree as newc cpio through [`io`]'s compressors and
-//!    counting writers, lay it out as an ISO (bootable ones assembled by [`boot`]), or
-//!    pack kernel + initramfs in a tarball; each into a temporary file, published only
-//!    when every output is within budget.
-//! 6. [`report`] — `report.json` and the closing table.
+//!    binary), read their manifests and params, resolve `depends`/`provides`/
+//!    `conflicts` into one order, and decide which hooks run when.
+//! 3. [`plan`] — all of that with the params merged and checked, the client, the
+//!    budget and the build's one time, before any work; `smelt plan` prints it.
+//! 4. [`stage`] — build the image as a [`tree`] of records: each element's Rust work
+//!    ([`builtin`]), `root/` overlays and `templates/` (through [`render`]) by
+//!    reference; phase hooks on a materialised copy when an element has any; then
+//!    prune, permissions, devices. [`network`] renders the client's per-node configs.
+//! 5. [`budget`] — measure the tree (apparent, allocated, per element, per path) and
+//!    check the budget before and after writing; [`secrets`] names the keys and
+//!    hashes that ride along.
+//! 6. [`outputs`] — every output of every variant (the image, or one per node): the
+//!    [`archive`] writers (newc through [`io`]'s compressors, ISO, tar, dir), bootable
+//!    ISOs assembled by [`boot`], config drives by [`config_drive`]; each written under
+//!    a temporary name and published only when every output is within budget.
+//! 7. [`report`] — `report.json` and the closing table.
 //!
-//! [`inspect`] reads outputs back for `smelt inspect` and `smelt diff`.
+//! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`;
+//! [`cli`] and [`ops`] are the commands (one function each); [`ui`] is what the user
+//! sees on stderr; [`cleanup`] undoes a stopped build; [`path`] is an image path,
+//! [`cache`] where fetched things are kept, [`platform`] the host's architecture.
+//!
+//! Layers import downwards only: `path`, `io`, `tree` at the bottom import nothing of
+//! `stage`, `ops` or `cli`.
 
-pub mod archive;
-pub mod boot;
+mod archive;
+mod boot;
 pub mod budget;
-pub mod builtin;
-pub mod cache;
+mod builtin;
+mod cache;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
-pub mod config_drive;
-pub mod element;
-pub mod inspect;
-pub mod io;
-pub mod network;
+mod config_drive;
+mod element;
+mod inspect;
+mod io;
+mod network;
 pub mod ops;
-pub mod outputs;
-pub mod path;
+mod outputs;
+mod path;
 pub mod plan;
-pub mod platform;
-pub mod render;
-pub mod report;
-pub mod secrets;
-pub mod stage;
-pub mod tree;
+mod platform;
+mod render;
+mod report;
+mod secrets;
+mod stage;
+mod tree;
 pub mod ui;

@@ -10,7 +10,7 @@ pub mod ramdisk_tar;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use anyhow::Context as _;
 
@@ -98,16 +98,16 @@ pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
 /// it (in the kernel) and hashes only its own part after it.
 pub struct SharedPart {
     path: PathBuf,
-    bytes: u64,
-    hash: Sha256,
+    /// Its length and the hash of its bytes, to go on from.
+    state: (u64, Sha256),
 }
 
 impl SharedPart {
     pub fn new(path: &Path) -> anyhow::Result<SharedPart> {
-        let mut hash = Sha256::new();
         let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let bytes = std::io::copy(&mut f, &mut DigestWriter(&mut hash))?;
-        Ok(SharedPart { path: path.to_path_buf(), bytes, hash })
+        let mut w = CountingWriter::hashing(std::io::sink());
+        std::io::copy(&mut f, &mut w).with_context(|| format!("reading {}", path.display()))?;
+        Ok(SharedPart { path: path.to_path_buf(), state: w.into_state() })
     }
 
     /// `dest` = the shared part, then `own`, as the kernel unpacks archives placed back
@@ -117,42 +117,11 @@ impl SharedPart {
         let pending = Pending::new(dest);
         std::fs::copy(&self.path, pending.temp_path())
             .with_context(|| format!("writing {}", dest.display()))?;
-        let mut out = std::fs::OpenOptions::new().append(true).open(pending.temp_path())?;
-        let mut hash = self.hash.clone();
+        let out = std::fs::OpenOptions::new().append(true).open(pending.temp_path())?;
+        let mut w = CountingWriter::resuming(out, self.state.clone());
         let mut f = std::fs::File::open(own).with_context(|| format!("opening {}", own.display()))?;
-        let mut tee = Tee { out: &mut out, hash: &mut hash };
-        let own_bytes =
-            std::io::copy(&mut f, &mut tee).with_context(|| format!("writing {}", dest.display()))?;
-        let sha256 = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Written { pending, bytes: self.bytes + own_bytes, sha256: Some(sha256), skipped: 0 })
-    }
-}
-
-struct DigestWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for DigestWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Writes to a file and a hash at once.
-struct Tee<'a> {
-    out: &'a mut std::fs::File,
-    hash: &'a mut Sha256,
-}
-
-impl std::io::Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        std::io::copy(&mut f, &mut w).with_context(|| format!("writing {}", dest.display()))?;
+        let (_, bytes, sha256) = w.into_parts();
+        Ok(Written { pending, bytes, sha256, skipped: 0 })
     }
 }

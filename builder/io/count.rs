@@ -12,12 +12,19 @@ pub struct CountingWriter<W> {
 }
 
 impl<W: Write> CountingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        CountingWriter { inner, bytes: 0, hash: None }
-    }
-
     pub fn hashing(inner: W) -> Self {
         CountingWriter { inner, bytes: 0, hash: Some(Sha256::new()) }
+    }
+
+    /// Goes on counting and hashing from where another writer stopped (see
+    /// [`CountingWriter::into_state`]), as if these bytes followed its own.
+    pub fn resuming(inner: W, (bytes, hash): (u64, Sha256)) -> Self {
+        CountingWriter { inner, bytes, hash: Some(hash) }
+    }
+
+    /// The byte count and the running hash, to resume from.
+    pub fn into_state(self) -> (u64, Sha256) {
+        (self.bytes, self.hash.unwrap_or_default())
     }
 
     pub fn bytes(&self) -> u64 {
@@ -64,5 +71,12 @@ mod tests {
         let (inner, n, hash) = w.into_parts();
         assert_eq!((inner.len(), n), (3, 3));
         assert_eq!(hash.unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let mut first = CountingWriter::hashing(io::sink());
+        first.write_all(b"a").unwrap();
+        let mut rest = CountingWriter::resuming(Vec::new(), first.into_state());
+        rest.write_all(b"bc").unwrap();
+        let (inner, n, resumed) = rest.into_parts();
+        assert_eq!((inner, n), (b"bc".to_vec(), 3));
+        assert_eq!(resumed.unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
