@@ -1,6 +1,6 @@
 //! Boots what smelt builds with Debian's kernel in QEMU and reads the serial console.
 
-use crate::util::{boot, Dir};
+use crate::util::{boot, Dir, Image};
 
 /// A busybox image whose `install.d` hook (run inside the image root) writes a marker,
 /// and whose `post-root.d` hook (run on the host) writes another; a start-up step prints
@@ -50,9 +50,10 @@ fn busybox_initramfs_boots_and_shows_the_hook_marker() {
 fn kernel_argument_overrides_then() {
     let dir = Dir::new();
     marker_image(&dir, "gzip");
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"boot\"\nelements = [\"base-busybox\", \"init\"]\ncompression = \"gzip\"\n[params.init]\nthen = \"shell\"\n",
+    dir.image(
+        &Image::new("boot", &["base-busybox", "init"])
+            .set("compression", "\"gzip\"")
+            .params("init", "then = \"shell\""),
     );
     dir.smelt(&["build", "image.toml", "-o", "out"]).ok();
     // More than one 1 MiB piece of smelt's parallel gzip: the kernel reads them as one stream.

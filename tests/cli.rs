@@ -1,14 +1,11 @@
 //! What users read from plan, elements and check.
 
-use crate::util::Dir;
+use crate::util::{Dir, Image};
 
 #[test]
 fn plan_shows_order_wanters_hooks_and_budget() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"p\"\nelements = [\"mybase\", \"app\"]\n[params.app]\nport = 8080\n",
-    );
+    dir.image(&Image::new("p", &["mybase", "app"]).params("app", "port = 8080"));
     dir.write(
         "elements/app/element.toml",
         "description = \"app\"\ndepends = [\"init\", \"base\"]\n[params.port]\ndefault = 80\n",
@@ -40,7 +37,7 @@ fn plan_shows_order_wanters_hooks_and_budget() {
 #[test]
 fn set_rejects_unknown_params() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"p\"\nelements = [\"init\"]\n");
+    dir.image(&Image::new("p", &["init"]));
     let r = dir.smelt(&["plan", "image.toml", "--set", "init.than=poweroff"]).fails(2);
     assert_eq!(
         r.stderr,
@@ -65,7 +62,7 @@ fn elements_list_and_show() {
 #[test]
 fn check_validates_each_kind_of_file() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"p\"\nelements = [\"init\"]\n");
+    dir.image(&Image::new("p", &["init"]));
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"10 parsecs\"\n");
     dir.write("client.toml", "[client]\nname = \"acme\"\n[[nodes]]\nname = \"n1\"\n");
     assert_eq!(dir.smelt(&["check", "image.toml"]).ok().stdout, "image.toml: ok (image `p`, 1 elements)\n");
@@ -86,7 +83,7 @@ fn bad_command_line_exits_2() {
 #[test]
 fn dir_output_and_json_report() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"d\"\nelements = [\"a\"]\noutputs = [\"dir\", \"initramfs\"]\ncompression = \"none\"\n");
+    dir.image(&Image::new("d", &["a"]).outputs(&["dir", "initramfs"]).set("compression", "\"none\""));
     dir.write("elements/a/root/etc/hello", "hi\n");
     let r = dir.build(&["--json"]).ok();
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -128,22 +125,15 @@ fn completions_load_in_bash_and_man_pages_render_without_warnings() {
 /// tests/golden/help/*.txt (SNAPSHOTS=overwrite rewrites them; review the diff).
 #[test]
 fn help_texts_match_their_snapshots() {
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/help");
-    let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
     let dir = Dir::new();
-    let mut differ = Vec::new();
+    let mut got = std::collections::BTreeMap::new();
     for command in ["", "build", "plan", "elements", "check", "inspect", "diff", "completions", "man"] {
         let args: Vec<&str> = [command, "--help"].into_iter().filter(|a| !a.is_empty()).collect();
-        let text = dir.smelt(&args).ok().stdout;
-        let file = golden.join(format!("{}.txt", if command.is_empty() { "smelt" } else { command }));
-        if overwrite {
-            std::fs::create_dir_all(&golden).unwrap();
-            std::fs::write(&file, &text).unwrap();
-        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
-            differ.push(file.display().to_string());
-        }
+        let file = format!("{}.txt", if command.is_empty() { "smelt" } else { command });
+        got.insert(file, dir.smelt(&args).ok().stdout);
     }
-    assert!(differ.is_empty(), "{differ:?} differ (SNAPSHOTS=overwrite rewrites, then review the diff)");
+    let differ = crate::util::snapshot("tests/golden/help", &got);
+    assert!(differ.is_empty(), "{differ:?} differ");
 }
 
 /// buildinfo's template names `digest`, so every element's content digest is computed
@@ -152,10 +142,7 @@ fn help_texts_match_their_snapshots() {
 #[test]
 fn buildinfo_carries_content_digests_that_follow_the_files() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"b\"\nelements = [\"init\", \"buildinfo\", \"app\"]\noutputs = [\"dir\"]\n",
-    );
+    dir.image(&Image::new("b", &["init", "buildinfo", "app"]).outputs(&["dir"]));
     dir.write("elements/app/element.toml", "description = \"app\"\n");
     dir.write("elements/app/root/opt/app/data", "one\n");
     let digests = |out: &str| -> std::collections::BTreeMap<String, String> {

@@ -1,7 +1,7 @@
 //! Every client inventory check, each with its exact message and place, all reported at
 //! once by `smelt check` and before `smelt build` does any work.
 
-use crate::util::Dir;
+use crate::util::{Dir, Image};
 
 /// (message, line, column) of every `error:` in the output.
 fn errors(stderr: &str) -> Vec<(String, usize, usize)> {
@@ -49,7 +49,7 @@ fn every_inventory_problem_is_reported_at_its_place() {
     assert!(r.stderr.ends_with("20 errors in input\n"), "{}", r.stderr);
 
     // build runs the same checks before anything else.
-    dir.write("image.toml", "[image]\nname = \"x\"\nelements = [\"network\"]\n");
+    dir.image(&Image::new("x", &["network"]));
     let b = dir.smelt(&["build", "image.toml", "--client", "client.toml", "-o", "out"]).fails(1);
     assert_eq!(errors(&b.stderr).len(), 20);
     assert!(!dir.path("out").exists(), "nothing is written for a bad inventory");

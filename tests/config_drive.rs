@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{sh, Dir};
+use crate::util::{sh, Dir, Image};
 
 #[test]
 fn cloud_init_reads_every_nodes_config_drive() {
@@ -19,10 +19,7 @@ fn cloud_init_reads_every_nodes_config_drive() {
         "ntp = [\"10.10.0.123\"]\nssh-keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q ops@acme\"]",
     );
     dir.write("client.toml", &client);
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"cd\"\nelements = [\"network\", \"seed\"]\noutputs = [\"config-drive\"]\n",
-    );
+    dir.image(&Image::new("cd", &["network", "seed"]).outputs(&["config-drive"]));
     dir.write(
         "elements/seed/config-drive/openstack/latest/user_data.tera",
         "#cloud-config\nfqdn: {{ node.fqdn }}\ntimezone: {{ client.timezone }}\n",
@@ -74,10 +71,7 @@ fn cloud_init_reads_every_nodes_config_drive() {
 #[test]
 fn a_config_drive_needs_a_client() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"cd\"\nelements = [\"network\"]\noutputs = [\"config-drive\"]\n",
-    );
+    dir.image(&Image::new("cd", &["network"]).outputs(&["config-drive"]));
     let r = dir.build(&[]).fails(1);
     assert_eq!(r.stderr, "smelt: output `config-drive` (in image.toml) makes one drive per node: add --client CLIENT.toml with its nodes\n");
 }
@@ -89,14 +83,14 @@ fn a_config_drive_needs_a_client() {
 fn config_drives_alone_need_no_elements() {
     let dir = Dir::new();
     dir.fixture("examples/acme/client.toml", "client.toml");
-    dir.write("image.toml", "[image]\nname = \"cd\"\nelements = []\noutputs = [\"config-drive\"]\n");
+    dir.image(&Image::new("cd", &[]).outputs(&["config-drive"]));
     dir.build(&["--client", "client.toml", "-q"]).ok();
     for node in ["acme-n1", "acme-n2"] {
         let iso = dir.path(&format!("out/config-drive/{node}.iso"));
         let files = sh(&format!("bsdtar -tf {}", iso.display()));
         assert!(files.contains("openstack/latest/network_data.json"), "{node}: {files}");
     }
-    dir.write("image.toml", "[image]\nname = \"cd\"\nelements = []\noutputs = [\"config-drive\", \"iso\"]\n");
+    dir.image(&Image::new("cd", &[]).outputs(&["config-drive", "iso"]));
     let r = dir.build(&["--client", "client.toml"]).fails(1);
     assert_eq!(
         r.stderr,

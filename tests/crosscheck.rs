@@ -2,15 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{sh, Dir};
+use crate::util::{sh, Dir, Image};
 
 /// A tree with every kind of entry: files, a hard link pair, symlinks (relative and
 /// absolute), directories, devices, a FIFO, a setuid file and a declared owner.
 fn every_kind(dir: &Dir) {
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"kinds\"\nelements = [\"base-busybox\", \"init\", \"kinds\"]\ncompression = \"zstd\"\n",
-    );
+    dir.image(&Image::new("kinds", &["base-busybox", "init", "kinds"]).set("compression", "\"zstd\""));
     dir.write(
         "elements/kinds/element.toml",
         r#"description = "one of everything"

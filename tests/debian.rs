@@ -3,15 +3,14 @@
 
 use std::process::Command;
 
-use crate::util::{member, Dir};
+use crate::util::{member, Dir, Image};
 
 #[test]
 fn an_offline_rebuild_without_network_gives_the_same_bytes() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"deb\"\nelements = [\"base-debian\", \"init\"]\n[params.base-debian]\npackages = [\"iproute2\"]\n",
+    dir.image(
+        &Image::new("deb", &["base-debian", "init"]).params("base-debian", "packages = [\"iproute2\"]"),
     );
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"200MiB\"\nmax-unpacked = \"1GiB\"\n");
     let cache = dir.path("cache");
@@ -79,10 +78,10 @@ fn base_rootfs_keeps_what_the_tarball_records() {
     add("./dev/null", tar::EntryType::Char, 0, 0o666, b"", None, Some((1, 3)));
     tar.into_inner().unwrap();
     crate::util::sh(&format!("gzip -9n {}", dir.path("rootfs.tar").display()));
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"rfs\"\nelements = [\"base-rootfs\"]\noutputs = [\"initramfs\", \"iso\"]\n\
-         [params.base-rootfs]\nsource = \"rootfs.tar.gz\"\n",
+    dir.image(
+        &Image::new("rfs", &["base-rootfs"])
+            .outputs(&["initramfs", "iso"])
+            .params("base-rootfs", "source = \"rootfs.tar.gz\""),
     );
     dir.smelt_env(
         &["build", "image.toml", "-o", "out"],
@@ -134,7 +133,7 @@ fn dib_elements_run_unchanged() {
         "elements/dib-consumer/install.d/60-consumer",
         "#!/bin/bash\nset -eu\necho \"consumer ran after ${APP_GREETING}\" > /etc/consumer.txt\n",
     );
-    dir.write("image.toml", "[image]\nname = \"dib\"\nelements = [\"dib-app\", \"dib-consumer\"]\n");
+    dir.image(&Image::new("dib", &["dib-app", "dib-consumer"]));
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"200MiB\"\nmax-unpacked = \"1GiB\"\n");
     let cache = dir.path("cache");
     let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap()), ("SOURCE_DATE_EPOCH", "1700000000")];

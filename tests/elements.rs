@@ -1,7 +1,7 @@
 //! The element library: an agent ramdisk booted with its certificate, and the small
 //! elements' effects and refusals.
 
-use crate::util::{boot_with, member, sh, Dir};
+use crate::util::{boot_with, member, sh, Dir, Image};
 
 #[test]
 fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
@@ -16,14 +16,19 @@ fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
          while true; do sleep 60; done\n",
     );
     dir.write("agent.conf.tera", "listen={{ params.dest }}:9999 image={{ image.name }}");
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"deploy\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\", \"tls\", \"agent\", \"settle\"]\n\
-         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n\
-         [params.network]\nrenderers = []\n\
-         [params.tls]\nhostname = \"agent.acme.example\"\nsans = [\"10.10.0.11\"]\n\
-         [params.agent]\npayload = \"agent\"\ndest = \"/opt/agent\"\nstart = \"bin/agent\"\nconfig = \"agent.conf.tera\"\n\
-         [params.init]\nthen = \"poweroff\"\n",
+    dir.image(
+        &Image::new(
+            "deploy",
+            &["base-busybox", "init", "kernel-modules", "network", "tls", "agent", "settle"],
+        )
+        .params("kernel-modules", "modules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]")
+        .params("network", "renderers = []")
+        .params("tls", "hostname = \"agent.acme.example\"\nsans = [\"10.10.0.11\"]")
+        .params(
+            "agent",
+            "payload = \"agent\"\ndest = \"/opt/agent\"\nstart = \"bin/agent\"\nconfig = \"agent.conf.tera\"",
+        )
+        .params("init", "then = \"poweroff\""),
     );
     // Give the agent a moment on the console before the guest powers off.
     dir.write("elements/settle/root/etc/smelt/init.d/99-settle", "#!/bin/sh\nsleep 2\n");
@@ -82,12 +87,7 @@ fn an_agent_ramdisk_boots_and_its_agent_starts_with_its_certificate() {
 fn inject_files_places_content_and_refuses_escapes() {
     let dir = Dir::new();
     dir.write("payload.bin", "from the host\n");
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"inj\"\nelements = [\"inject-files\"]\n\
-         [params.inject-files.files]\n\"/etc/secret\" = { content-base64 = \"c2VjcmV0Cg==\", mode = \"0600\" }\n\
-         \"opt/payload.bin\" = { source = \"payload.bin\" }\n",
-    );
+    dir.image(&Image::new("inj", &["inject-files"]).params("inject-files", "files = { \"/etc/secret\" = { content-base64 = \"c2VjcmV0Cg==\", mode = \"0600\" }, \"opt/payload.bin\" = { source = \"payload.bin\" } }"));
     dir.build(&[]).ok();
     let archive = dir.path("out/inj.cpio.zst");
     assert_eq!(member(&archive, "etc/secret"), "secret\n");
@@ -110,7 +110,7 @@ fn inject_files_places_content_and_refuses_escapes() {
 #[test]
 fn a_staged_symlink_out_of_the_root_is_refused() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"ln\"\nelements = [\"links\"]\n");
+    dir.image(&Image::new("ln", &["links"]));
     dir.write("elements/links/element.toml", "description = \"links\"\n");
     std::fs::create_dir_all(dir.path("elements/links/root/etc")).unwrap();
     std::os::unix::fs::symlink("../../../../etc/shadow", dir.path("elements/links/root/etc/stolen")).unwrap();
@@ -126,12 +126,7 @@ fn a_staged_symlink_out_of_the_root_is_refused() {
 #[test]
 fn dev_user_timezone_and_module_autoload() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"dev\"\nelements = [\"base-busybox\", \"init\", \"dev-user\", \"timezone\", \"module-autoload\"]\noutputs = [\"initramfs\"]\n\
-         [params.dev-user]\nname = \"ops\"\npassword = \"hunter2\"\nauthorized-keys = [\"ssh-ed25519 AAAA ops@acme\"]\nsudo = true\n\
-         [params.timezone]\nzone = \"Europe/Madrid\"\n",
-    );
+    dir.image(&Image::new("dev", &["base-busybox", "init", "dev-user", "timezone", "module-autoload"]).outputs(&["initramfs"]).params("dev-user", "name = \"ops\"\npassword = \"hunter2\"\nauthorized-keys = [\"ssh-ed25519 AAAA ops@acme\"]\nsudo = true").params("timezone", "zone = \"Europe/Madrid\""));
     dir.build(&[]).ok();
     let archive = dir.path("out/dev.cpio.zst");
     assert!(member(&archive, "etc/passwd").contains("ops:x:1000:1000:ops:/home/ops:/bin/sh\n"));
@@ -199,7 +194,7 @@ fn dib_source_repositories_are_placed() {
          app-tar-sub tar /opt/src/tar-sub $SRCDIR/proj.tar.gz proj-1.0/sub\n\
          app-git git /opt/src/git $SRCDIR/repo v1\n",
     );
-    dir.write("image.toml", "[image]\nname = \"src\"\nelements = [\"sources\"]\n");
+    dir.image(&Image::new("src", &["sources"]));
     dir.build_into("out", &[], &[("SRCDIR", src.to_str().unwrap())]).ok();
     let archive = dir.path("out/src.cpio.zst");
     assert_eq!(member(&archive, "opt/src/notes.txt"), "notes\n");

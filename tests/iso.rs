@@ -3,15 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{boot, boot_with, kernel, qemu, sh, Dir};
+use crate::util::{boot, boot_with, kernel, qemu, sh, Dir, Image};
 
 /// A bootable image whose start-up step prints a marker, plus a file under `iso/`.
 fn bootable(dir: &Dir) {
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"boot\"\nelements = [\"base-busybox\", \"init\", \"marker\"]\n\
-         outputs = [\"iso\", \"ramdisk-tar\"]\nkernel = \"auto\"\niso-label = \"SMELTBOOT\"\n\
-         cmdline = \"console=ttyS0,115200 panic=-1 smelt.then=poweroff\"\n",
+    dir.image(
+        &Image::new("boot", &["base-busybox", "init", "marker"])
+            .outputs(&["iso", "ramdisk-tar"])
+            .set("kernel", "\"auto\"")
+            .set("iso-label", "\"SMELTBOOT\"")
+            .set("cmdline", "\"console=ttyS0,115200 panic=-1 smelt.then=poweroff\""),
     );
     dir.write("elements/marker/element.toml", "description = \"marker\"\n");
     dir.write(
@@ -80,10 +81,7 @@ fn the_ramdisk_tarball_holds_the_kernel_and_a_bootable_initramfs() {
 /// A data image: files with contents to checksum, a hard link, symlinks, a setuid file,
 /// a declared owner, a deep directory, a long name and device nodes.
 fn data_image(dir: &Dir) {
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"data\"\nelements = [\"payload\"]\noutputs = [\"iso\"]\niso-label = \"FIELDKIT\"\n",
-    );
+    dir.image(&Image::new("data", &["payload"]).outputs(&["iso"]).set("iso-label", "\"FIELDKIT\""));
     dir.write(
         "elements/payload/element.toml",
         "description = \"payload\"\n[[permissions]]\npath = \"opt/kit/bin/tool\"\nmode = \"4755\"\n\
@@ -297,7 +295,10 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
             modules.join(" ")
         ),
     );
-    dir.write("reader.toml", "[image]\nname = \"reader\"\nelements = [\"base-busybox\", \"init\", \"reader\"]\n[params.init]\nthen = \"poweroff\"\n");
+    dir.image_at(
+        "reader.toml",
+        &Image::new("reader", &["base-busybox", "init", "reader"]).params("init", "then = \"poweroff\""),
+    );
     dir.smelt(&["build", "reader.toml", "--elements-path", "elements", "-o", "out"]).ok();
     let drive = format!("file={},if=virtio,format=raw,readonly=on", dir.path("out/data.iso").display());
     let console = boot_with(&dir.path("out/reader.cpio.zst"), &[], "", &["-drive", &drive]);

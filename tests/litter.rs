@@ -6,11 +6,11 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::util::Dir;
+use crate::util::{Dir, Image};
 
 /// An image whose host hook writes its shell's PID to `mark` and then sleeps.
 fn sleeper(dir: &Dir) {
-    dir.write("image.toml", "[image]\nname = \"s\"\nelements = [\"slow\"]\n");
+    dir.image(&Image::new("s", &["slow"]));
     dir.write("elements/slow/root/etc/motd", "hi\n");
     dir.write(
         "elements/slow/post-root.d/50-sleep",
@@ -119,7 +119,7 @@ fn a_second_build_into_the_same_directory_names_the_one_writing_there() {
         )
     );
     // Another directory is fine meanwhile.
-    dir.write("image2.toml", "[image]\nname = \"t\"\nelements = [\"init\"]\n");
+    dir.image_at("image2.toml", &Image::new("t", &["init"]));
     dir.smelt(&["build", "image2.toml", "-o", "other", "-q"]).ok();
     unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(143));

@@ -1,69 +1,27 @@
 //! The network element: every renderer's output pinned for typical inventories, and one
 //! client image booted as two nodes and as a stranger.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use crate::util::{boot_with, Dir};
+use crate::util::{boot_with, snapshot, text_files, Dir, Image};
 
 const CASES: [&str; 5] = ["bond-vlans", "active-backup", "flat", "ipv6", "dhcp"];
-
-/// Every file under `dir`, by relative path.
-fn files(dir: &Path) -> BTreeMap<String, String> {
-    walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            (
-                e.path().strip_prefix(dir).unwrap().display().to_string(),
-                std::fs::read_to_string(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
 
 /// Renders every renderer for each golden case and compares with
 /// tests/golden/network/CASE/expected (SNAPSHOTS=overwrite rewrites them).
 #[test]
 fn every_renderer_matches_its_golden_files() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/network");
-    let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
     let mut failures = Vec::new();
     for case in CASES {
         let dir = Dir::new();
-        std::fs::copy(golden.join(case).join("client.toml"), dir.path("client.toml")).unwrap();
-        dir.write(
-            "image.toml",
-            "[image]\nname = \"net\"\nelements = [\"network\"]\noutputs = [\"dir\"]\n[params.network]\nrenderers = \
-             [\"networkd\", \"nm-keyfile\", \"ifupdown\", \"ifcfg-rh\", \"ifcfg-suse\", \"netplan\", \"network-data-json\", \"ramdisk\"]\n",
-        );
+        dir.fixture(&format!("tests/golden/network/{case}/client.toml"), "client.toml");
+        dir.image(&Image::new("net", &["network"]).outputs(&["dir"]).params("network", "renderers = [\"networkd\", \"nm-keyfile\", \"ifupdown\", \"ifcfg-rh\", \"ifcfg-suse\", \"netplan\", \"network-data-json\", \"ramdisk\"]"));
         dir.smelt_env(
             &["build", "image.toml", "--client", "client.toml", "-o", "out", "-q"],
             &[("SOURCE_DATE_EPOCH", "1700000000")],
         )
         .ok();
         let rendered = dir.path("out/net.dir/etc/smelt/network");
-        let got = files(&rendered);
-        let expected_dir = golden.join(case).join("expected");
-        if overwrite {
-            let _ = std::fs::remove_dir_all(&expected_dir);
-            for (rel, text) in &got {
-                let p = expected_dir.join(rel);
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::write(p, text).unwrap();
-            }
-            continue;
-        }
-        let want = files(&expected_dir);
-        if got != want {
-            let differ: Vec<&String> =
-                got.keys().chain(want.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
-            failures.push(format!(
-                "{case}: {differ:?} differ (SNAPSHOTS=overwrite rewrites, then review the diff)"
-            ));
-        }
+        let got = text_files(&rendered);
+        failures.extend(snapshot(&format!("tests/golden/network/{case}/expected"), &got));
         // The machine-read formats parse.
         for (rel, text) in &got {
             if rel.ends_with(".json") {
@@ -81,11 +39,10 @@ fn every_renderer_matches_its_golden_files() {
 /// One image for the whole client; the guest's NIC MACs decide which node it is.
 fn client_image(dir: &Dir) {
     dir.fixture("examples/acme/client.toml", "client.toml");
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"acme\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\"]\n\
-         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n\
-         [params.init]\nthen = \"poweroff\"\n",
+    dir.image(
+        &Image::new("acme", &["base-busybox", "init", "kernel-modules", "network"])
+            .params("kernel-modules", "modules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]")
+            .params("init", "then = \"poweroff\""),
     );
     dir.write(
         "elements/show/root/etc/smelt/init.d/90-show",
@@ -199,12 +156,13 @@ fn a_users_template_replaces_the_built_in_one() {
         "# ours for {{ iface.name }} on {{ node.name }}\n",
     );
     dir.write("my-templates/networkd/99-extra.conf.tera", "extra for {{ node.hostname }}\n");
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"t\"\nelements = [\"network\"]\noutputs = [\"dir\"]\n[params.network]\nrenderers = [\"networkd\"]\ntemplates = \"my-templates\"\n",
+    dir.image(
+        &Image::new("t", &["network"])
+            .outputs(&["dir"])
+            .params("network", "renderers = [\"networkd\"]\ntemplates = \"my-templates\""),
     );
     dir.build(&["--client", "client.toml"]).ok();
-    let got = files(&dir.path("out/t.dir/etc/smelt/network/acme-n2/networkd"));
+    let got = text_files(&dir.path("out/t.dir/etc/smelt/network/acme-n2/networkd"));
     assert_eq!(got["30-front.network"], "# ours for front on acme-n2\n");
     assert_eq!(got["99-extra.conf"], "extra for acme-n2\n");
     assert!(got["20-bond0.netdev"].contains("Mode=802.3ad"), "the other built-in templates stay");
@@ -229,11 +187,13 @@ fn a_users_template_replaces_the_built_in_one() {
 fn a_per_node_bootable_iso_boots_as_its_node() {
     let dir = Dir::new();
     dir.fixture("examples/acme/client.toml", "client.toml");
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"acme\"\nelements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\"]\noutputs = [\"iso\"]\n\
-         kernel = \"auto\"\niso-label = \"ACME\"\ncmdline = \"console=ttyS0,115200 panic=-1 smelt.then=poweroff\"\n\
-         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n",
+    dir.image(
+        &Image::new("acme", &["base-busybox", "init", "kernel-modules", "network"])
+            .outputs(&["iso"])
+            .set("kernel", "\"auto\"")
+            .set("iso-label", "\"ACME\"")
+            .set("cmdline", "\"console=ttyS0,115200 panic=-1 smelt.then=poweroff\"")
+            .params("kernel-modules", "modules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]"),
     );
     dir.build(&["--client", "client.toml", "--per-node"]).ok();
     assert!(dir.path("out/acme-acme-n1.iso").exists() && dir.path("out/acme-acme-n2.iso").exists());

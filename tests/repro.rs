@@ -1,7 +1,7 @@
 //! Same inputs and SOURCE_DATE_EPOCH give the same bytes, whatever the directory,
 //! the time of the build, or the sources' own timestamps.
 
-use crate::util::Dir;
+use crate::util::{Dir, Image};
 
 fn image(dir: &Dir, compression: &str) {
     dir.write(
@@ -50,10 +50,11 @@ fn two_builds_in_different_places_and_times_are_identical() {
 fn one_build_has_one_time_without_source_date_epoch() {
     use crate::util::{member, sh};
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"t\"\nelements = [\"init\", \"buildinfo\", \"slow\"]\n\
-         outputs = [\"initramfs\", \"ramdisk-tar\"]\nkernel = \"auto\"\ncompression = \"none\"\n",
+    dir.image(
+        &Image::new("t", &["init", "buildinfo", "slow"])
+            .outputs(&["initramfs", "ramdisk-tar"])
+            .set("kernel", "\"auto\"")
+            .set("compression", "\"none\""),
     );
     dir.write("elements/slow/post-root.d/50-wait", "#!/bin/sh\nsleep 2.2\n");
     dir.build(&["-q"]).ok();

@@ -2,7 +2,7 @@
 //! in a warning and in report.json, never their content; `[secrets] allow` keeps them
 //! on purpose; smelt's own (`tls`, `dev-user`) are expected.
 
-use crate::util::{sh, Dir};
+use crate::util::{sh, Dir, Image};
 
 /// A root tree copied from a host, as field reports found one: the snakeoil key (0640,
 /// group ssl-cert), an SSH host key and a root password hash.
@@ -18,10 +18,10 @@ fn copied_root(dir: &Dir) {
          echo 'not a key' > {0}/usr/share/doc/README",
         root.display()
     ));
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"s\"\nelements = [\"base-rootfs\", \"tls\", \"dev-user\"]\n\
-         [params.base-rootfs]\nsource = \"rootfs\"\n[params.dev-user]\nname = \"field\"\npassword = \"x\"\n",
+    dir.image(
+        &Image::new("s", &["base-rootfs", "tls", "dev-user"])
+            .params("base-rootfs", "source = \"rootfs\"")
+            .params("dev-user", "name = \"field\"\npassword = \"x\""),
     );
 }
 

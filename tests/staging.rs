@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::{member, sh, Dir};
+use crate::util::{member, sh, Dir, Image};
 
 fn report(dir: &Dir) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap()
@@ -16,7 +16,7 @@ fn entry<'a>(report: &'a serde_json::Value, path: &str) -> Option<&'a serde_json
 #[test]
 fn a_build_by_an_unprivileged_user_yields_root_owned_files_and_runs_chroot_hooks() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"nr\"\nelements = [\"base-busybox\", \"init\", \"app\"]\n");
+    dir.image(&Image::new("nr", &["base-busybox", "init", "app"]));
     dir.write(
         "elements/app/element.toml",
         "description = \"app\"\n[[permissions]]\npath = \"home/app\"\nuid = 1000\ngid = 1000\n",
@@ -71,10 +71,7 @@ fn a_build_by_an_unprivileged_user_yields_root_owned_files_and_runs_chroot_hooks
 #[test]
 fn hooks_see_params_environment_d_and_dib_variables() {
     let dir = Dir::new();
-    dir.write(
-        "image.toml",
-        "[image]\nname = \"env\"\nelements = [\"app\"]\n[params.app]\nports = [80, 443]\n",
-    );
+    dir.image(&Image::new("env", &["app"]).params("app", "ports = [80, 443]"));
     dir.write(
         "elements/app/element.toml",
         "description = \"app\"\n[params.ports]\ndefault = []\n[params.mode]\ndefault = \"fast\"\n",
@@ -100,7 +97,7 @@ fn hooks_see_params_environment_d_and_dib_variables() {
 #[test]
 fn offline_hooks_have_no_network() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"off\"\nelements = [\"app\"]\n");
+    dir.image(&Image::new("off", &["app"]));
     dir.write(
         "elements/app/post-root.d/10-net",
         "#!/bin/sh\ntail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' ' > \"$TARGET_ROOT/interfaces\"\n",
@@ -116,7 +113,7 @@ fn offline_hooks_have_no_network() {
 #[test]
 fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"attr\"\nelements = [\"base\", \"app\", \"slim\"]\n");
+    dir.image(&Image::new("attr", &["base", "app", "slim"]));
     dir.write("elements/base/element.toml", "description = \"base\"\n");
     dir.write("elements/base/root/usr/share/doc/a/README", &"r".repeat(1000));
     dir.write("elements/base/root/usr/share/doc/keep/LICENSE", "MIT\n");
@@ -153,7 +150,7 @@ fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
 #[test]
 fn device_nodes_and_fifos_in_an_elements_root_are_recorded() {
     let dir = Dir::new();
-    dir.write("image.toml", "[image]\nname = \"d\"\nelements = [\"copied\"]\ncompression = \"none\"\n");
+    dir.image(&Image::new("d", &["copied"]).set("compression", "\"none\""));
     dir.write("elements/copied/root/etc/hostname", "copied\n");
     let root = dir.path("elements/copied/root");
     let is_root = unsafe { libc::geteuid() } == 0;

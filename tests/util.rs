@@ -176,3 +176,94 @@ pub fn qemu<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     QEMU_FREE.notify_one();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An image.toml for a test, built key by key instead of written out as TOML in every
+/// test: `Image::new("n", &["init"]).outputs(&["iso"]).set("kernel", "\"auto\"")
+/// .params("init", "then = \"poweroff\"")`, then `dir.image(&image)`.
+#[derive(Clone)]
+pub struct Image {
+    lines: Vec<String>,
+    tables: Vec<String>,
+}
+
+impl Image {
+    pub fn new(name: &str, elements: &[&str]) -> Image {
+        let list: Vec<String> = elements.iter().map(|e| format!("{e:?}")).collect();
+        Image {
+            lines: vec![format!("name = {name:?}"), format!("elements = [{}]", list.join(", "))],
+            tables: Vec::new(),
+        }
+    }
+
+    pub fn outputs(self, outputs: &[&str]) -> Image {
+        let list: Vec<String> = outputs.iter().map(|o| format!("{o:?}")).collect();
+        self.set("outputs", &format!("[{}]", list.join(", ")))
+    }
+
+    /// Another key of `[image]`, its value as TOML (`"\"auto\""`, `"19"`).
+    pub fn set(mut self, key: &str, toml: &str) -> Image {
+        self.lines.push(format!("{key} = {toml}"));
+        self
+    }
+
+    /// A `[params.ELEMENT]` table with `body` (TOML lines).
+    pub fn params(mut self, element: &str, body: &str) -> Image {
+        self.tables.push(format!("[params.{element}]\n{}\n", body.trim_end()));
+        self
+    }
+
+    pub fn text(&self) -> String {
+        format!("[image]\n{}\n{}", self.lines.join("\n"), self.tables.concat())
+    }
+}
+
+impl Dir {
+    /// Writes `image` as image.toml.
+    pub fn image(&self, image: &Image) -> PathBuf {
+        self.write("image.toml", &image.text())
+    }
+
+    /// Writes `image` to another file of this directory.
+    pub fn image_at(&self, rel: &str, image: &Image) -> PathBuf {
+        self.write(rel, &image.text())
+    }
+}
+
+/// Compares `got` (relative path → text) with the files under the repository's `golden`
+/// directory; `SNAPSHOTS=overwrite` rewrites them instead (review the diff). Returns
+/// what differs.
+pub fn snapshot(golden: &str, got: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(golden);
+    if std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite") {
+        let _ = std::fs::remove_dir_all(&dir);
+        for (rel, text) in got {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        return Vec::new();
+    }
+    let want = text_files(&dir);
+    got.keys()
+        .chain(want.keys())
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|k| format!("{golden}/{k} (SNAPSHOTS=overwrite rewrites, then review the diff)"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Every file under `dir`, by path relative to it, with its text.
+pub fn text_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
