@@ -41,3 +41,13 @@ best() { # prints NAME's fastest run: wall seconds and its peak RSS (KiB)
 }
 
 row() { printf '%-10s %10s %12d %14d\n' "$1" "$2" $(( $3 / 1024 )) "$4"; }
+
+# table NAME=OUTPUT...: each contender's best run and the size of what it wrote.
+table() {
+  printf '%-10s %10s %12s %14s\n' "" "wall s" "peak MiB" "output bytes"
+  local spec t m
+  for spec; do
+    read -r t m < <(best "${spec%%=*}")
+    row "${spec%%=*}" "$t" "$m" "$(stat -c %s "${spec#*=}")"
+  done
+}

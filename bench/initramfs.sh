@@ -25,13 +25,10 @@ for _ in $(seq "$runs"); do
   run smelt "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/out" -q --source-date-epoch 1700000000
   run pipeline bash -c "cd '$root' && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | $packer > '$work/pipe.cpio.$suffix'"
 done
+table smelt="$work/out/big.cpio.$suffix" pipeline="$work/pipe.cpio.$suffix"
 read -r s_t s_m < <(best smelt)
 read -r p_t p_m < <(best pipeline)
 s_size=$(stat -c %s "$work/out/big.cpio.$suffix")
 p_size=$(stat -c %s "$work/pipe.cpio.$suffix")
-
-printf '%-10s %10s %12s %14s\n' "" "wall s" "peak MiB" "output bytes"
-row smelt "$s_t" "$s_m" "$s_size"
-row pipeline "$p_t" "$p_m" "$p_size"
 awk -v st="$s_t" -v pt="$p_t" -v sm="$s_m" -v pm="$p_m" -v ss="$s_size" -v ps="$p_size" 'BEGIN {
   printf "ratios smelt/pipeline: wall %.2f, peak memory %.2f, size %.4f\n", st/pt, sm/pm, ss/ps }'

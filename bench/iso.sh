@@ -14,12 +14,7 @@ for _ in $(seq "$runs"); do
   run smelt "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/out" -q --source-date-epoch 1700000000
   run xorriso xorriso -as mkisofs -quiet -R -J -V BENCH -o "$work/x.iso" "$root"
 done
-read -r s_t s_m < <(best smelt)
-read -r x_t x_m < <(best xorriso)
-s_size=$(stat -c %s "$work/out/big.iso")
-x_size=$(stat -c %s "$work/x.iso")
-
-printf '%-10s %10s %12s %14s\n' "" "wall s" "peak MiB" "output bytes"
-row smelt "$s_t" "$s_m" "$s_size"
-row xorriso "$x_t" "$x_m" "$x_size"
+table smelt="$work/out/big.iso" xorriso="$work/x.iso"
+read -r s_t _ < <(best smelt)
+read -r x_t _ < <(best xorriso)
 awk -v st="$s_t" -v xt="$x_t" 'BEGIN { printf "speed-up xorriso/smelt: %.1fx (target: 3x)\n", xt/st }'

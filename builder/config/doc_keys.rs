@@ -29,6 +29,14 @@ pub fn section(heading: &str) -> &'static str {
     &README[start..next]
 }
 
+/// Asserts the README's section under `heading` documents every key in `keys`.
+pub fn assert_documented(heading: &str, keys: &[&[&str]]) {
+    let text = section(heading);
+    for key in keys.concat() {
+        assert!(documents(text, key), "`{key}` is not in the README's {heading} section");
+    }
+}
+
 /// Whether `text` documents `key`: as `` `key` ``, as a TOML key (`key =`, aligned or
 /// not), or as a table (`[key`).
 pub fn documents(text: &str, key: &str) -> bool {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use super::names::Named;
 use super::source::{suggest, Diagnostic, Diagnostics, TomlFile};
 use crate::io::compress::Compression;
 
@@ -49,22 +50,14 @@ pub enum OutputKind {
     Dir,
 }
 
-impl OutputKind {
-    pub const ALL: [(&'static str, OutputKind); 5] = [
+impl Named for OutputKind {
+    const NAMES: &'static [(&'static str, OutputKind)] = &[
         ("initramfs", OutputKind::Initramfs),
         ("iso", OutputKind::Iso),
         ("ramdisk-tar", OutputKind::RamdiskTar),
         ("config-drive", OutputKind::ConfigDrive),
         ("dir", OutputKind::Dir),
     ];
-
-    pub fn from_name(name: &str) -> Option<OutputKind> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
-    }
 }
 
 /// Where the kernel of a bootable output comes from.
@@ -134,7 +127,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
             None => errs.push(file.error_at(
                 &["image", "outputs", &i.to_string()],
                 format!("unknown output `{name}`"),
-                Some(format!("outputs are {}", OutputKind::ALL.map(|(n, _)| n).join(", "))),
+                Some(format!("outputs are {}", OutputKind::listed())),
             )),
         }
     }
@@ -233,15 +226,13 @@ mod tests {
     /// `unknown key` errors send users to the README: it must list exactly these keys.
     #[test]
     fn the_readme_table_lists_every_image_key_and_no_other() {
-        use crate::config::doc_keys::{documents, keys, section};
+        use crate::config::doc_keys::{assert_documented, keys, section};
         let text = section("## image.toml");
         let table: std::collections::BTreeSet<&str> =
             text.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
         let code: std::collections::BTreeSet<&str> = keys::<RawImage>().iter().copied().collect();
         assert_eq!(table, code);
-        for key in [keys::<RawFile>(), keys::<RawSecrets>()].concat() {
-            assert!(documents(text, key), "`{key}` is not in the README's image.toml section");
-        }
+        assert_documented("## image.toml", &[keys::<RawFile>(), keys::<RawSecrets>()]);
     }
 
     fn parse(text: &str) -> Result<Image, Diagnostics> {

@@ -6,5 +6,6 @@ pub mod client;
 #[cfg(test)]
 pub mod doc_keys;
 pub mod image;
+pub mod names;
 pub mod size;
 pub mod source;

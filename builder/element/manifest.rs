@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::param::{Param, ParamType};
+use super::param::{Named, Param, ParamType};
 use crate::config::source::{Diagnostic, Diagnostics, TomlFile};
 use crate::path::ImagePath;
 pub use crate::tree::DeviceKind;
@@ -263,7 +263,7 @@ fn param(file: &TomlFile, name: &str, raw: RawParam, errs: &mut Vec<Diagnostic>)
             None => errs.push(file.error_at(
                 &["params", name, "type"],
                 format!("param `{name}` has unknown type `{text}`"),
-                Some(format!("types are {}", ParamType::NAMES.map(|(n, _)| n).join(", "))),
+                Some(format!("types are {}", ParamType::listed())),
             )),
         }
     }
@@ -319,8 +319,7 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_element_toml_key() {
-        use crate::config::doc_keys::{documents, keys, section};
-        let text = section("## Elements");
+        use crate::config::doc_keys::{assert_documented, keys};
         let all = [
             keys::<RawManifest>(),
             keys::<RawParam>(),
@@ -328,9 +327,7 @@ mod tests {
             keys::<RawDevice>(),
             keys::<RawPermission>(),
         ];
-        for key in all.concat() {
-            assert!(documents(text, key), "`{key}` is not in the README's Elements section");
-        }
+        assert_documented("## Elements", &all);
     }
 
     #[test]

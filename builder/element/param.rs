@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+pub use crate::config::names::Named;
+
 /// What a param takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,8 +21,8 @@ pub enum ParamType {
     Table,
 }
 
-impl ParamType {
-    pub const NAMES: [(&'static str, ParamType); 6] = [
+impl Named for ParamType {
+    const NAMES: &'static [(&'static str, ParamType)] = &[
         ("string", ParamType::String),
         ("int", ParamType::Int),
         ("bool", ParamType::Bool),
@@ -28,15 +30,9 @@ impl ParamType {
         ("path", ParamType::Path),
         ("table", ParamType::Table),
     ];
+}
 
-    pub fn from_name(name: &str) -> Option<ParamType> {
-        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, t)| *t == self).map(|(n, _)| *n).expect("every type is named")
-    }
-
+impl ParamType {
     /// The type a default value implies, for params that declare none.
     pub fn of(value: &Value) -> Option<ParamType> {
         match value {

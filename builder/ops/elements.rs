@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde_json::json;
 
+use crate::config::names::Named;
 use crate::config::source::suggest;
 use crate::element::hooks::PHASES;
 use crate::element::library::Library;

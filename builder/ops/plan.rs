@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::config::names::Named;
 use crate::element::hooks::PHASES;
 use crate::plan::{self, Inputs};
 

@@ -14,6 +14,7 @@ use crate::archive::{self, iso, ramdisk_tar, Written};
 use crate::boot;
 use crate::budget;
 use crate::config::image::OutputKind;
+use crate::config::names::Named;
 use crate::config_drive;
 use crate::plan::Plan;
 use crate::report::OutputReport;

@@ -20,6 +20,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
+use crate::config::names::Named;
 use crate::element::hooks::{Side, PHASES};
 use crate::element::Origin;
 use crate::plan::Plan;

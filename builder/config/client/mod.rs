@@ -99,19 +99,18 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_client_key() {
-        use crate::config::doc_keys::{documents, keys, section};
-        let text = section("## Client inventories and per-node networking");
-        let all = [
-            keys::<RawFile>(),
-            keys::<RawClient>(),
-            keys::<RawNode>(),
-            keys::<RawLink>(),
-            keys::<RawBond>(),
-            keys::<RawVlan>(),
-            keys::<RawRoute>(),
-        ];
-        for key in all.concat() {
-            assert!(documents(text, key), "`{key}` is not in the README's client section");
-        }
+        use crate::config::doc_keys::{assert_documented, keys};
+        assert_documented(
+            "## Client inventories and per-node networking",
+            &[
+                keys::<RawFile>(),
+                keys::<RawClient>(),
+                keys::<RawNode>(),
+                keys::<RawLink>(),
+                keys::<RawBond>(),
+                keys::<RawVlan>(),
+                keys::<RawRoute>(),
+            ],
+        );
     }
 }

@@ -41,64 +41,54 @@ pub(super) struct RawNode {
     pub(super) vlans: Vec<RawVlan>,
 }
 
-// The addressing keys repeat in each interface kind (serde's flatten would hide unknown
-// keys from the unknown-key check).
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) struct RawLink {
-    pub(super) name: String,
-    pub(super) mac: String,
-    pub(super) mtu: Option<u32>,
-    #[serde(default)]
-    pub(super) addresses: Vec<String>,
-    pub(super) gateway: Option<String>,
-    pub(super) gateway6: Option<String>,
-    #[serde(default)]
-    pub(super) dhcp: bool,
-    #[serde(default)]
-    pub(super) routes: Vec<RawRoute>,
+/// An interface kind's raw type: its own keys, then the addressing keys every kind
+/// takes. A macro rather than `#[serde(flatten)]`, which would hide unknown keys from
+/// the unknown-key check.
+macro_rules! interface {
+    ($(#[$doc:meta])* $name:ident { $($(#[$attr:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub(super) struct $name {
+            pub(super) name: String,
+            $($(#[$attr])* pub(super) $field: $ty,)*
+            pub(super) mtu: Option<u32>,
+            #[serde(default)]
+            pub(super) addresses: Vec<String>,
+            pub(super) gateway: Option<String>,
+            pub(super) gateway6: Option<String>,
+            #[serde(default)]
+            pub(super) dhcp: bool,
+            #[serde(default)]
+            pub(super) routes: Vec<RawRoute>,
+        }
+    };
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) struct RawBond {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) members: Vec<String>,
-    pub(super) mode: String,
-    pub(super) miimon: Option<u32>,
-    pub(super) updelay: Option<u32>,
-    pub(super) downdelay: Option<u32>,
-    pub(super) primary: Option<String>,
-    pub(super) lacp_rate: Option<String>,
-    pub(super) xmit_hash_policy: Option<String>,
-    pub(super) mtu: Option<u32>,
-    #[serde(default)]
-    pub(super) addresses: Vec<String>,
-    pub(super) gateway: Option<String>,
-    pub(super) gateway6: Option<String>,
-    #[serde(default)]
-    pub(super) dhcp: bool,
-    #[serde(default)]
-    pub(super) routes: Vec<RawRoute>,
-}
+interface!(
+    /// A physical NIC, found by its MAC.
+    RawLink { mac: String, }
+);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) struct RawVlan {
-    pub(super) name: String,
-    pub(super) link: String,
-    pub(super) id: i64,
-    pub(super) mtu: Option<u32>,
-    #[serde(default)]
-    pub(super) addresses: Vec<String>,
-    pub(super) gateway: Option<String>,
-    pub(super) gateway6: Option<String>,
-    #[serde(default)]
-    pub(super) dhcp: bool,
-    #[serde(default)]
-    pub(super) routes: Vec<RawRoute>,
-}
+interface!(
+    /// A bond of links.
+    RawBond {
+        #[serde(default)]
+        members: Vec<String>,
+        mode: String,
+        miimon: Option<u32>,
+        updelay: Option<u32>,
+        downdelay: Option<u32>,
+        primary: Option<String>,
+        lacp_rate: Option<String>,
+        xmit_hash_policy: Option<String>,
+    }
+);
+
+interface!(
+    /// A VLAN on a link or bond.
+    RawVlan { link: String, id: i64, }
+);
 
 #[derive(Deserialize)]
 pub(super) struct RawRoute {
