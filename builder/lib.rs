@@ -25,7 +25,7 @@
 //!
 //! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`;
 //! [`cli`] and [`ops`] are the commands (one function each); [`ui`] is what the user
-//! sees on stderr; [`cleanup`] undoes a stopped build; [`path`] is an image path,
+//! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and checks; [`path`] is an image path,
 //! [`cache`] where fetched things are kept, [`platform`] the host's architecture.
 //!
 //! Layers import downwards only: `path`, `io`, `tree` at the bottom import nothing of
@@ -43,6 +43,7 @@ mod config_drive;
 mod element;
 mod inspect;
 mod io;
+mod namespace;
 mod network;
 pub mod ops;
 mod outputs;

@@ -53,6 +53,16 @@ impl ImagePath {
         ImagePath::new(&format!("{}/{name}", self.0))
     }
 
+    /// The least path that can lie below `self` (`a/b/`), a bound for ranges over sorted
+    /// paths: `a/b-x` sorts between `a/b` and `a/b/c`, so the entries below `a/b` start
+    /// here, not right after `a/b`.
+    pub fn below_start(&self) -> ImagePath {
+        if self.is_root() {
+            return ImagePath::root();
+        }
+        ImagePath(format!("{}/", self.0))
+    }
+
     /// Whether `self` is `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &ImagePath) -> bool {
         prefix.is_root()

@@ -24,6 +24,9 @@ pub struct Report {
     /// Private keys, SSH host keys and password hashes in the image: where, from which
     /// element, and whether they were expected; never their content.
     pub secrets: Vec<crate::secrets::Secret>,
+    /// What python-trim's rules removed (files and bytes each), so a user sees where
+    /// to cut next.
+    pub trim: Vec<crate::builtin::Trimmed>,
 }
 
 #[derive(Serialize)]

@@ -21,6 +21,7 @@ pub fn apply(
     params: &Value,
     image_dir: &Path,
     context: &Value,
+    boots: bool,
     mtime: i64,
 ) -> anyhow::Result<usize> {
     let s = |k: &str| params.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
@@ -51,7 +52,8 @@ pub fn apply(
             .map_err(anyhow::Error::msg)?;
         count += 1;
     }
-    if let Some(start) = s("start") {
+    // Only an image that boots starts anything; a data ISO carries the payload alone.
+    if let Some(start) = s("start").filter(|_| boots) {
         // Runs after the network (40-network) and before anything later; the agent keeps
         // running in its own session with its output on the console.
         let script = format!(

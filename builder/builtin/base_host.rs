@@ -214,7 +214,7 @@ fn same_abi(path: &Path, like: &goblin::elf::Elf) -> bool {
 
 /// The files a host file needs to run: for ELF, its interpreter and libraries; for a
 /// script, its `#!` interpreter.
-fn dependencies(path: &Path, search: &LibrarySearch) -> anyhow::Result<Vec<PathBuf>> {
+pub fn dependencies(path: &Path, search: &LibrarySearch) -> anyhow::Result<Vec<PathBuf>> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if let Some(rest) = bytes.strip_prefix(b"#!") {
         let line =

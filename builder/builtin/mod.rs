@@ -25,6 +25,22 @@ use crate::path::ImagePath;
 use crate::plan::Plan;
 use crate::tree::Tree;
 
+/// What built-in elements report beyond the tree: what each trim rule removed.
+#[derive(Default)]
+pub struct Findings {
+    pub trimmed: Vec<Trimmed>,
+}
+
+/// One rule of a trim and what it took out of the image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Trimmed {
+    pub element: String,
+    pub rule: String,
+    pub files: usize,
+    /// Bytes the image is smaller by (for `strip`, what stripping saved).
+    pub bytes: u64,
+}
+
 /// Runs the built-in work of `element`, if it has any; returns how many entries it added.
 pub fn apply(
     tree: &mut Tree,
@@ -33,6 +49,7 @@ pub fn apply(
     plan: &Plan,
     work: &std::path::Path,
     mtime: i64,
+    found: &mut Findings,
 ) -> anyhow::Result<Option<usize>> {
     if element.origin != Origin::BuiltIn {
         return Ok(None);
@@ -42,7 +59,7 @@ pub fn apply(
     let count = match name {
         "agent" => {
             let context = serde_json::json!({ "image": { "name": plan.image.name }, "params": params, "client": plan.client, "nodes": plan.nodes });
-            agent::apply(tree, name, params, image_dir, &context, mtime)?
+            agent::apply(tree, name, params, image_dir, &context, plan.image.boots(), mtime)?
         }
         "base-busybox" => base_busybox::apply(tree, name, params)?,
         "base-debian" => base_debian::apply(tree, name, params, plan.offline)?,
@@ -59,7 +76,7 @@ pub fn apply(
             kernel_modules::apply(tree, name, params, release, autoload, mtime)?
         }
         "network" => network::apply(tree, name, params, plan, mtime)?,
-        "python-trim" => python_trim::apply(tree, name, params, work, mtime)?,
+        "python-trim" => python_trim::apply(tree, name, params, work, mtime, found)?,
         "timezone" => {
             let zone = plan.inventory.as_ref().and_then(|c| c.timezone.as_deref());
             timezone::apply(tree, name, params, zone, mtime)?

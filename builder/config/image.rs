@@ -89,6 +89,13 @@ pub struct Image {
 }
 
 impl Image {
+    /// Whether some output starts a machine: an initramfs, a ramdisk tarball, or an ISO
+    /// with a kernel.
+    pub fn boots(&self) -> bool {
+        let has = |k| self.outputs.contains(&k);
+        has(OutputKind::Initramfs) || has(OutputKind::RamdiskTar) || (has(OutputKind::Iso) && self.kernel.is_some())
+    }
+
     pub fn dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))
     }

@@ -34,8 +34,8 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     }
     let work = Scratch::new(&opts.outdir, "smelt-work")?;
 
-    let tree = match ui.step("stage", || stage::stage(&plan, work.path(), ui)) {
-        Ok(tree) => tree,
+    let staged = match ui.step("stage", || stage::stage(&plan, work.path(), ui)) {
+        Ok(staged) => staged,
         Err(e) if e.downcast_ref::<HookFailed>().is_some() => {
             // The hook's log moves with the tree it is in.
             let at = work.path().display().to_string();
@@ -45,6 +45,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         }
         Err(e) => return Err(e),
     };
+    let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
     let mut report = Report {
@@ -60,6 +61,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
         certificates: report::certificates(&tree),
         secrets: secrets(&plan, &tree, ui),
+        trim: staged.findings.trimmed,
     };
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {

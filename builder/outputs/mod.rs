@@ -157,7 +157,8 @@ impl Outputs<'_> {
                 })?
             }
             _ => ui.step("iso tree", || {
-                let mut layers = v.layers.clone();
+                let data: Vec<std::borrow::Cow<Tree>> = v.layers.iter().map(|l| data_iso_part(l)).collect();
+                let mut layers: Vec<&Tree> = data.iter().map(|c| c.as_ref()).collect();
                 layers.push(extras);
                 iso::prepare(&layers, &plan.image.iso_label, epoch, None, &spill)
             })?,
@@ -250,6 +251,24 @@ impl Outputs<'_> {
         self.produced.checks.push(check);
     }
 }
+
+/// What a data ISO carries of a tree: all of it but the ramdisk's start-up, which
+/// nothing reading the ISO as files can use — what the `init` element put there
+/// (`/init`, its device nodes) and the start-up steps in `/etc/smelt/init.d`. Device
+/// nodes other elements declare stay. Borrowed when there is nothing to leave out.
+fn data_iso_part(tree: &Tree) -> std::borrow::Cow<'_, Tree> {
+    let steps = crate::path::ImagePath::new(INIT_STEPS).expect("valid");
+    let start_up = |p: &crate::path::ImagePath, e: &crate::tree::Entry| e.element == "init" || p.starts_with(&steps);
+    if !tree.iter().any(|(p, e)| start_up(p, e)) {
+        return std::borrow::Cow::Borrowed(tree);
+    }
+    let mut data = tree.clone();
+    data.retain(|p, e| !start_up(p, e));
+    std::borrow::Cow::Owned(data)
+}
+
+/// Where elements put their start-up steps (see the `init` element).
+const INIT_STEPS: &str = "etc/smelt/init.d";
 
 fn verdict(check: Option<&budget::Check>) -> &'static str {
     match check {

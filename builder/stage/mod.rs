@@ -22,14 +22,23 @@ use serde_json::{json, Value};
 
 use crate::config::names::Named;
 use crate::element::hooks::{Side, PHASES};
+use crate::builtin::Findings;
 use crate::element::Origin;
 use crate::plan::Plan;
 use crate::tree::Tree;
 use crate::ui::Ui;
-use hooks::{namespace, run_phase};
+use crate::namespace;
+use hooks::run_phase;
 
 /// Stages the image described by `plan` in `work` (a scratch directory).
-pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
+/// What staging made: the tree, and what built-in elements found on the way.
+pub struct Staged {
+    pub tree: Tree,
+    pub findings: Findings,
+}
+
+pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
+    let mut findings = Findings::default();
     let mtime = plan.time;
     let root = work.join("root");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
@@ -63,7 +72,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     let context = template_context(plan)?;
     for element in &plan.resolved.elements {
         let params = Value::Object(plan.params[&element.name].clone().into_iter().collect());
-        let based = crate::builtin::apply(&mut tree, element, &params, plan, work, mtime)?;
+        let based = crate::builtin::apply(&mut tree, element, &params, plan, work, mtime, &mut findings)?;
         let overlaid = overlay::apply(&mut tree, element, mtime)? + sources::apply(&mut tree, element, work)?;
         let rendered = template::apply(&mut tree, element, &params, &context, mtime)?;
         ui.detail(&format!(
@@ -87,7 +96,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Tree> {
     prune::permissions(&mut tree, &plan.resolved.elements)?;
     prune::check_links(&tree)?;
     prune::devices(&mut tree, &plan.resolved.elements, mtime)?;
-    Ok(tree)
+    Ok(Staged { tree, findings })
 }
 
 /// The files elements put under `iso/`: on an ISO beside the image, never in it.

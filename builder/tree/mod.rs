@@ -282,8 +282,12 @@ impl Tree {
     }
 
     fn has_children(&self, dir: &ImagePath) -> bool {
-        let prefix = format!("{}/", dir.as_str());
-        self.entries.range(dir.clone()..).nth(1).is_some_and(|(p, _)| p.as_str().starts_with(&prefix))
+        self.below(dir).next().is_some()
+    }
+
+    /// The entries below `dir` (not `dir` itself), in path order.
+    pub fn below<'t>(&'t self, dir: &'t ImagePath) -> impl Iterator<Item = (&'t ImagePath, &'t Entry)> + 't {
+        self.entries.range(dir.below_start()..).take_while(move |(p, _)| p.starts_with(dir) && *p != dir)
     }
 
     /// Records that `path` belongs to `node` only.
@@ -380,6 +384,20 @@ mod tests {
         t.insert(&p("etc"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
         let e = t.insert(&p("etc/motd"), Entry::bytes(vec![], 0o644, 0, "b")).unwrap_err();
         assert_eq!(e, "/etc is a file, so /etc/motd cannot be created under it");
+    }
+
+    /// Regression: `usr/lib-x` sorts between `usr/lib` and `usr/lib/a`, and hid `usr/lib`'s
+    /// children from the check that keeps a file from replacing a directory with contents.
+    #[test]
+    fn children_are_found_past_siblings_that_sort_between() {
+        let mut t = Tree::default();
+        t.insert(&p("usr/lib/a"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
+        t.insert(&p("usr/lib-x"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
+        let e = t.insert(&p("usr/lib"), Entry::bytes(vec![], 0o644, 0, "b")).unwrap_err();
+        assert_eq!(e, "/usr/lib is a directory with contents and cannot be replaced by a file");
+        let usr = p("usr");
+        let below: Vec<&str> = t.below(&usr).map(|(p, _)| p.as_str()).collect();
+        assert_eq!(below, ["usr/lib", "usr/lib-x", "usr/lib/a"]);
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! Running an image's phase hooks (which ones, in what order, was decided by
 //! `element::hooks`): the environment they get ([`env`]), one hook's run on the host or
-//! inside the image ([`run`], isolated by [`namespace`]), and a phase's run, with what
+//! inside the image ([`run`], isolated by `crate::namespace`), and a phase's run, with what
 //! each hook changed attributed to its element and DIB's per-phase table printed.
 
 pub mod env;
-pub mod namespace;
 pub mod run;
 
 pub use env::HookEnv;

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use super::env::HookEnv;
-use super::namespace::{isolate, Isolation};
+use crate::namespace::{isolate, Isolation};
 use crate::element::hooks::{Hook, Side};
 
 /// How long one script took, for the phase table.
@@ -45,7 +45,7 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
         Side::Host => {
             cmd = Command::new(&script);
             if env.no_network {
-                isolate(&mut cmd, &Isolation { chroot: None, binds: vec![], no_network: true })?;
+                isolate(&mut cmd, &Isolation { chroot: None, binds: vec![], no_network: true, read_only: vec![] })?;
             }
         }
         Side::Chroot => {
@@ -64,7 +64,7 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
             }
             isolate(
                 &mut cmd,
-                &Isolation { chroot: Some(env.target_root.clone()), binds, no_network: env.no_network },
+                &Isolation { chroot: Some(env.target_root.clone()), binds, no_network: env.no_network, read_only: vec![] },
             )?;
         }
     }

@@ -15,6 +15,9 @@ pub struct Isolation {
     pub chroot: Option<PathBuf>,
     /// Host directory → directory inside the chroot (which must exist).
     pub binds: Vec<(PathBuf, PathBuf)>,
+    /// Directories made read-only for the command (bound onto themselves, then
+    /// remounted read-only), so not even root can write there.
+    pub read_only: Vec<PathBuf>,
     pub no_network: bool,
 }
 
@@ -23,7 +26,7 @@ pub struct Isolation {
 pub fn isolate(cmd: &mut Command, iso: &Isolation) -> anyhow::Result<()> {
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut flags = 0;
-    if iso.chroot.is_some() {
+    if iso.chroot.is_some() || !iso.read_only.is_empty() {
         flags |= libc::CLONE_NEWNS;
     }
     if iso.no_network {
@@ -49,6 +52,7 @@ pub fn isolate(cmd: &mut Command, iso: &Isolation) -> anyhow::Result<()> {
             (cstr(host), cstr(&target))
         })
         .collect();
+    let read_only: Vec<CString> = iso.read_only.iter().map(|p| cstr(p)).collect();
     let uid_map = format!("0 {} 1", unsafe { libc::getuid() });
     let gid_map = format!("0 {} 1", unsafe { libc::getgid() });
     let map_user = !is_root;
@@ -77,6 +81,11 @@ pub fn isolate(cmd: &mut Command, iso: &Isolation) -> anyhow::Result<()> {
                         libc::MS_BIND | libc::MS_REC,
                         std::ptr::null(),
                     ))?;
+                }
+                for dir in &read_only {
+                    check(libc::mount(dir.as_ptr(), dir.as_ptr(), none, libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+                    check(libc::mount(none, dir.as_ptr(), none, flags, std::ptr::null()))?;
                 }
             }
             if let Some(root) = &root {

@@ -1,0 +1,283 @@
+//! `python-trim`: a Python virtualenv in the image made small, relocatable and still
+//! working. In order:
+//!
+//! 1. [`rules`] remove what nothing runs — pip, setuptools, wheel, caches, activate
+//!    scripts, dist-info files importlib.metadata does not read, test directories no
+//!    code imports, the user's `remove` globs — except what `keep` names; every removal
+//!    is recorded with its rule;
+//! 2. with `interpreter = "bundled"`, [`bundle`] adds the venv's interpreter, the
+//!    standard-library modules the kit's code imports and the shared libraries of all of
+//!    it (loader and libc included), with a launcher that runs from wherever it is;
+//! 3. [`compile`] writes bytecode with the venv's interpreter (cached across builds),
+//!    dropping sources except those packages read as files (Ansible's modules, module
+//!    utilities and plugins);
+//! 4. [`strip`] strips ELF objects of symbols nothing needs at run time;
+//! 5. scripts and `pyvenv.cfg` are freed of the build's paths;
+//! 6. [`verify`] runs the `verify` commands in a relocated, read-only copy of the image,
+//!    and a failure names the rule that removed what was missing.
+
+mod bundle;
+mod compile;
+mod rules;
+mod strip;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use super::{list_param, Findings, Trimmed};
+use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::tree::{Entry, Kind, Tree};
+
+/// The element's params, read once.
+struct Params {
+    remove: Vec<String>,
+    keep: Vec<String>,
+    verify: Vec<String>,
+    bundled: bool,
+    python: String,
+    python_version: Option<String>,
+    keep_stdlib: Vec<String>,
+    strip: bool,
+}
+
+/// The host interpreter the venv was made with, as it describes itself.
+pub struct Python {
+    /// The interpreter's real file on the host.
+    pub exe: PathBuf,
+    /// `3.11`
+    pub version: String,
+    /// `cpython-311`, the tag of `__pycache__` files.
+    pub cache_tag: String,
+    /// The standard library's directory, and the extension modules' (`lib-dynload`).
+    pub stdlib: PathBuf,
+    pub dynload: PathBuf,
+    /// Top-level modules the interpreter imports at start-up (`site` included).
+    pub startup: Vec<String>,
+}
+
+/// What the rules removed, rule by rule, and which rule removed each path, so a
+/// `verify` failure can say which rule to undo.
+#[derive(Default)]
+pub struct Removals {
+    rules: Vec<(String, usize, u64)>,
+    by_path: std::collections::BTreeMap<ImagePath, usize>,
+}
+
+impl Removals {
+    /// The index of `rule`, recorded on first use.
+    fn rule(&mut self, rule: &str) -> usize {
+        match self.rules.iter().position(|(r, _, _)| r == rule) {
+            Some(i) => i,
+            None => {
+                self.rules.push((rule.to_string(), 0, 0));
+                self.rules.len() - 1
+            }
+        }
+    }
+
+    /// Records that `rule` took `path` (of `bytes`) out.
+    fn removed(&mut self, rule: usize, path: &ImagePath, bytes: u64, file: bool) {
+        let r = &mut self.rules[rule];
+        r.1 += usize::from(file);
+        r.2 += bytes;
+        self.by_path.insert(path.clone(), rule);
+    }
+
+    /// Records bytes a rule saved without removing a path (stripping).
+    fn saved(&mut self, rule: &str, bytes: u64) {
+        let i = self.rule(rule);
+        self.rules[i].1 += 1;
+        self.rules[i].2 += bytes;
+    }
+
+    /// The rule that removed `path` or the closest directory above it.
+    fn why(&self, path: &ImagePath) -> Option<(&str, &ImagePath)> {
+        let mut p = Some(path.clone());
+        while let Some(at) = p {
+            if let Some((found, i)) = self.by_path.get_key_value(&at) {
+                return Some((&self.rules[*i].0, found));
+            }
+            p = at.parent();
+        }
+        None
+    }
+
+    /// The paths a rule removed under `dir`, with the rule (for missing packages).
+    fn under(&self, dir: &ImagePath) -> Option<(&str, &ImagePath)> {
+        self.by_path.range(dir.clone()..).next().filter(|(p, _)| p.starts_with(dir)).map(|(p, i)| (self.rules[*i].0.as_str(), p))
+    }
+
+    fn report(&self, element: &str) -> Vec<Trimmed> {
+        self.rules
+            .iter()
+            .filter(|(_, files, _)| *files > 0)
+            .map(|(rule, files, bytes)| Trimmed { element: element.into(), rule: rule.clone(), files: *files, bytes: *bytes })
+            .collect()
+    }
+}
+
+pub fn apply(
+    tree: &mut Tree,
+    element: &str,
+    params: &Value,
+    work: &Path,
+    epoch: i64,
+    found: &mut Findings,
+) -> anyhow::Result<usize> {
+    let p = Params {
+        remove: list_param(params, "remove"),
+        keep: list_param(params, "keep"),
+        verify: list_param(params, "verify"),
+        bundled: params.get("interpreter").and_then(Value::as_str) == Some("bundled"),
+        python: params.get("python").and_then(Value::as_str).unwrap_or("/usr/bin/python3").to_string(),
+        python_version: params.get("python-version").and_then(Value::as_str).map(String::from),
+        keep_stdlib: list_param(params, "keep-stdlib"),
+        strip: params.get("strip").and_then(Value::as_bool).unwrap_or(true),
+    };
+    let venv = locate(tree, element, params)?;
+    let host = interpreter(tree, &venv)
+        .with_context(|| format!("element `{element}`: finding the venv's python in {venv}/bin"))?;
+    let python = describe(&host).with_context(|| format!("element `{element}`: asking {} about itself", host.display()))?;
+    if let Some(want) = p.python_version.as_deref().filter(|_| !p.bundled) {
+        if want != python.version {
+            bail!(
+                "element `{element}`: the venv's python is {} but python-version says the target's is {want}: \
+                 bytecode of one does not load in the other; make the venv with python{want}, or use \
+                 interpreter = \"bundled\"",
+                python.version
+            );
+        }
+    }
+    let site = venv.join(&format!("lib/python{}/site-packages", python.version)).map_err(anyhow::Error::msg)?;
+    let before = tree.len();
+    let mut log = Removals::default();
+    let keep = rules::globs(&venv, p.keep.iter().map(String::as_str))?;
+    rules::remove(tree, &venv, &site, &p.remove, &keep, &mut log)?;
+    if p.bundled {
+        bundle::add(tree, element, &venv, &site, &python, &p.keep_stdlib, epoch, &mut log)?;
+    }
+    compile::compile(tree, element, &venv, &python, &keep, p.bundled, work, epoch)?;
+    if p.strip {
+        strip::strip(tree, element, &venv, &mut log)?;
+    }
+    relocate(tree, element, &venv, &python, &p, epoch)?;
+    if !p.verify.is_empty() {
+        verify::run(tree, element, &venv, &site, &python, &p.verify, &log, work)?;
+    }
+    found.trimmed.extend(log.report(element));
+    Ok(tree.len().abs_diff(before))
+}
+
+/// The venv's directory in the image: `venv`, with symlinks among its parents resolved,
+/// holding a pyvenv.cfg.
+fn locate(tree: &Tree, element: &str, params: &Value) -> anyhow::Result<ImagePath> {
+    let text = params.get("venv").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let venv = ImagePath::new(text.with_context(|| {
+        format!("element `{element}`: param `venv` is empty; give the venv's path in the image")
+    })?)
+    .map_err(|e| anyhow::anyhow!("element `{element}`: venv {e}"))?;
+    let cfg = tree
+        .resolve_parents(&venv.join("pyvenv.cfg").map_err(anyhow::Error::msg)?)
+        .map_err(anyhow::Error::msg)?;
+    if !matches!(tree.get(&cfg).map(|e| &e.kind), Some(Kind::File { .. })) {
+        bail!("element `{element}`: {venv} has no pyvenv.cfg: is it a virtualenv, and does an earlier element put it there?");
+    }
+    Ok(cfg.parent().unwrap_or_else(ImagePath::root))
+}
+
+/// The host interpreter the venv's `bin/python3` (or `bin/python`) links to.
+fn interpreter(tree: &Tree, venv: &ImagePath) -> anyhow::Result<PathBuf> {
+    for name in ["bin/python3", "bin/python"] {
+        let mut at = venv.join(name).map_err(anyhow::Error::msg)?;
+        for _ in 0..8 {
+            match tree.get(&at).map(|e| &e.kind) {
+                Some(Kind::Symlink(t)) if t.starts_with('/') && Path::new(t).exists() => {
+                    return Ok(std::fs::canonicalize(t)?)
+                }
+                Some(Kind::Symlink(t)) => at = at.resolve_link(t),
+                Some(Kind::File { source: Source::Host(p), .. }) => return Ok(p.clone()),
+                _ => break,
+            }
+        }
+    }
+    bail!("no bin/python3 linking to an interpreter on this host")
+}
+
+/// Asks the interpreter (isolated from the venv and the caller's environment) for its
+/// version, cache tag, library directories, built-in modules and start-up modules.
+fn describe(exe: &Path) -> anyhow::Result<Python> {
+    const ASK: &str = "import sys, sysconfig\n\
+        print(f'{sys.version_info[0]}.{sys.version_info[1]}')\n\
+        print(sys.implementation.cache_tag)\n\
+        print(sysconfig.get_path('stdlib'))\n\
+        print(sysconfig.get_config_var('DESTSHARED'))\n\
+        print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n";
+    let out = crate::cleanup::output(Command::new(exe).args(["-I", "-c", ASK]).env_clear())?;
+    if !out.status.success() {
+        bail!("{} failed ({}): {}", exe.display(), out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let [version, tag, stdlib, dynload, startup] = lines[..] else {
+        bail!("{} answered with {} lines, not 5", exe.display(), lines.len());
+    };
+    let words = |s: &str| s.split_whitespace().map(String::from).collect();
+    Ok(Python {
+        exe: exe.to_path_buf(),
+        version: version.into(),
+        cache_tag: tag.into(),
+        stdlib: stdlib.into(),
+        dynload: dynload.into(),
+        startup: words(startup),
+    })
+}
+
+/// Frees the venv of the build's absolute paths. Scripts whose `#!` names the venv's
+/// python start `python3` from their own directory instead (valid sh and Python at
+/// once, as pip's relocatable launcher is). With the system interpreter, `bin/python*`
+/// link to the target's python and pyvenv.cfg names its directory; bundled, they are
+/// the launcher [`bundle`] wrote, and there is no pyvenv.cfg (the kit is a prefix).
+fn relocate(tree: &mut Tree, element: &str, venv: &ImagePath, python: &Python, p: &Params, epoch: i64) -> anyhow::Result<()> {
+    const LAUNCHER: &str =
+        "#!/bin/sh\n'''exec' \"$(dirname \"$(realpath \"$0\")\")/python3\" \"$0\" \"$@\"\n' '''\n";
+    let at = |rel: &str| venv.join(rel).map_err(anyhow::Error::msg);
+    let bin = at("bin")?;
+    let scripts: Vec<(ImagePath, Source, u32)> = tree
+        .iter()
+        .filter(|(path, _)| path.parent().as_ref() == Some(&bin))
+        .filter_map(|(path, e)| match &e.kind {
+            Kind::File { source, size, .. } if *size < 1 << 20 => Some((path.clone(), source.clone(), e.mode)),
+            _ => None,
+        })
+        .collect();
+    for (path, source, mode) in scripts {
+        let text = source.read_all()?;
+        let Some(rest) = text.strip_prefix(b"#!/") else { continue };
+        let first_end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        if !String::from_utf8_lossy(&rest[..first_end]).contains("/bin/python") {
+            continue;
+        }
+        let mut new = LAUNCHER.as_bytes().to_vec();
+        new.extend_from_slice(&rest[(first_end + 1).min(rest.len())..]);
+        tree.insert(&path, Entry::bytes(new, mode, epoch, element)).map_err(anyhow::Error::msg)?;
+    }
+    let cfg = at("pyvenv.cfg")?;
+    if p.bundled {
+        tree.remove(&cfg);
+        return Ok(());
+    }
+    let version = p.python_version.as_deref().unwrap_or(&python.version);
+    for name in ["python", "python3", &format!("python{version}")] {
+        let link = if name == "python" { "python3".to_string() } else { p.python.clone() };
+        tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element)).map_err(anyhow::Error::msg)?;
+    }
+    let home = Path::new(&p.python).parent().unwrap_or(Path::new("/usr/bin")).display().to_string();
+    let text = format!("home = {home}\ninclude-system-site-packages = false\nversion = {version}\n");
+    tree.insert(&cfg, Entry::bytes(text.into_bytes(), 0o644, epoch, element)).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
