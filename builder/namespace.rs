@@ -83,7 +83,13 @@ pub fn isolate(cmd: &mut Command, iso: &Isolation) -> anyhow::Result<()> {
                     ))?;
                 }
                 for dir in &read_only {
-                    check(libc::mount(dir.as_ptr(), dir.as_ptr(), none, libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                    check(libc::mount(
+                        dir.as_ptr(),
+                        dir.as_ptr(),
+                        none,
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    ))?;
                     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
                     check(libc::mount(none, dir.as_ptr(), none, flags, std::ptr::null()))?;
                 }

@@ -10,6 +10,7 @@ mod crosscheck;
 mod debian;
 mod elements;
 mod errors;
+mod fieldkit;
 mod inspect;
 mod iso;
 mod litter;

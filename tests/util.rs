@@ -160,6 +160,11 @@ pub fn nics(macs: &[&str]) -> Vec<String> {
 /// Runs QEMU (TCG, 512 MiB, serial on stdout, no reboot) with `args` and returns what
 /// the guest printed. At most two guests run at once: the machine has two cores.
 pub fn qemu<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    qemu_sized(512, 180, args)
+}
+
+/// As [`qemu`], with `mib` of RAM and `seconds` before the guest is stopped.
+pub fn qemu_sized<S: AsRef<std::ffi::OsStr>>(mib: u32, seconds: u32, args: &[S]) -> String {
     {
         let mut busy = QEMU_SLOTS.lock().unwrap();
         while *busy >= 2 {
@@ -167,8 +172,18 @@ pub fn qemu<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
         }
         *busy += 1;
     }
+    let (mib, seconds) = (mib.to_string(), seconds.to_string());
     let out = Command::new("timeout")
-        .args(["180", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot"])
+        .args([
+            seconds.as_str(),
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            mib.as_str(),
+            "-nographic",
+            "-no-reboot",
+        ])
         .args(args)
         .output()
         .unwrap();
@@ -266,4 +281,24 @@ pub fn text_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// A directory made once by `make` and kept between test runs (under cargo's
+/// `target/tmp`): downloads such as a venv from PyPI. Made under a lock, in a temporary
+/// directory renamed into place, so parallel tests wait for one another and a failed
+/// attempt leaves nothing.
+pub fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
+    std::fs::create_dir_all(&root).unwrap();
+    let lock = std::fs::File::create(root.join(format!("{name}.lock"))).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let dir = root.join(name);
+    if !dir.exists() {
+        let partial = root.join(format!("{name}.partial"));
+        let _ = std::fs::remove_dir_all(&partial);
+        make(&partial);
+        std::fs::rename(&partial, &dir).unwrap();
+    }
+    dir
 }

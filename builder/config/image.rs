@@ -93,7 +93,9 @@ impl Image {
     /// with a kernel.
     pub fn boots(&self) -> bool {
         let has = |k| self.outputs.contains(&k);
-        has(OutputKind::Initramfs) || has(OutputKind::RamdiskTar) || (has(OutputKind::Iso) && self.kernel.is_some())
+        has(OutputKind::Initramfs)
+            || has(OutputKind::RamdiskTar)
+            || (has(OutputKind::Iso) && self.kernel.is_some())
     }
 
     pub fn dir(&self) -> &Path {

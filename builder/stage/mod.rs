@@ -20,14 +20,14 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
+use crate::builtin::Findings;
 use crate::config::names::Named;
 use crate::element::hooks::{Side, PHASES};
-use crate::builtin::Findings;
 use crate::element::Origin;
+use crate::namespace;
 use crate::plan::Plan;
 use crate::tree::Tree;
 use crate::ui::Ui;
-use crate::namespace;
 use hooks::run_phase;
 
 /// Stages the image described by `plan` in `work` (a scratch directory).

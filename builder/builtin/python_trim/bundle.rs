@@ -14,8 +14,9 @@
 //! (`importlib.import_module(f"…{x}")`) can be missed; `keep-stdlib` is for those, and
 //! `verify` names such a module when it fails.
 //!
-//! Layout: `lib/pythonX.Y/` is the standard library beside the venv's `site-packages`,
-//! `lib/pythonX.Y/lib-dynload/` its extension modules, `lib/smelt-python/` the
+//! Layout: `lib/pythonXY.zip` is the standard library's bytecode (see [`pack_stdlib`]),
+//! `lib/pythonX.Y/` holds the venv's `site-packages` and, in `lib-dynload/`, the
+//! standard library's extension modules, `lib/smelt-python/` the
 //! interpreter, its loader and libraries; `bin/python3` the launcher.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,7 +32,21 @@ use crate::tree::{Entry, Kind, Tree};
 
 /// Parts of the standard library that no kit runs: test suites, GUIs, installers, the
 /// build configuration (with its static libpython), the host's own site-packages.
-const NEVER: &[&str] = &["test", "idlelib", "tkinter", "turtledemo", "turtle", "ensurepip", "lib2to3", "pydoc_data", "site-packages", "__phello__", "__hello__", "antigravity", "this"];
+const NEVER: &[&str] = &[
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "turtle",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "site-packages",
+    "__phello__",
+    "__hello__",
+    "antigravity",
+    "this",
+];
 
 pub const RULE: &str = "standard library the kit does not import (left out of the bundled interpreter)";
 
@@ -53,7 +68,10 @@ pub fn add(
     let stdlib = Stdlib::read(python)?;
     // What the kit names, then the closure through the standard library's sources.
     let mut wanted: BTreeSet<String> = BTreeSet::new();
-    for (_, e) in tree.below(venv).filter(|(p, _)| p.as_str().ends_with(".py") || p.starts_with(&venv.join("bin").expect("valid"))) {
+    for (_, e) in tree
+        .below(venv)
+        .filter(|(p, _)| p.as_str().ends_with(".py") || p.starts_with(&venv.join("bin").expect("valid")))
+    {
         if let Kind::File { source, size, .. } = &e.kind {
             if *size < 4 << 20 {
                 wanted.extend(imported(&String::from_utf8_lossy(&source.read_all()?)));
@@ -116,7 +134,12 @@ pub fn add(
     tree.insert(&exe, entry).map_err(fail)?;
     let locale = Path::new(LOCALE);
     if locale.is_dir() {
-        crate::tree::disk::add_dir_as_root(tree, locale, &runtime.join("locale/C.utf8").map_err(fail)?, element)?;
+        crate::tree::disk::add_dir_as_root(
+            tree,
+            locale,
+            &runtime.join("locale/C.utf8").map_err(fail)?,
+            element,
+        )?;
     } else {
         crate::ui::warning(&format!(
             "element `{element}`: this host has no {LOCALE}: the bundled interpreter gets no UTF-8 locale, which \
@@ -129,6 +152,53 @@ pub fn add(
         tree.remove(&at);
         tree.insert(&at, Entry::bytes(script.clone().into_bytes(), 0o755, epoch, element)).map_err(fail)?;
     }
+    Ok(())
+}
+
+/// Packs the bundled standard library's bytecode (everything under `lib/pythonX.Y` but
+/// `site-packages` and `lib-dynload`) into `lib/pythonXY.zip`, where Python finds it
+/// first. Run after compiling.
+pub fn pack_stdlib(
+    tree: &mut Tree,
+    element: &str,
+    venv: &ImagePath,
+    python: &Python,
+    work: &Path,
+    epoch: i64,
+) -> anyhow::Result<()> {
+    let lib = venv.join(&format!("lib/python{}", python.version)).map_err(anyhow::Error::msg)?;
+    let (site, dynload) =
+        (lib.join("site-packages").expect("valid"), lib.join("lib-dynload").expect("valid"));
+    let packed: Vec<(ImagePath, Option<crate::io::source::Source>)> = tree
+        .below(&lib)
+        .filter(|(p, _)| !p.starts_with(&site) && !p.starts_with(&dynload))
+        .map(|(p, e)| {
+            (
+                p.clone(),
+                match &e.kind {
+                    Kind::File { source, .. } => Some(source.clone()),
+                    _ => None,
+                },
+            )
+        })
+        .collect();
+    let files: Vec<(String, crate::io::source::Source)> = packed
+        .iter()
+        .filter_map(|(p, s)| Some((p.as_str()[lib.as_str().len() + 1..].to_string(), s.clone()?)))
+        .collect();
+    let name = format!("python{}.zip", python.version.replace('.', ""));
+    let dest = work.join("python-trim").join(&name);
+    std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
+    super::zip::write(&files, &dest)
+        .with_context(|| format!("element `{element}`: packing the standard library"))?;
+    for (p, _) in &packed {
+        tree.remove(p);
+    }
+    let mut entry = root_entry(&dest, element)?;
+    entry.mode = 0o644;
+    entry.mtime = epoch;
+    tree.insert(&venv.join(&format!("lib/{name}")).map_err(anyhow::Error::msg)?, entry)
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -154,36 +224,52 @@ const LOCALE: &str = "/usr/lib/locale/C.utf8";
 /// The shared libraries `objects` need, transitively, each under `runtime` by its file
 /// name (symlinks followed), and glibc's `files` and `dns` name-service modules (loaded
 /// at run time for user and host lookups). Returns the dynamic loader's name.
-fn libraries(tree: &mut Tree, element: &str, runtime: &ImagePath, objects: &[PathBuf]) -> anyhow::Result<String> {
+fn libraries(
+    tree: &mut Tree,
+    element: &str,
+    runtime: &ImagePath,
+    objects: &[PathBuf],
+) -> anyhow::Result<String> {
     let search = LibrarySearch::from_host();
     let mut loader = None;
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut queue: Vec<PathBuf> = Vec::new();
     for o in objects {
-        for dep in dependencies(o, &search).with_context(|| format!("element `{element}`: reading {}", o.display()))? {
+        for dep in dependencies(o, &search)
+            .with_context(|| format!("element `{element}`: reading {}", o.display()))?
+        {
             if loader.is_none() && dep.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ld-")) {
                 loader = Some(dep.file_name().unwrap_or_default().to_string_lossy().into_owned());
             }
             queue.push(dep);
         }
     }
-    let libc_dir = queue.iter().find(|p| p.file_name().is_some_and(|n| n == "libc.so.6")).and_then(|p| p.parent()).map(Path::to_path_buf);
+    let libc_dir = queue
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "libc.so.6"))
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf);
     if let Some(dir) = libc_dir {
-        queue.extend(["libnss_files.so.2", "libnss_dns.so.2"].iter().map(|n| dir.join(n)).filter(|p| p.exists()));
+        queue.extend(
+            ["libnss_files.so.2", "libnss_dns.so.2"].iter().map(|n| dir.join(n)).filter(|p| p.exists()),
+        );
     }
     while let Some(lib) = queue.pop() {
         if !seen.insert(lib.clone()) {
             continue;
         }
         let name = lib.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let real = std::fs::canonicalize(&lib).with_context(|| format!("element `{element}`: reading {}", lib.display()))?;
+        let real = std::fs::canonicalize(&lib)
+            .with_context(|| format!("element `{element}`: reading {}", lib.display()))?;
         let at = runtime.join(&name).map_err(anyhow::Error::msg)?;
         let mut entry = root_entry(&real, element)?;
         entry.mode = 0o755;
         tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
         queue.extend(dependencies(&real, &search)?);
     }
-    loader.ok_or_else(|| anyhow::anyhow!("element `{element}`: the interpreter names no dynamic loader (a static build?)"))
+    loader.ok_or_else(|| {
+        anyhow::anyhow!("element `{element}`: the interpreter names no dynamic loader (a static build?)")
+    })
 }
 
 /// The standard library on the host: each top-level module with its files (a package's
@@ -195,7 +281,8 @@ struct Stdlib {
 impl Stdlib {
     fn read(python: &Python) -> anyhow::Result<Stdlib> {
         let mut modules: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-        let top = std::fs::read_dir(&python.stdlib).with_context(|| format!("reading {}", python.stdlib.display()))?;
+        let top = std::fs::read_dir(&python.stdlib)
+            .with_context(|| format!("reading {}", python.stdlib.display()))?;
         for e in top.flatten() {
             let file = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
@@ -207,7 +294,8 @@ impl Stdlib {
                 let walk = walkdir::WalkDir::new(&path).sort_by_file_name().into_iter().filter_entry(|d| {
                     !matches!(d.file_name().to_str(), Some("__pycache__" | "test" | "tests" | "idle_test"))
                 });
-                let files = walk.flatten().filter(|d| d.file_type().is_file()).map(|d| d.into_path()).collect();
+                let files =
+                    walk.flatten().filter(|d| d.file_type().is_file()).map(|d| d.into_path()).collect();
                 modules.insert(name, files);
             } else if file.ends_with(".py") {
                 modules.insert(name, vec![path]);
@@ -227,7 +315,8 @@ impl Stdlib {
 
 fn is_shared_object(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"\x7fELF"
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"\x7fELF"
 }
 
 /// The top-level names a Python source imports absolutely: `import a.b, c as d` gives

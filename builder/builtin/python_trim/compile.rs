@@ -34,8 +34,10 @@ const KEEP_SOURCE: &[&str] = &[
 
 /// Sources that are only ever read, never imported where they are: Ansible's modules
 /// run on the target from the AnsiballZ zip, so their bytecode here would go unused.
-const SOURCE_ONLY: &[&str] =
-    &["lib/python*/site-packages/ansible/modules/**", "lib/python*/site-packages/ansible_collections/*/*/plugins/modules/**"];
+const SOURCE_ONLY: &[&str] = &[
+    "lib/python*/site-packages/ansible/modules/**",
+    "lib/python*/site-packages/ansible_collections/*/*/plugins/modules/**",
+];
 
 /// How one module ships.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,7 +107,8 @@ pub fn compile(
         if !cached.exists() {
             let dest = scratch.join(path.as_str());
             std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
-            std::fs::write(&dest, &bytes).with_context(|| format!("element `{element}`: copying {path} to compile it"))?;
+            std::fs::write(&dest, &bytes)
+                .with_context(|| format!("element `{element}`: copying {path} to compile it"))?;
         }
         jobs.push((path, ship, cached));
     }
@@ -119,7 +122,9 @@ pub fn compile(
     }
     for (path, ship, cached) in &jobs {
         let with_source = *ship == Ship::Both;
-        let out = if with_source { pycache_path(&scratch.join(path.as_str()), &python.cache_tag) } else {
+        let out = if with_source {
+            pycache_path(&scratch.join(path.as_str()), &python.cache_tag)
+        } else {
             scratch.join(format!("{}c", path.as_str()))
         };
         if !cached.exists() {
@@ -160,7 +165,14 @@ fn pycache_path(source: &Path, tag: &str) -> PathBuf {
 /// Runs compileall over `files` (under `scratch`, which stands for the image root), on
 /// every core: `X.pyc` next to `X.py` (the legacy layout, loaded without the source),
 /// or in `__pycache__/` for modules that keep their source.
-fn compileall(element: &str, python: &Python, scratch: &Path, files: &[PathBuf], ship: Ship, epoch: i64) -> anyhow::Result<()> {
+fn compileall(
+    element: &str,
+    python: &Python,
+    scratch: &Path,
+    files: &[PathBuf],
+    ship: Ship,
+    epoch: i64,
+) -> anyhow::Result<()> {
     let (in_cache, level) = match ship {
         Ship::Bytecode(level) => (false, level),
         _ => (true, 0),

@@ -10,7 +10,7 @@
 //!    it (loader and libc included), with a launcher that runs from wherever it is;
 //! 3. [`compile`] writes bytecode with the venv's interpreter (cached across builds),
 //!    dropping sources except those packages read as files (Ansible's modules, module
-//!    utilities and plugins);
+//!    utilities and plugins); a bundled standard library is then packed in a [`zip`];
 //! 4. [`strip`] strips ELF objects of symbols nothing needs at run time;
 //! 5. scripts and `pyvenv.cfg` are freed of the build's paths;
 //! 6. [`verify`] runs the `verify` commands in a relocated, read-only copy of the image,
@@ -21,6 +21,7 @@ mod compile;
 mod rules;
 mod strip;
 mod verify;
+mod zip;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,14 +110,23 @@ impl Removals {
 
     /// The paths a rule removed under `dir`, with the rule (for missing packages).
     fn under(&self, dir: &ImagePath) -> Option<(&str, &ImagePath)> {
-        self.by_path.range(dir.clone()..).next().filter(|(p, _)| p.starts_with(dir)).map(|(p, i)| (self.rules[*i].0.as_str(), p))
+        self.by_path
+            .range(dir.clone()..)
+            .next()
+            .filter(|(p, _)| p.starts_with(dir))
+            .map(|(p, i)| (self.rules[*i].0.as_str(), p))
     }
 
     fn report(&self, element: &str) -> Vec<Trimmed> {
         self.rules
             .iter()
             .filter(|(_, files, _)| *files > 0)
-            .map(|(rule, files, bytes)| Trimmed { element: element.into(), rule: rule.clone(), files: *files, bytes: *bytes })
+            .map(|(rule, files, bytes)| Trimmed {
+                element: element.into(),
+                rule: rule.clone(),
+                files: *files,
+                bytes: *bytes,
+            })
             .collect()
     }
 }
@@ -142,7 +152,8 @@ pub fn apply(
     let venv = locate(tree, element, params)?;
     let host = interpreter(tree, &venv)
         .with_context(|| format!("element `{element}`: finding the venv's python in {venv}/bin"))?;
-    let python = describe(&host).with_context(|| format!("element `{element}`: asking {} about itself", host.display()))?;
+    let python = describe(&host)
+        .with_context(|| format!("element `{element}`: asking {} about itself", host.display()))?;
     if let Some(want) = p.python_version.as_deref().filter(|_| !p.bundled) {
         if want != python.version {
             bail!(
@@ -153,7 +164,8 @@ pub fn apply(
             );
         }
     }
-    let site = venv.join(&format!("lib/python{}/site-packages", python.version)).map_err(anyhow::Error::msg)?;
+    let site =
+        venv.join(&format!("lib/python{}/site-packages", python.version)).map_err(anyhow::Error::msg)?;
     let before = tree.len();
     let mut log = Removals::default();
     let keep = rules::globs(&venv, p.keep.iter().map(String::as_str))?;
@@ -162,6 +174,9 @@ pub fn apply(
         bundle::add(tree, element, &venv, &site, &python, &p.keep_stdlib, epoch, &mut log)?;
     }
     compile::compile(tree, element, &venv, &python, &keep, p.bundled, work, epoch)?;
+    if p.bundled {
+        bundle::pack_stdlib(tree, element, &venv, &python, work, epoch)?;
+    }
     if p.strip {
         strip::strip(tree, element, &venv, &mut log)?;
     }
@@ -242,7 +257,14 @@ fn describe(exe: &Path) -> anyhow::Result<Python> {
 /// once, as pip's relocatable launcher is). With the system interpreter, `bin/python*`
 /// link to the target's python and pyvenv.cfg names its directory; bundled, they are
 /// the launcher [`bundle`] wrote, and there is no pyvenv.cfg (the kit is a prefix).
-fn relocate(tree: &mut Tree, element: &str, venv: &ImagePath, python: &Python, p: &Params, epoch: i64) -> anyhow::Result<()> {
+fn relocate(
+    tree: &mut Tree,
+    element: &str,
+    venv: &ImagePath,
+    python: &Python,
+    p: &Params,
+    epoch: i64,
+) -> anyhow::Result<()> {
     const LAUNCHER: &str =
         "#!/bin/sh\n'''exec' \"$(dirname \"$(realpath \"$0\")\")/python3\" \"$0\" \"$@\"\n' '''\n";
     let at = |rel: &str| venv.join(rel).map_err(anyhow::Error::msg);
@@ -251,7 +273,9 @@ fn relocate(tree: &mut Tree, element: &str, venv: &ImagePath, python: &Python, p
         .iter()
         .filter(|(path, _)| path.parent().as_ref() == Some(&bin))
         .filter_map(|(path, e)| match &e.kind {
-            Kind::File { source, size, .. } if *size < 1 << 20 => Some((path.clone(), source.clone(), e.mode)),
+            Kind::File { source, size, .. } if *size < 1 << 20 => {
+                Some((path.clone(), source.clone(), e.mode))
+            }
             _ => None,
         })
         .collect();
@@ -274,7 +298,8 @@ fn relocate(tree: &mut Tree, element: &str, venv: &ImagePath, python: &Python, p
     let version = p.python_version.as_deref().unwrap_or(&python.version);
     for name in ["python", "python3", &format!("python{version}")] {
         let link = if name == "python" { "python3".to_string() } else { p.python.clone() };
-        tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element)).map_err(anyhow::Error::msg)?;
+        tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element))
+            .map_err(anyhow::Error::msg)?;
     }
     let home = Path::new(&p.python).parent().unwrap_or(Path::new("/usr/bin")).display().to_string();
     let text = format!("home = {home}\ninclude-system-site-packages = false\nversion = {version}\n");

@@ -85,7 +85,8 @@ pub fn remove(
     let test_rule = log.rule(TEST_DIRS);
     for (root, i) in doomed {
         let rule = if i == usize::MAX { test_rule } else { ids[i] };
-        let under: Vec<ImagePath> = std::iter::once(root.clone()).chain(tree.below(&root).map(|(p, _)| p.clone())).collect();
+        let under: Vec<ImagePath> =
+            std::iter::once(root.clone()).chain(tree.below(&root).map(|(p, _)| p.clone())).collect();
         for path in under {
             // What `keep` names stays, and so do the directories above it.
             if keep.is_match(path.as_str()) || tree.below(&path).any(|(p, _)| keep.is_match(p.as_str())) {
@@ -115,8 +116,11 @@ fn unimported_test_dirs(tree: &Tree, site: &ImagePath, keep: &GlobSet) -> Vec<Im
         .map(|(p, _)| p.clone())
         .collect();
     // Nested candidates go with the outer one.
-    let candidates: Vec<ImagePath> =
-        candidates.iter().filter(|c| !candidates.iter().any(|o| o != *c && c.starts_with(o))).cloned().collect();
+    let candidates: Vec<ImagePath> = candidates
+        .iter()
+        .filter(|c| !candidates.iter().any(|o| o != *c && c.starts_with(o)))
+        .cloned()
+        .collect();
     if candidates.is_empty() {
         return Vec::new();
     }
@@ -157,7 +161,8 @@ mod tests {
     fn tree(files: &[(&str, &str)]) -> Tree {
         let mut t = Tree::default();
         for (p, text) in files {
-            t.insert(&ImagePath::new(p).unwrap(), Entry::bytes(text.as_bytes().to_vec(), 0o644, 0, "v")).unwrap();
+            t.insert(&ImagePath::new(p).unwrap(), Entry::bytes(text.as_bytes().to_vec(), 0o644, 0, "v"))
+                .unwrap();
         }
         t
     }
@@ -169,7 +174,10 @@ mod tests {
     fn test_directories_code_imports_are_kept() {
         let site = "v/lib/python3.11/site-packages";
         let mut t = tree(&[
-            (&format!("{site}/ansible/plugins/loader.py"), "test_loader = PluginLoader('TestModule', 'ansible.plugins.test')"),
+            (
+                &format!("{site}/ansible/plugins/loader.py"),
+                "test_loader = PluginLoader('TestModule', 'ansible.plugins.test')",
+            ),
             (&format!("{site}/ansible/plugins/test/core.py"), "x = 1"),
             (&format!("{site}/jinja2/tests.py"), "x = 1"),
             (&format!("{site}/yaml/tests/test_a.py"), "import yaml"),
@@ -184,7 +192,10 @@ mod tests {
         let left: Vec<&str> = t.iter().map(|(p, _)| p.as_str()).collect();
         assert!(left.iter().any(|p| p.ends_with("ansible/plugins/test/core.py")), "{left:?}");
         assert!(left.iter().any(|p| p.ends_with("pkg/tests/__init__.py")), "{left:?}");
-        assert!(left.iter().any(|p| p.ends_with("jinja2/tests.py")), "a module named tests is not a directory");
+        assert!(
+            left.iter().any(|p| p.ends_with("jinja2/tests.py")),
+            "a module named tests is not a directory"
+        );
         assert!(!left.iter().any(|p| p.contains("yaml/tests")), "{left:?}");
         assert!(!left.iter().any(|p| p.contains("cryptography/tests")), "{left:?}");
         let why = log.why(&ImagePath::new("v/lib/python3.11/site-packages/yaml/tests/test_a.py").unwrap());

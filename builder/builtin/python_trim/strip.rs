@@ -46,8 +46,10 @@ pub fn strip(tree: &mut Tree, element: &str, venv: &ImagePath, log: &mut Removal
         let out = cache.join(format!("{digest}.so"));
         if !out.exists() {
             let partial = cache.join(format!(".{digest}.partial-{}", std::process::id()));
-            let status = crate::cleanup::output(Command::new(&tool).arg("--strip-unneeded").arg("-o").arg(&partial).arg(host))
-                .with_context(|| format!("element `{element}`: running strip on {}", host.display()))?;
+            let status = crate::cleanup::output(
+                Command::new(&tool).arg("--strip-unneeded").arg("-o").arg(&partial).arg(host),
+            )
+            .with_context(|| format!("element `{element}`: running strip on {}", host.display()))?;
             if !status.status.success() {
                 // Not an object strip understands (a firmware blob named .so): kept.
                 let _ = std::fs::remove_file(&partial);

@@ -27,7 +27,8 @@ pub fn run(
     work: &Path,
 ) -> anyhow::Result<()> {
     // A name the build never used: the copy's path says nothing of where the venv was.
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let base = work.join(format!("verify-{:08x}", stamp ^ std::process::id()));
     let root = base.join(format!("m{:x}", stamp.rotate_left(7)));
     let (home, tmp) = (base.join("home"), base.join("tmp"));
@@ -53,7 +54,8 @@ pub fn run(
         if out.status.success() {
             continue;
         }
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(12)..].join("\n    ");
         let why = missing_module(&text).map(|m| explain(&m, venv, site, python, log)).unwrap_or_default();
@@ -78,14 +80,21 @@ fn missing_module(text: &str) -> Option<String> {
 fn explain(module: &str, venv: &ImagePath, site: &ImagePath, python: &Python, log: &Removals) -> String {
     let rel = module.replace('.', "/");
     let lib = format!("lib/python{}", python.version);
-    for base in [site.as_str().to_string(), venv.join(&lib).map(|p| p.as_str().to_string()).unwrap_or_default()] {
+    for base in
+        [site.as_str().to_string(), venv.join(&lib).map(|p| p.as_str().to_string()).unwrap_or_default()]
+    {
         for candidate in [rel.clone(), format!("{rel}.py"), format!("{rel}.pyc")] {
             let Ok(at) = ImagePath::new(&format!("{base}/{candidate}")) else { continue };
             let found = log.why(&at).or_else(|| log.under(&at));
             let Some((rule, path)) = found else { continue };
-            let shown = path.as_str().strip_prefix(venv.as_str()).unwrap_or(path.as_str()).trim_start_matches('/');
+            let shown =
+                path.as_str().strip_prefix(venv.as_str()).unwrap_or(path.as_str()).trim_start_matches('/');
             let relative = base.strip_prefix(venv.as_str()).unwrap_or(&base).trim_start_matches('/');
-            let glob = if candidate == rel { format!("{relative}/{rel}/**") } else { format!("{relative}/{rel}.py") };
+            let glob = if candidate == rel {
+                format!("{relative}/{rel}/**")
+            } else {
+                format!("{relative}/{rel}.py")
+            };
             let fix = if rule == bundle::RULE {
                 format!("add `keep-stdlib = [\"{}\"]`", module.split('.').next().unwrap_or(module))
             } else {

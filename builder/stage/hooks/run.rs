@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use super::env::HookEnv;
-use crate::namespace::{isolate, Isolation};
 use crate::element::hooks::{Hook, Side};
+use crate::namespace::{isolate, Isolation};
 
 /// How long one script took, for the phase table.
 pub struct Timing {
@@ -45,7 +45,10 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
         Side::Host => {
             cmd = Command::new(&script);
             if env.no_network {
-                isolate(&mut cmd, &Isolation { chroot: None, binds: vec![], no_network: true, read_only: vec![] })?;
+                isolate(
+                    &mut cmd,
+                    &Isolation { chroot: None, binds: vec![], no_network: true, read_only: vec![] },
+                )?;
             }
         }
         Side::Chroot => {
@@ -64,7 +67,12 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
             }
             isolate(
                 &mut cmd,
-                &Isolation { chroot: Some(env.target_root.clone()), binds, no_network: env.no_network, read_only: vec![] },
+                &Isolation {
+                    chroot: Some(env.target_root.clone()),
+                    binds,
+                    no_network: env.no_network,
+                    read_only: vec![],
+                },
             )?;
         }
     }
