@@ -45,6 +45,9 @@ pub struct Plan {
     pub inventory: Option<Client>,
     /// `SOURCE_DATE_EPOCH`, when given: every timestamp is clamped to it.
     pub epoch: Option<i64>,
+    /// DIB's `DISTRO_NAME` for the image, and its family (pkg-map, package manager).
+    pub distro: String,
+    pub family: &'static str,
     /// The build's one time, for everything it dates: `SOURCE_DATE_EPOCH`, else the
     /// clock read once, here, so all of one build's timestamps are the same second.
     pub time: i64,
@@ -61,8 +64,11 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         return Err(Diagnostics(diags).into());
     }
     let params = merge_params(&file, &image, &resolved, &inputs.sets)?;
-    let installs = crate::element::packages::hooks(&resolved.elements)?;
-    let hooks = hooks::collect(&resolved.elements, installs)?;
+    let rootfs_distro = params.get("base-rootfs").and_then(|p| p.get("distro")).and_then(|v| v.as_str());
+    let distro = crate::element::packages::distro(&resolved.elements, rootfs_distro);
+    let family = crate::element::packages::family(&distro);
+    let installs = crate::element::packages::hooks(&resolved.elements, family)?;
+    let hooks = hooks::collect(&resolved.elements, installs, &|k| std::env::var(k).ok())?;
     let budget = find_budget(&image)?;
     let (client_view, nodes, client) = match &inputs.client {
         Some(path) => {
@@ -81,6 +87,8 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         nodes,
         inventory: client,
         epoch: inputs.source_date_epoch,
+        distro,
+        family,
         time: inputs.source_date_epoch.unwrap_or_else(crate::ui::now),
         offline: inputs.offline,
     })

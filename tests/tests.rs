@@ -8,6 +8,7 @@ mod config_drive;
 mod corpus;
 mod crosscheck;
 mod debian;
+mod dib;
 mod elements;
 mod errors;
 mod fieldkit;

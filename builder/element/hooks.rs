@@ -1,10 +1,9 @@
 //! Which phase hooks an image runs, in what order, as diskimage-builder decides it: per
-//! phase, the executable scripts of every element in one order by file name, plus the
-//! package installs each phase asks for. Deciding only: nothing here runs a script or
+//! phase, the executable scripts of every element in dib-run-parts' order (`sort -n`),
+//! install types chosen, plus the package installs each phase asks for. Deciding only: nothing here runs a script or
 //! touches the disk (running them is `stage::hooks`), so `smelt plan` can print it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::bail;
 
@@ -40,10 +39,6 @@ pub struct Hook {
     pub element: String,
     #[serde(skip)]
     pub script: Source,
-    /// More host directories bound into the image for this hook (chroot phases): the
-    /// package installs' download cache.
-    #[serde(skip)]
-    pub binds: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Every hook of the image, per phase in run order, plus warnings about files that will
@@ -68,10 +63,52 @@ impl Hooks {
     }
 }
 
+/// The DIB core elements whose work smelt does itself: package installs with pkg-map
+/// (element/packages.rs), source repositories (stage/sources.rs) and install types
+/// (below). A DIB element of one of these names on the path is recognised and its
+/// hooks do not run (its `bin/` tools are still there for other hooks); without one,
+/// smelt's built-in element of the name satisfies the dependency.
+pub const NATIVE: [&str; 4] = ["package-installs", "pkg-map", "source-repositories", "install-types"];
+
+/// Whether `element`'s hooks are smelt's to do (see [`NATIVE`]).
+pub fn done_natively(element: &Element) -> bool {
+    NATIVE.contains(&element.name.as_str()) && element.manifest.form == super::manifest::Form::Dib
+}
+
+/// dib-run-parts runs only files whose names match `^[0-9A-Za-z_-]+$`.
+pub fn runnable_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// dib-run-parts' order: `LANG=C sort -n`, the leading number first (none counts as 0),
+/// then the whole name byte by byte.
+pub fn dib_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn number(s: &str) -> u64 {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or(0)
+    }
+    number(a).cmp(&number(b)).then_with(|| a.cmp(b))
+}
+
+/// The install type chosen for install-type directory `prefix` (`install.d/PREFIX-TYPE-install`):
+/// `DIB_INSTALLTYPE_PREFIX` (dashes as underscores), else `DIB_DEFAULT_INSTALLTYPE`,
+/// else `source`, as DIB's install-types element chooses.
+fn install_type(prefix: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    env(&format!("DIB_INSTALLTYPE_{}", prefix.replace('-', "_")))
+        .or_else(|| env("DIB_DEFAULT_INSTALLTYPE"))
+        .unwrap_or_else(|| "source".into())
+}
+
 /// Collects hooks across elements, with those smelt `generated` (the package installs).
-/// Like dib-run-parts, only executable files run; the same script name in one phase of
-/// two elements is an error, since their order would be a coin toss.
-pub fn collect(elements: &[Element], generated: Vec<Hook>) -> anyhow::Result<Hooks> {
+/// As dib-run-parts: only executable files with plain names run, in `sort -n` order;
+/// `install.d/PREFIX-TYPE-install/` directories add their scripts for the chosen type
+/// (install-types). The same script name in one phase of two elements is an error,
+/// since their order would be a coin toss. `env` answers `DIB_INSTALLTYPE_*`.
+pub fn collect(
+    elements: &[Element],
+    generated: Vec<Hook>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::default();
     let mut errors = Vec::new();
     for element in elements {
@@ -81,12 +118,28 @@ pub fn collect(elements: &[Element], generated: Vec<Hook>) -> anyhow::Result<Hoo
                 element.name
             ));
         }
+        if done_natively(element) {
+            continue;
+        }
         for (phase, _) in PHASES {
             for (name, file) in element.files_under(phase) {
                 let FileKind::File(source) = &file.kind else {
                     continue;
                 };
-                if name.contains('/') {
+                // A script of a chosen install type: install.d/PREFIX-TYPE-install/NAME.
+                let name = match name.split_once('/') {
+                    Some((dir, script)) if phase == "install.d" && !script.contains('/') => {
+                        let Some(rest) = dir.strip_suffix("-install") else { continue };
+                        let Some((prefix, kind)) = rest.rsplit_once('-') else { continue };
+                        if install_type(prefix, env) != kind {
+                            continue;
+                        }
+                        script
+                    }
+                    Some(_) => continue,
+                    None => name,
+                };
+                if !runnable_name(name) {
                     continue;
                 }
                 if file.mode & 0o111 == 0 {
@@ -106,7 +159,6 @@ pub fn collect(elements: &[Element], generated: Vec<Hook>) -> anyhow::Result<Hoo
                     continue;
                 }
                 list.push(Hook {
-                    binds: Vec::new(),
                     phase,
                     name: name.into(),
                     element: element.name.clone(),
@@ -131,7 +183,24 @@ pub fn collect(elements: &[Element], generated: Vec<Hook>) -> anyhow::Result<Hoo
         bail!("{}", errors.join("\n"));
     }
     for list in hooks.by_phase.values_mut() {
-        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list.sort_by(|a, b| dib_order(&a.name, &b.name));
     }
     Ok(hooks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_is_dib_run_parts_order() {
+        let mut names = vec!["50-b", "9-a", "10-c", "01-package-installs", "zz", "50-a", "100-x"];
+        names.sort_by(|a, b| dib_order(a, b));
+        assert_eq!(names, ["zz", "01-package-installs", "9-a", "10-c", "50-a", "50-b", "100-x"]);
+        assert!(
+            runnable_name("50-dhcp_all")
+                && !runnable_name("dhcp-all-interfaces.sh")
+                && !runnable_name("a@.service")
+        );
+    }
 }

@@ -1,7 +1,10 @@
 //! Package installs, as diskimage-builder's package-installs element does them: every
 //! element's `package-installs.yaml` (DIB form, names mapped through `pkg-map`) and
 //! `packages` list (native form) become one `01-package-installs` hook per phase,
-//! run inside the image with its own package manager (apt, apk, dnf or zypper).
+//! run inside the image with the package manager of its distro family (apt for
+//! Debian, zypper for SUSE, dnf for Red Hat, apk for Alpine). What each requested
+//! package installs is attributed to the element that asked for it. The same tool,
+//! `install-packages`, is on the hooks' `PATH` for DIB hooks that call it.
 
 use std::collections::BTreeMap;
 
@@ -13,24 +16,35 @@ use super::hooks::{Hook, PHASES};
 use crate::element::{Element, FileKind};
 use crate::io::source::Source;
 
-/// What to install and remove in one phase, in element order.
+/// What to install and remove in one phase, in element order, each package with the
+/// element that asked for it.
 #[derive(Debug, Default, PartialEq)]
 pub struct Phase {
-    pub install: Vec<String>,
-    pub uninstall: Vec<String>,
+    pub install: Vec<(String, String)>,
+    pub uninstall: Vec<(String, String)>,
 }
 
-/// The image's distro family for pkg-map: Debian for base-debian, else what DIB's
-/// `DISTRO_NAME` says, else Debian.
-pub fn family(elements: &[Element]) -> &'static str {
-    if elements.iter().any(|e| e.name == "base-debian") {
-        return "debian";
-    }
-    match std::env::var("DISTRO_NAME").unwrap_or_default().as_str() {
-        "fedora" | "centos" | "rhel" | "rocky" | "almalinux" => "redhat",
-        "opensuse" | "sles" => "suse",
+/// The image's distro family for pkg-map and the package manager, from DIB's
+/// `DISTRO_NAME` (the caller's, else `base-rootfs`'s `distro` param, else debian for
+/// base-debian and any other base).
+pub fn family(distro: &str) -> &'static str {
+    match distro {
+        "fedora" | "centos" | "rhel" | "rocky" | "almalinux" | "openeuler" => "redhat",
+        "opensuse" | "sles" | "suse" => "suse",
         "alpine" => "alpine",
+        "gentoo" => "gentoo",
         _ => "debian",
+    }
+}
+
+/// `DISTRO_NAME` for `elements`, as hooks see it.
+pub fn distro(elements: &[Element], rootfs_distro: Option<&str>) -> String {
+    if let Ok(d) = std::env::var("DISTRO_NAME") {
+        return d;
+    }
+    match rootfs_distro {
+        Some(d) if elements.iter().any(|e| e.name == "base-rootfs") => d.to_string(),
+        _ => "debian".to_string(),
     }
 }
 
@@ -45,7 +59,7 @@ pub fn collect(
     let arch = crate::platform::arch();
     for e in elements {
         for p in &e.manifest.packages {
-            phases.entry("install.d").or_default().install.push(p.clone());
+            phases.entry("install.d").or_default().install.push((e.name.clone(), p.clone()));
         }
         let Some(yaml) = file_text(e, "package-installs.yaml")? else { continue };
         let map = match file_text(e, "pkg-map")? {
@@ -89,10 +103,11 @@ pub fn collect(
             let mapped = mapped(&map, family, name);
             let uninstall = get("uninstall").and_then(|v| v.as_bool()).unwrap_or(false);
             let list = phases.entry(phase).or_default();
+            let asked = (e.name.clone(), mapped);
             if uninstall {
-                list.uninstall.push(mapped);
+                list.uninstall.push(asked);
             } else {
-                list.install.push(mapped);
+                list.install.push(asked);
             }
         }
     }
@@ -128,63 +143,104 @@ fn holds(when: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
 
 /// The package installs of `elements`, one hook per phase that has any, as DIB's
 /// package-installs element runs them.
-pub fn hooks(elements: &[Element]) -> anyhow::Result<Vec<Hook>> {
-    let lists = collect(elements, family(elements), &|k| std::env::var(k).ok())?;
-    let apt_cache = crate::cache::dir().join("apt");
+pub fn hooks(elements: &[Element], family: &'static str) -> anyhow::Result<Vec<Hook>> {
+    let lists = collect(elements, family, &|k| std::env::var(k).ok())?;
     Ok(lists
         .into_iter()
         .filter(|(_, list)| !list.install.is_empty() || !list.uninstall.is_empty())
-        .map(|(phase, list)| hook(phase, &list, &apt_cache))
+        .map(|(phase, list)| hook(phase, &list))
         .collect())
 }
 
-/// The hook that installs one phase's packages with whichever package manager the
-/// image has. apt's package lists and downloads live in `apt_cache` on the host, bound
-/// into the image while the hook runs (made then, never while planning), so an `--offline` build (SMELT_OFFLINE=1)
-/// installs from what an earlier build fetched; the logs dpkg and apt write, which
-/// carry times, are removed so the image's bytes do not depend on when it was built.
-fn hook(phase: &'static str, p: &Phase, apt_cache: &std::path::Path) -> Hook {
-    let (archives, lists) = (apt_cache.join("archives"), apt_cache.join("lists"));
-    let install = p.install.join(" ");
-    let uninstall = p.uninstall.join(" ");
+/// The hook name smelt gives its package installs.
+pub const HOOK: &str = "01-package-installs";
+
+/// Where a package hook writes, per line, `ELEMENT PATH` for every file of a package an
+/// element asked for (relative to the hooks directory), so the build attributes it.
+pub const OWNERS: &str = "package-owners";
+
+/// The hook that installs one phase's packages with `install-packages`, then records
+/// which element each installed file is for.
+fn hook(phase: &'static str, p: &Phase) -> Hook {
+    let names =
+        |list: &[(String, String)]| list.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join(" ");
+    let asked: String = p.install.iter().map(|(e, p)| format!("{e}={p} ")).collect();
     let script = format!(
         "#!/bin/sh\n# Package installs of phase {phase}, written by smelt.\nset -e\n\
-         install='{install}'\nuninstall='{uninstall}'\n\
-         if command -v apt-get >/dev/null 2>&1; then\n\
+         install='{install}'\nuninstall='{uninstall}'\nasked='{asked}'\n\
+         [ -z \"$install\" ] || smelt-install-packages -u $install\n\
+         [ -z \"$uninstall\" ] || smelt-install-packages -e $uninstall\n\
+         owners=/tmp/in_target.d/{OWNERS}/{phase}\nmkdir -p \"${{owners%/*}}\"\n\
+         for pair in $asked; do\n\
+         \x20   smelt-install-packages -l \"${{pair#*=}}\" | sed \"s|^|${{pair%%=*}} |\" >> \"$owners\"\n\
+         done\n",
+        install = names(&p.install),
+        uninstall = names(&p.uninstall),
+    );
+    Hook {
+        phase,
+        name: HOOK.into(),
+        element: "package-installs".into(),
+        script: Source::Bytes(script.into_bytes().into()),
+    }
+}
+
+/// The image paths of apt's package lists and downloads: chroot hooks have
+/// [`crate::cache::dir`]`/apt` bound there (made then, never while planning), so they
+/// are never part of the image and an `--offline` build installs from what an earlier
+/// one fetched.
+pub const APT_CACHE: [(&str, &str); 2] =
+    [("archives", "var/cache/apt/archives"), ("lists", "var/lib/apt/lists")];
+
+/// `install-packages [-u] [-e] [-l] PACKAGE...`, as DIB's distro elements give it to
+/// hooks: installs (`-u` refreshes the package lists first), removes (`-e`), or lists a
+/// package's files (`-l`) with the package manager of `family`, or else any there is.
+/// Offline (`SMELT_OFFLINE=1`), apt installs from the cached downloads only. The logs
+/// and caches package managers write, which carry times, are removed so the image's
+/// bytes do not depend on when it was built.
+pub fn install_packages_tool(family: &str) -> String {
+    let preferred = match family {
+        "suse" => "zypper",
+        "redhat" => "dnf",
+        "alpine" => "apk",
+        _ => "apt-get",
+    };
+    format!(
+        "#!/bin/sh\n# install-packages, written by smelt: the image's package manager for DIB hooks.\nset -e\n\
+         update=; erase=; list=\n\
+         while [ $# -gt 0 ]; do case \"$1\" in -u) update=1; shift ;; -e) erase=1; shift ;; -l) list=1; shift ;; \
+         -m|-d) shift 2 ;; -*) shift ;; *) break ;; esac; done\n\
+         pm={preferred}\n\
+         command -v $pm >/dev/null 2>&1 || for pm in apt-get zypper dnf yum apk; do command -v $pm >/dev/null 2>&1 && break; done\n\
+         command -v $pm >/dev/null 2>&1 || {{ echo \"install-packages: no package manager (apt-get, zypper, dnf, apk) in the image for: $*\" >&2; exit 1; }}\n\
+         [ $# -gt 0 ] || exit 0\n\
+         case $pm in\n\
+         apt-get)\n\
+         \x20   if [ -n \"$list\" ]; then dpkg-query -L \"$@\" | grep -v '^/.$'; exit 0; fi\n\
          \x20   export DEBIAN_FRONTEND=noninteractive\n\
          \x20   offline=\n\
          \x20   if [ \"$SMELT_OFFLINE\" = 1 ]; then\n\
          \x20       offline=--no-download\n\
          \x20       ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || {{ echo \"--offline: no cached package lists; build once without --offline to fetch them\" >&2; exit 1; }}\n\
-         \x20   else\n\
+         \x20   elif [ -n \"$update\" ]; then\n\
          \x20       apt-get update -q\n\
          \x20   fi\n\
-         \x20   [ -z \"$install\" ] || apt-get install -y -q --no-install-recommends $offline $install\n\
-         \x20   [ -z \"$uninstall\" ] || apt-get remove -y -q $uninstall\n\
+         \x20   if [ -n \"$erase\" ]; then apt-get remove -y -q \"$@\"; else apt-get install -y -q --no-install-recommends $offline \"$@\"; fi\n\
          \x20   rm -f /var/log/dpkg.log /var/log/alternatives.log /var/log/apt/*.log /var/log/apt/eipp.log.xz \\\n\
-         \x20         /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/cache/ldconfig/aux-cache /var/cache/apt/*.bin\n\
-         elif command -v apk >/dev/null 2>&1; then\n\
-         \x20   [ -z \"$install\" ] || apk add --no-cache $install\n\
-         \x20   [ -z \"$uninstall\" ] || apk del $uninstall\n\
-         elif command -v dnf >/dev/null 2>&1; then\n\
-         \x20   [ -z \"$install\" ] || dnf install -y $install\n\
-         \x20   [ -z \"$uninstall\" ] || dnf remove -y $uninstall\n\
-         \x20   dnf clean all\n\
-         elif command -v zypper >/dev/null 2>&1; then\n\
-         \x20   [ -z \"$install\" ] || zypper --non-interactive install $install\n\
-         \x20   [ -z \"$uninstall\" ] || zypper --non-interactive remove $uninstall\n\
-         else\n\
-         \x20   echo \"no package manager (apt-get, apk, dnf, zypper) in the image to install: $install\" >&2\n\
-         \x20   exit 1\n\
-         fi\n"
-    );
-    Hook {
-        phase,
-        name: "01-package-installs".into(),
-        element: "package-installs".into(),
-        script: Source::Bytes(script.into_bytes().into()),
-        binds: vec![(archives, "var/cache/apt/archives".into()), (lists, "var/lib/apt/lists".into())],
-    }
+         \x20         /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/cache/ldconfig/aux-cache /var/cache/apt/*.bin ;;\n\
+         zypper)\n\
+         \x20   if [ -n \"$list\" ]; then rpm -ql \"$@\"; exit 0; fi\n\
+         \x20   if [ -n \"$erase\" ]; then zypper --non-interactive remove \"$@\"; else zypper --non-interactive install --no-recommends \"$@\"; fi\n\
+         \x20   rm -rf /var/log/zypper.log /var/log/zypp /var/cache/zypp ;;\n\
+         dnf|yum)\n\
+         \x20   if [ -n \"$list\" ]; then rpm -ql \"$@\"; exit 0; fi\n\
+         \x20   if [ -n \"$erase\" ]; then $pm remove -y \"$@\"; else $pm install -y --setopt=install_weak_deps=False \"$@\"; fi\n\
+         \x20   $pm clean all >/dev/null; rm -rf /var/log/dnf*.log /var/log/hawkey.log /var/cache/dnf ;;\n\
+         apk)\n\
+         \x20   if [ -n \"$list\" ]; then apk info -L \"$@\" | grep -v ' contains:$' | sed 's|^|/|'; exit 0; fi\n\
+         \x20   if [ -n \"$erase\" ]; then apk del \"$@\"; else apk add --no-cache \"$@\"; fi ;;\n\
+         esac\n"
+    )
 }
 
 #[cfg(test)]

@@ -60,13 +60,16 @@ fn is_mount_point_of_ours(root: &Path, path: &Path) -> bool {
 }
 
 /// Applies what changed between two scans to the tree: new and changed paths are read
-/// back from disk and attributed to `element`; vanished paths are removed.
+/// back from disk and attributed to `element`, or to the element `owners` names for
+/// them (the element that asked for the package a file is from); vanished paths are
+/// removed.
 pub fn apply_changes(
     tree: &mut Tree,
     root: &Path,
     before: &Scan,
     after: &Scan,
     element: &str,
+    owners: &BTreeMap<ImagePath, String>,
 ) -> anyhow::Result<usize> {
     let mut changed = 0;
     for path in before.keys().filter(|p| !after.contains_key(*p)) {
@@ -79,7 +82,7 @@ pub fn apply_changes(
         }
         let host = root.join(path.as_str());
         let meta = fs::symlink_metadata(&host).with_context(|| format!("reading {}", host.display()))?;
-        let mut entry = host_entry(&host, &meta, element)?;
+        let mut entry = host_entry(&host, &meta, owners.get(path).map_or(element, String::as_str))?;
         // A directory a hook only wrote into keeps its author.
         if let (Some(old), Kind::Dir) = (tree.get(path), &entry.kind) {
             if matches!(old.kind, Kind::Dir) {

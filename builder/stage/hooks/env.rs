@@ -1,9 +1,13 @@
-//! What hooks run with, as diskimage-builder gives it: the caller's `DIB_*` variables,
-//! `TARGET_ROOT`, `TMP_HOOKS_PATH`, every param as `SMELT_PARAM_*`, what the elements'
-//! `environment.d` files set, and each element's directory (`ELEMENT_DIR`).
+//! What hooks run with, as diskimage-builder's disk-image-create gives it: the hooks
+//! directory laid out as DIB lays it out, the caller's `DIB_*` variables, DIB's own
+//! (`TMP_HOOKS_PATH`, `TMP_MOUNT_PATH`, `TARGET_ROOT`, `IMAGE_NAME`, `IMAGE_ELEMENT`,
+//! `IMAGE_ELEMENT_YAML`, `get_image_element_array`, `ELEMENTS_PATH`, `DIB_ENV`,
+//! `DIB_ARGS`, `_LIB`, `DIB_OFFLINE`, …), every param as `SMELT_PARAM_*`, what the
+//! elements' `environment.d` files set, and each element's directory (`ELEMENT_DIR`).
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,22 +34,78 @@ pub struct HookEnv {
 pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv> {
     let tmp_hooks = work.join("tmp-hooks");
     fs::create_dir_all(&tmp_hooks)?;
+    let element_dirs = element_dirs(&plan.resolved.elements, work)?;
+    lay_out(plan, &tmp_hooks)?;
+    let lib = dib_lib(&element_dirs);
+    if let Some(lib) = &lib {
+        fs::copy(lib.join("dib-run-parts"), tmp_hooks.join("dib-run-parts")).ok();
+    }
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in std::env::vars() {
         if k.starts_with("DIB_")
             || matches!(
                 k.as_str(),
-                "PATH" | "HOME" | "USER" | "LOGNAME" | "TERM" | "http_proxy" | "https_proxy" | "no_proxy"
+                "PATH"
+                    | "HOME"
+                    | "USER"
+                    | "LOGNAME"
+                    | "TERM"
+                    | "http_proxy"
+                    | "https_proxy"
+                    | "no_proxy"
+                    | "DISTRO_NAME"
             )
         {
             vars.insert(k, v);
         }
     }
+    let dib: Vec<String> = vars
+        .iter()
+        .filter(|(k, _)| k.starts_with("DIB_"))
+        .map(|(k, v)| format!("declare -x {k}=\"{v}\""))
+        .collect();
+    vars.insert("DIB_ENV".into(), dib.join("\n"));
+    // What disk-image-create would have been given: the name and the elements (not this
+    // build's paths, which would reach images through DIB's manifests element).
+    let listed = plan.image.elements.join(" ");
+    vars.insert("DIB_ARGS".into(), format!("-o {} {listed}", plan.image.name));
     vars.insert("LC_ALL".into(), "C".into());
     vars.insert("TARGET_ROOT".into(), root.display().to_string());
+    vars.insert("TMP_MOUNT_PATH".into(), root.display().to_string());
     vars.insert("TMP_HOOKS_PATH".into(), tmp_hooks.display().to_string());
     vars.insert("SMELT_IMAGE_NAME".into(), plan.image.name.clone());
+    vars.insert("IMAGE_NAME".into(), plan.image.name.clone());
     vars.insert("ARCH".into(), crate::platform::arch().into());
+    vars.insert("DISTRO_NAME".into(), plan.distro.clone());
+    vars.entry("DIB_DEBUG_TRACE".into()).or_insert_with(|| "0".into());
+    vars.entry("DIB_DEFAULT_INSTALLTYPE".into()).or_insert_with(|| "source".into());
+    vars.entry("DIB_PYTHON_EXEC".into()).or_insert_with(|| "python3".into());
+    vars.entry("DIB_IMAGE_CACHE".into())
+        .or_insert_with(|| crate::cache::dir().join("image-create").display().to_string());
+    if plan.offline {
+        vars.insert("DIB_OFFLINE".into(), "1".into());
+        vars.insert("SMELT_OFFLINE".into(), "1".into());
+    }
+    if let Some(lib) = &lib {
+        vars.insert("_LIB".into(), lib.display().to_string());
+        vars.insert("DIB_RUN_PARTS".into(), tmp_hooks.join("dib-run-parts").display().to_string());
+    }
+    // The elements as DIB's element-info gives them: a list, a YAML map, and the bash
+    // function hooks call to get the map as an associative array.
+    let names: Vec<&str> = plan.resolved.elements.iter().map(|e| e.name.as_str()).collect();
+    vars.insert("IMAGE_ELEMENT".into(), names.join(" "));
+    let yaml: String = names.iter().map(|n| format!("{n}: {}\n", element_dirs[*n].display())).collect();
+    vars.insert("IMAGE_ELEMENT_YAML".into(), yaml);
+    let array: String = names.iter().map(|n| format!("[{n}]={} ", element_dirs[*n].display())).collect();
+    vars.insert("BASH_FUNC_get_image_element_array%%".into(), format!("() {{  echo \"{array}\"\n}}"));
+    let paths: Vec<String> = element_dirs
+        .values()
+        .filter_map(|d| d.parent())
+        .map(|d| d.display().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    vars.insert("ELEMENTS_PATH".into(), paths.join(":"));
     if let Some(epoch) = plan.epoch {
         vars.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     }
@@ -56,7 +116,12 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
     }
     let env_d = environment_d(&plan.resolved.elements, &vars, work)?;
     vars.extend(env_d);
-    let element_dirs = element_dirs(&plan.resolved.elements, work)?;
+    let host_path = format!(
+        "{}:{}",
+        tmp_hooks.join("bin").display(),
+        vars.get("PATH").map_or("/usr/bin:/bin", String::as_str)
+    );
+    vars.insert("PATH".into(), host_path);
     Ok(HookEnv {
         vars,
         target_root: root.to_path_buf(),
@@ -65,6 +130,80 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
         no_network: plan.offline,
         element_dirs,
     })
+}
+
+/// The element folders that are smelt's own concepts, not DIB's, and stay out of the
+/// hooks directory (a `root/` can be a whole filesystem).
+const NOT_HOOKS: [&str; 6] = ["root", "templates", "iso", "config-drive", "tests", "__pycache__"];
+
+/// The hooks directory as DIB's generate_hooks makes it: every element's folders merged
+/// into one (so `$(dirname $0)/../static` and `../bin` see all elements'), the first
+/// element's file winning; each planned hook at `PHASE/NAME` (the install type chosen,
+/// smelt's package installs); and smelt's `install-packages` and `sudo` in `bin/`.
+fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
+    let phases: Vec<&str> = crate::element::hooks::PHASES.iter().map(|(p, _)| *p).collect();
+    for e in &plan.resolved.elements {
+        // The DIB core elements smelt does itself bring their tools, not their hooks.
+        let native = crate::element::hooks::done_natively(e);
+        for f in &e.files {
+            let top = f.rel.split('/').next().unwrap_or_default();
+            if NOT_HOOKS.contains(&top) || f.rel.ends_with(".pyc") || (native && phases.contains(&top)) {
+                continue;
+            }
+            let dest = dir.join(&f.rel);
+            if fs::symlink_metadata(&dest).is_ok() {
+                continue;
+            }
+            let entry = match &f.kind {
+                FileKind::Dir => tree::Entry::dir(f.mode, 0, &e.name),
+                FileKind::Symlink(t) => tree::Entry::symlink(t, 0, &e.name),
+                FileKind::File(src) => tree::Entry::file(src.clone(), 0, f.mode, 0, &e.name),
+                FileKind::Device { .. } => continue,
+            };
+            fs::create_dir_all(dest.parent().unwrap_or(dir))?;
+            tree::disk::write_entry(&entry, &dest)
+                .with_context(|| format!("element `{}`: copying {}", e.name, f.rel))?;
+        }
+    }
+    // The planned hooks are what runs, whatever an element left at their names.
+    for hook in plan.hooks.by_phase.values().flatten() {
+        let dest = dir.join(hook.phase).join(&hook.name);
+        fs::create_dir_all(dest.parent().expect("in a phase"))?;
+        crate::cleanup::remove(&dest);
+        fs::write(&dest, hook.script.read_all()?)?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
+    }
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin)?;
+    let tool = crate::element::packages::install_packages_tool(plan.family);
+    for (name, text) in
+        [("smelt-install-packages", tool.as_str()), ("install-packages", tool.as_str()), ("sudo", SUDO)]
+    {
+        let dest = bin.join(name);
+        if fs::symlink_metadata(&dest).is_err() || name.starts_with("smelt-") {
+            fs::write(&dest, text)?;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
+}
+
+/// `sudo` for DIB hooks, which call it on the host: a hook already has the rights it
+/// gets (root, or root of a user namespace), so the options go and the command runs.
+const SUDO: &str = "#!/bin/sh\n# sudo for DIB hooks, written by smelt: hooks already run with the rights they get.\n\
+    while [ $# -gt 0 ]; do case \"$1\" in -u|-g|-C|-D|-h|-p|-r|-t|-U) shift 2 ;; --) shift; break ;; -*) shift ;; *) break ;; esac; done\n\
+    exec env \"$@\"\n";
+
+/// DIB's `lib/` (common-functions, dib-run-parts), when an element comes from a DIB
+/// install (`…/diskimage_builder/elements/NAME` beside `…/diskimage_builder/lib`).
+fn dib_lib(element_dirs: &BTreeMap<String, PathBuf>) -> Option<PathBuf> {
+    if let Ok(lib) = std::env::var("DIB_LIB") {
+        return Some(PathBuf::from(lib));
+    }
+    element_dirs
+        .values()
+        .filter_map(|d| Some(d.parent()?.parent()?.join("lib")))
+        .find(|lib| lib.join("common-functions").is_file())
 }
 
 /// `ELEMENT_DIR` for each element: its directory, or a copy of a built-in one.
@@ -111,7 +250,7 @@ fn environment_d(
     if files.is_empty() {
         return Ok(BTreeMap::new());
     }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.sort_by(|a, b| crate::element::hooks::dib_order(&a.0, &b.0));
     let dir = work.join("environment.d");
     fs::create_dir_all(&dir)?;
     let mut script = String::from("set -a\n");

@@ -12,6 +12,9 @@ pub use run::HookFailed;
 use crate::element::hooks::PHASES;
 use crate::plan::Plan;
 use crate::stage::changes;
+use std::collections::BTreeMap;
+
+use crate::path::ImagePath;
 use crate::tree::Tree;
 use crate::ui::Ui;
 
@@ -29,7 +32,8 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
         ui.detail(&format!("running {phase}/{} ({})", hook.name, hook.element));
         timings.push(run::run(hook, side, env)?);
         let after = changes::scan(&env.target_root)?;
-        changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element)?;
+        let owners = package_owners(env, hook, tree);
+        changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element, &owners)?;
         before = after;
     }
     let mut table = format!("phase {phase}:");
@@ -38,4 +42,28 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
     }
     ui.info(&table);
     Ok(())
+}
+
+/// For smelt's package-installs hook: which element asked for the package each file
+/// is from (`ELEMENT PATH` lines the hook wrote); empty for any other hook.
+fn package_owners(
+    env: &HookEnv,
+    hook: &crate::element::hooks::Hook,
+    tree: &Tree,
+) -> BTreeMap<ImagePath, String> {
+    use crate::element::packages::{HOOK, OWNERS};
+    if hook.name != HOOK || hook.element != "package-installs" {
+        return BTreeMap::new();
+    }
+    let text = std::fs::read_to_string(env.tmp_hooks.join(OWNERS).join(hook.phase)).unwrap_or_default();
+    let mut owners = BTreeMap::new();
+    for line in text.lines() {
+        let Some((element, path)) = line.split_once(' ') else { continue };
+        // dpkg names /bin/x where merged /usr keeps it at /usr/bin/x.
+        if let Ok(p) = ImagePath::new(path).map(|p| tree.resolve_parents(&p).unwrap_or(p)) {
+            // The first element to ask for a package is its owner.
+            owners.entry(p).or_insert_with(|| element.to_string());
+        }
+    }
+    owners
 }

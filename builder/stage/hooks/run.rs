@@ -4,7 +4,6 @@
 //! directory bound in; without a network for `--offline`.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -30,11 +29,8 @@ pub struct HookFailed(pub String);
 /// Runs one hook; on failure the error names the element, phase, script, exit status
 /// and the tail of what it printed.
 pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
-    let dir = env.tmp_hooks.join("hooks").join(hook.phase);
-    fs::create_dir_all(&dir)?;
-    let script = dir.join(&hook.name);
-    fs::write(&script, hook.script.read_all()?).with_context(|| format!("writing {}", script.display()))?;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    // Laid out with every other hook in the hooks directory (see `env::lay_out`).
+    let script = env.tmp_hooks.join(hook.phase).join(&hook.name);
     fs::create_dir_all(&env.logs)?;
     let log_path = env.logs.join(format!("{}-{}.log", hook.phase, hook.name));
     let log = fs::File::create(&log_path)?;
@@ -44,6 +40,9 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
     match side {
         Side::Host => {
             cmd = Command::new(&script);
+            // Whatever a host hook writes beside itself (DIB's manifests element writes
+            // IMAGE_NAME.d/) goes to the work directory, never the caller's.
+            cmd.current_dir(env.tmp_hooks.parent().unwrap_or(&env.tmp_hooks));
             if env.no_network {
                 isolate(
                     &mut cmd,
@@ -52,15 +51,18 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
             }
         }
         Side::Chroot => {
-            cmd = Command::new(Path::new("/tmp/in_target.d/hooks").join(hook.phase).join(&hook.name));
+            cmd = Command::new(Path::new("/tmp/in_target.d").join(hook.phase).join(&hook.name));
             let mut binds = Vec::new();
             for (host, inside) in [("/dev", "dev"), ("/proc", "proc"), ("/sys", "sys")] {
                 binds.push((PathBuf::from(host), PathBuf::from(inside)));
             }
             binds.push((env.tmp_hooks.clone(), PathBuf::from("tmp/in_target.d")));
-            for (host, inside) in &hook.binds {
-                fs::create_dir_all(host).with_context(|| format!("creating {}", host.display()))?;
-                binds.push((host.clone(), inside.clone()));
+            let apt = crate::cache::dir().join("apt");
+            for (cached, inside) in crate::element::packages::APT_CACHE {
+                let host = apt.join(cached);
+                fs::create_dir_all(host.join("partial"))
+                    .with_context(|| format!("creating {}", host.display()))?;
+                binds.push((host, PathBuf::from(inside)));
             }
             for (_, inside) in &binds {
                 made.extend(make_mount_point(&env.target_root, inside)?);
@@ -84,8 +86,10 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
         .stdout(log.try_clone()?)
         .stderr(log);
     if side == Side::Chroot {
+        // As DIB's run_in_target: the hooks' tools first, root's home.
         cmd.env("TARGET_ROOT", "/")
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            .env("HOME", "/root")
+            .env("PATH", "/tmp/in_target.d/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     }
     let started = Instant::now();
     let status = crate::cleanup::status(&mut cmd);

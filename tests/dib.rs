@@ -1,0 +1,225 @@
+//! diskimage-builder's own elements, unchanged, from the `diskimage-builder` wheel on
+//! PyPI (pinned, kept in the test cache) on the element path, on base-debian: each
+//! element's effect checked in the image, and an `--offline` rebuild in a namespace
+//! without network giving the same bytes.
+
+use std::path::PathBuf;
+
+use crate::util::{cached, member, sh, Dir, Image};
+
+/// diskimage-builder 3.43.0 from PyPI, installed with its scripts' modes (`--target`).
+pub fn dib() -> PathBuf {
+    cached("diskimage-builder-3.43.0", |dir| {
+        sh(&format!(
+            "python3 -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps --target {} \
+             diskimage-builder==3.43.0",
+            dir.display()
+        ));
+    })
+}
+
+/// The path of DIB's elements in the wheel.
+pub fn dib_elements() -> String {
+    dib().join("diskimage_builder/elements").display().to_string()
+}
+
+/// Our elements written against DIB: one mapping and installing packages through
+/// package-installs + pkg-map (and calling install-packages itself), one with source
+/// repositories of each type, one with install types, one fetching with cache-url.
+fn elements_of_ours(dir: &Dir) {
+    dir.write("elements/our-packages/element-deps", "package-installs\npkg-map\n");
+    dir.write("elements/our-packages/package-installs.yaml", "json-tool:\n");
+    dir.write(
+        "elements/our-packages/pkg-map",
+        r#"{"family": {"debian": {"json-tool": "jq"}, "suse": {"json-tool": "jq"}}}"#,
+    );
+    dir.write(
+        "elements/our-packages/install.d/70-more-packages",
+        "#!/bin/bash\nset -eu\ninstall-packages tree\ntree --version > /etc/our-tree-version\n",
+    );
+
+    // A git repository, a tarball and a file, all local.
+    sh(&format!(
+        "set -e; d={0}; mkdir -p $d/repo $d/tarball/app-1.0; cd $d/repo; git init -q -b main; \
+         echo 'from git' > README; git add README; \
+         git -c user.email=t@t -c user.name=t commit -q -m one; git tag v1; \
+         echo 'after the tag' > README; git -c user.email=t@t -c user.name=t commit -q -am two; \
+         echo 'from a tarball' > $d/tarball/app-1.0/NOTES; tar -C $d/tarball -czf $d/app.tar.gz app-1.0; \
+         echo 'a plain file' > $d/plain.txt",
+        dir.path("src").display()
+    ));
+    dir.write("elements/our-sources/element-deps", "source-repositories\n");
+    dir.write(
+        "elements/our-sources/source-repository-our",
+        &format!(
+            "our-git git /opt/our/git {0}/repo v1\nour-tar tar /opt/our/tar {0}/app.tar.gz *\n\
+             our-file file /opt/our/plain.txt {0}/plain.txt\n",
+            dir.path("src").display()
+        ),
+    );
+
+    dir.write("elements/our-types/element-deps", "install-types\n");
+    dir.write(
+        "elements/our-types/install.d/our-types-source-install/50-our-types",
+        "#!/bin/sh\necho source > /etc/our-install-type\n",
+    );
+    dir.write(
+        "elements/our-types/install.d/our-types-package-install/50-our-types",
+        "#!/bin/sh\necho package > /etc/our-install-type\n",
+    );
+
+    dir.write("fetch-me.txt", "fetched through cache-url\n");
+    dir.write("elements/our-cache/element-deps", "cache-url\n");
+    dir.write(
+        "elements/our-cache/extra-data.d/20-fetch",
+        "#!/bin/bash\nset -eu\ncache-url \"file://$DIB_TEST_FETCH\" \"$TMP_HOOKS_PATH/fetched.txt\"\n",
+    );
+    dir.write(
+        "elements/our-cache/install.d/20-place",
+        "#!/bin/sh\ncp /tmp/in_target.d/fetched.txt /etc/fetched.txt\n",
+    );
+}
+
+#[test]
+fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::new();
+    elements_of_ours(&dir);
+    dir.image(
+        &Image::new(
+            "dib",
+            &[
+                "base-debian",
+                "devuser",
+                "install-static",
+                "runtime-ssh-host-keys",
+                "dhcp-all-interfaces",
+                "dib-init-system",
+                "our-packages",
+                "our-sources",
+                "our-types",
+                "our-cache",
+            ],
+        )
+        .params("base-debian", "packages = [\"systemd\"]"),
+    );
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"400MiB\"\nmax-unpacked = \"2GiB\"\n");
+    dir.write(
+        "keys.pub",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q field@example\n",
+    );
+    let cache = dir.path("cache");
+    let keys = dir.path("keys.pub").display().to_string();
+    let fetch = dir.path("fetch-me.txt").display().to_string();
+    let env = [
+        ("SOURCE_DATE_EPOCH", "1700000000"),
+        ("SMELT_CACHE_DIR", cache.to_str().unwrap()),
+        ("DIB_DEV_USER_USERNAME", "field"),
+        ("DIB_DEV_USER_PWDLESS_SUDO", "yes"),
+        ("DIB_DEV_USER_AUTHORIZED_KEYS", keys.as_str()),
+        ("DIB_INSTALLTYPE_our_types", "package"),
+        ("DIB_TEST_FETCH", fetch.as_str()),
+    ];
+    let dib = dib_elements();
+    let args = ["--elements-path", "elements", "--elements-path", dib.as_str()];
+    let r = dir.smelt_env(&[&["build", "image.toml", "-o", "out", "-v"], &args[..]].concat(), &env).ok();
+    // DIB's per-phase table: script, element, seconds.
+    assert!(r.stderr.contains("phase install.d:\n  01-package-installs"), "{}", r.stderr);
+    assert!(r.stderr.contains("50-devuser                   devuser"), "{}", r.stderr);
+
+    let archive = dir.path("out/dib.cpio.zst");
+    let m = |p: &str| member(&archive, p);
+    // devuser: the user, passwordless sudo, the authorized key.
+    assert!(m("etc/passwd").contains("\nfield:x:1000:1000::/home/field:"), "{}", m("etc/passwd"));
+    assert_eq!(m("etc/sudoers.d/field"), "field ALL=(ALL) NOPASSWD:ALL\n");
+    assert!(m("home/field/.ssh/authorized_keys").contains("field@example"));
+    // install-static (runtime-ssh-host-keys' static tree) and dib-init-system (its
+    // systemd unit installed, then enabled).
+    assert!(m("usr/local/sbin/runtime-ssh-host-keys.sh").starts_with("#!/bin/bash"));
+    assert!(m("usr/lib/systemd/system/ssh-keygen.service")
+        .contains("ExecStart=/usr/local/sbin/runtime-ssh-host-keys.sh"));
+    let listing = sh(&format!("zstd -dc {} | cpio -t --quiet", archive.display()));
+    assert!(
+        listing.contains("etc/systemd/system/multi-user.target.wants/ssh-keygen.service"),
+        "ssh-keygen not enabled"
+    );
+    // dhcp-all-interfaces: its script, unit and udev rule, and its dhcp client.
+    assert!(m("usr/local/sbin/dhcp-all-interfaces.sh").contains("dhcp"));
+    assert!(listing.contains("usr/lib/systemd/system/dhcp-interface@.service"));
+    assert!(listing.contains("etc/udev/rules.d/99-dhcp-all-interfaces.rules"));
+    let status = m("var/lib/dpkg/status");
+    for pkg in ["jq", "tree", "isc-dhcp-client", "sudo", "rsync", "openssh-client", "curl"] {
+        assert!(status.contains(&format!("Package: {pkg}\n")), "{pkg} is not installed");
+    }
+    assert!(m("etc/our-tree-version").starts_with("tree v"));
+    // Source repositories: git at the tag, a tarball's contents, a file.
+    assert_eq!(m("opt/our/git/README"), "from git\n");
+    assert_eq!(m("opt/our/tar/NOTES"), "from a tarball\n");
+    assert_eq!(m("opt/our/plain.txt"), "a plain file\n");
+    // install-types: the package type, as DIB_INSTALLTYPE_our_types says.
+    assert_eq!(m("etc/our-install-type"), "package\n");
+    // cache-url, from a file:// URL.
+    assert_eq!(m("etc/fetched.txt"), "fetched through cache-url\n");
+
+    // What each requested package installed is the asking element's.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    let owner = |path: &str| {
+        let e = report["entries"].as_array().unwrap().iter().find(|e| e["path"] == path);
+        e.map(|e| e["element"].as_str().unwrap().to_string())
+    };
+    assert_eq!(owner("/usr/bin/jq").as_deref(), Some("our-packages"));
+    assert_eq!(owner("/usr/sbin/dhclient").as_deref(), Some("dhcp-all-interfaces"));
+
+    // Offline, in a namespace with no network: the same bytes.
+    let out = std::process::Command::new("unshare")
+        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "-o", "offline", "-q", "--offline"])
+        .args(args)
+        .current_dir(dir.path(""))
+        .envs(env.iter().copied())
+        .env_remove("SMELT_ELEMENTS_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::read(&archive).unwrap() == std::fs::read(dir.path("offline/dib.cpio.zst")).unwrap(),
+        "the offline rebuild differs"
+    );
+}
+
+/// smelt plan shows the hooks as dib-run-parts would run them (`sort -n`), the install
+/// type chosen, and which DIB core elements smelt does itself.
+#[test]
+fn plan_shows_dib_run_parts_order() {
+    let dir = Dir::new();
+    dir.write("elements/a/element-deps", "package-installs\n");
+    dir.write("elements/a/install.d/9-early", "#!/bin/sh\n");
+    dir.write("elements/a/install.d/10-late", "#!/bin/sh\n");
+    dir.write("elements/a/install.d/README.md", "not a hook\n");
+    dir.write("elements/a/install.d/helper.sh", "#!/bin/sh\n");
+    dir.write("elements/a/install.d/a-source-install/50-a", "#!/bin/sh\n");
+    dir.write("elements/a/package-installs.yaml", "jq:\n");
+    dir.image(&Image::new("p", &["base-busybox", "a"]));
+    let dib = dib_elements();
+    let r = dir.smelt(&["plan", "image.toml", "--elements-path", "elements", "--elements-path", &dib]).ok();
+    let hooks: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("hooks, in run order:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|l| Box::leak(l.into_boxed_str()) as &str)
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            "pre-install.d 01-install-bin install-bin",
+            "install.d 01-package-installs package-installs",
+            "install.d 9-early a",
+            "install.d 10-late a",
+            "install.d 50-a a",
+        ]
+    );
+    assert!(r.stdout.contains("package-installs"), "{}", r.stdout);
+}
