@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::util::{cached, member, sh, Dir, Image};
+use crate::util::{assert_same_bytes, cached, member, sh, Dir, Image};
 
 /// diskimage-builder 3.43.0 from PyPI, installed with its scripts' modes (`--target`).
 pub fn dib() -> PathBuf {
@@ -181,10 +181,7 @@ fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        std::fs::read(&archive).unwrap() == std::fs::read(dir.path("offline/dib.cpio.zst")).unwrap(),
-        "the offline rebuild differs"
-    );
+    assert_same_bytes(&archive, &dir.path("offline/dib.cpio.zst"), "the offline rebuild");
 }
 
 /// smelt plan shows the hooks as dib-run-parts would run them (`sort -n`), the install
@@ -222,4 +219,106 @@ fn plan_shows_dib_run_parts_order() {
         ]
     );
     assert!(r.stdout.contains("package-installs"), "{}", r.stdout);
+}
+
+/// Package installs through zypper and dnf, for real: two rpms built here (rpmbuild), a
+/// local repository of them (createrepo_c), and an image of the SUSE family
+/// (`DISTRO_NAME = opensuse`, as SLES ramdisk builders set it) or the Red Hat one
+/// (`fedora`) — a base-debian root with Debian's own zypper or dnf stands in for the
+/// distro — that installs them through package-installs.yaml and pkg-map, offline: the
+/// rpm database in the image lists them, and an offline rebuild gives the same bytes.
+fn rpms_install_from_a_local_repository(distro: &str, manager: &str, repos: &str) {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::new();
+    let top = dir.path("rpmbuild");
+    for (name, text) in [("smelt-hello", "hello"), ("smelt-world", "world")] {
+        dir.write(
+            &format!("{name}.spec"),
+            &format!(
+                "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: a test package\nLicense: MIT\nBuildArch: noarch\n\
+                 %description\nA test package for smelt.\n%install\nmkdir -p %{{buildroot}}/usr/share/{name}\n\
+                 echo {text} > %{{buildroot}}/usr/share/{name}/greeting\n%files\n/usr/share/{name}/greeting\n"
+            ),
+        );
+        sh(&format!(
+            "rpmbuild -bb --quiet --define '_topdir {}' {} >/dev/null 2>&1",
+            top.display(),
+            dir.path(&format!("{name}.spec")).display()
+        ));
+    }
+    let repo = dir.path("elements/local-rpms/root/srv/smelt-rpms");
+    std::fs::create_dir_all(&repo).unwrap();
+    sh(&format!("cp {}/RPMS/noarch/*.rpm {1} && createrepo_c -q {1}", top.display(), repo.display()));
+    dir.write(
+        "elements/local-rpms/element.toml",
+        &format!(
+            "description = \"a local rpm repository, gone from the image at the end\"\n\
+             [prune]\nremove = [\"srv/smelt-rpms\", \"srv/smelt-rpms/**\", \"{repos}/smelt.repo\"]\n"
+        ),
+    );
+    dir.write(
+        &format!("elements/local-rpms/root/{repos}/smelt.repo"),
+        "[smelt]\nname=smelt\nbaseurl=file:///srv/smelt-rpms\nenabled=1\ngpgcheck=0\nautorefresh=0\n",
+    );
+    dir.write("elements/our-rpms/element-deps", "package-installs\n");
+    dir.write("elements/our-rpms/package-installs.yaml", "greeting:\nsmelt-world:\n");
+    dir.write(
+        "elements/our-rpms/pkg-map",
+        r#"{"family": {"suse": {"greeting": "smelt-hello"}, "redhat": {"greeting": "smelt-hello"}}}"#,
+    );
+    dir.image(
+        &Image::new("rpms", &["base-debian", "local-rpms", "our-rpms"])
+            .params("base-debian", &format!("packages = [\"{manager}\"]")),
+    );
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"400MiB\"\nmax-unpacked = \"2GiB\"\n");
+    let cache = dir.path("cache");
+    let env = [
+        ("SOURCE_DATE_EPOCH", "1700000000"),
+        ("SMELT_CACHE_DIR", cache.to_str().unwrap()),
+        ("DISTRO_NAME", distro),
+    ];
+    let dib = dib_elements();
+    let args = ["--elements-path", "elements", "--elements-path", dib.as_str()];
+    let r = dir.smelt_env(&[&["build", "image.toml", "-o", "out"], &args[..]].concat(), &env).ok();
+    assert!(r.stderr.contains("01-package-installs          package-installs"), "{}", r.stderr);
+    let archive = dir.path("out/rpms.cpio.zst");
+    assert_eq!(member(&archive, "usr/share/smelt-hello/greeting"), "hello\n");
+    assert_eq!(member(&archive, "usr/share/smelt-world/greeting"), "world\n");
+    let listing = sh(&format!("zstd -dc {} | cpio -t --quiet", archive.display()));
+    assert!(!listing.contains("srv/smelt-rpms"), "the repository stayed in the image");
+    // The rpm database in the image lists both.
+    let x = dir.path("x");
+    std::fs::create_dir(&x).unwrap();
+    sh(&format!(
+        "cd {} && zstd -dc {} | cpio -id --quiet 2>/dev/null || true",
+        x.display(),
+        archive.display()
+    ));
+    // Where the distro keeps it; Debian's rpm, standing in, keeps dnf's in ~/.rpmdb.
+    let db = ["usr/lib/sysimage/rpm", "var/lib/rpm", "root/.rpmdb"]
+        .into_iter()
+        .find(|d| std::fs::read_dir(x.join(d)).is_ok_and(|mut r| r.next().is_some()))
+        .expect("an rpm database in the image");
+    let installed = sh(&format!("rpm --dbpath {}/{db} -qa --qf '%{{NAME}}\\n' | sort", x.display()));
+    assert_eq!(installed, "smelt-hello\nsmelt-world\n");
+
+    let out = std::process::Command::new("unshare")
+        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "-o", "offline", "-q", "--offline"])
+        .args(args)
+        .current_dir(dir.path(""))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same_bytes(&archive, &dir.path("offline/rpms.cpio.zst"), "the offline rebuild");
+}
+
+#[test]
+fn zypper_installs_rpms_for_the_suse_family() {
+    rpms_install_from_a_local_repository("opensuse", "zypper", "etc/zypp/repos.d");
+}
+
+#[test]
+fn dnf_installs_rpms_for_the_red_hat_family() {
+    rpms_install_from_a_local_repository("fedora", "dnf", "etc/yum.repos.d");
 }

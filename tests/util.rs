@@ -302,3 +302,23 @@ pub fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
     }
     dir
 }
+
+/// Asserts two outputs are the same bytes; when not, says what `smelt diff` finds
+/// between them.
+#[track_caller]
+pub fn assert_same_bytes(a: &Path, b: &Path, what: &str) {
+    if std::fs::read(a).unwrap() == std::fs::read(b).unwrap() {
+        return;
+    }
+    // What differs: the listings (modes, owners, sizes, dates), then the contents.
+    let tmp = tempfile::tempdir().unwrap();
+    let script = format!(
+        "cd {t} && mkdir a b && bsdtar -xf {a} -C a 2>/dev/null; bsdtar -xf {b} -C b 2>/dev/null; \
+         diff <(bsdtar -tvf {a} 2>/dev/null) <(bsdtar -tvf {b} 2>/dev/null) | head -20; diff -rq a b | head -20",
+        t = tmp.path().display(),
+        a = a.display(),
+        b = b.display()
+    );
+    let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+    panic!("{what}: {} and {} differ:\n{}", a.display(), b.display(), String::from_utf8_lossy(&out.stdout));
+}

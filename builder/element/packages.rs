@@ -231,11 +231,11 @@ pub fn install_packages_tool(family: &str) -> String {
          zypper)\n\
          \x20   if [ -n \"$list\" ]; then rpm -ql \"$@\"; exit 0; fi\n\
          \x20   if [ -n \"$erase\" ]; then zypper --non-interactive remove \"$@\"; else zypper --non-interactive install --no-recommends \"$@\"; fi\n\
-         \x20   rm -rf /var/log/zypper.log /var/log/zypp /var/cache/zypp ;;\n\
+         \x20   rm -rf /var/log/zypper.log /var/log/zypp /var/cache/zypp /var/lib/zypp/AnonymousUniqueId ;;\n\
          dnf|yum)\n\
          \x20   if [ -n \"$list\" ]; then rpm -ql \"$@\"; exit 0; fi\n\
          \x20   if [ -n \"$erase\" ]; then $pm remove -y \"$@\"; else $pm install -y --setopt=install_weak_deps=False \"$@\"; fi\n\
-         \x20   $pm clean all >/dev/null; rm -rf /var/log/dnf*.log /var/log/hawkey.log /var/cache/dnf ;;\n\
+         \x20   $pm clean all >/dev/null; rm -rf /var/log/dnf*.log /var/log/hawkey.log /var/cache/dnf /var/lib/dnf/history.sqlite* ;;\n\
          apk)\n\
          \x20   if [ -n \"$list\" ]; then apk info -L \"$@\" | grep -v ' contains:$' | sed 's|^|/|'; exit 0; fi\n\
          \x20   if [ -n \"$erase\" ]; then apk del \"$@\"; else apk add --no-cache \"$@\"; fi ;;\n\
