@@ -43,7 +43,9 @@ const GRUB_MODULES: &[&str] = &[
     "all_video",
 ];
 
-/// The kernel an image names: a path, or the host's newest `/boot/vmlinuz-*`.
+/// The kernel an image names: a path, or the host's newest `/boot/vmlinuz-*`. A
+/// kernel the image installs (`kernel = "image"`) is known only after staging: see
+/// [`take_image_kernel`].
 pub fn kernel_path(kernel: &Kernel) -> anyhow::Result<PathBuf> {
     match kernel {
         Kernel::Path(p) if p.is_file() => Ok(p.clone()),
@@ -51,25 +53,82 @@ pub fn kernel_path(kernel: &Kernel) -> anyhow::Result<PathBuf> {
             bail!("kernel {} does not exist; set `kernel` in image.toml to a vmlinuz file", p.display())
         }
         Kernel::Auto => {
-            let mut found: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir("/boot")
+            let found = std::fs::read_dir("/boot")
                 .into_iter()
                 .flatten()
                 .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let release = name.strip_prefix("vmlinuz-")?.to_string();
-                    let key =
-                        release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
-                    Some((key, e.path()))
-                })
-                .collect();
-            found.sort();
-            found.pop().map(|(_, p)| p).context(
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()));
+            newest_vmlinuz(found).map(|(_, p)| p).context(
                 "kernel = \"auto\" found no /boot/vmlinuz-*; install a kernel (Debian: linux-image-cloud-amd64) \
                  or set `kernel` in image.toml to a vmlinuz file",
             )
         }
+        Kernel::Image => {
+            bail!("kernel = \"image\" is the image's own kernel, known once the image is staged")
+        }
     }
+}
+
+/// The `vmlinuz-RELEASE` with the highest release (compared number by number) among
+/// (file name, thing) pairs, with its release.
+fn newest_vmlinuz<T>(names: impl Iterator<Item = (String, T)>) -> Option<(String, T)> {
+    let mut found: Vec<(Vec<u64>, String, T)> = names
+        .filter_map(|(name, t)| {
+            let release = name.strip_prefix("vmlinuz-")?.to_string();
+            let key = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+            Some((key, release, t))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    found.pop().map(|(_, release, t)| (release, t))
+}
+
+/// The kernel the image installed, for `kernel = "image"`.
+pub struct ImageKernel {
+    /// A copy in the work directory, for the outputs that carry it.
+    pub path: PathBuf,
+    pub release: String,
+    /// What leaving `/boot` out removed from the image.
+    pub removed_bytes: u64,
+}
+
+/// Takes the newest `/boot/vmlinuz-*` out of the staged `tree` (copied to `work`), and
+/// leaves what `/boot` holds and the root's links into it (`/vmlinuz`, `/initrd.img`) out of the
+/// image: the kernel rides beside the initramfs, never in it.
+pub fn take_image_kernel(tree: &mut Tree, work: &Path) -> anyhow::Result<ImageKernel> {
+    let boot = ImagePath::new("boot").expect("a path");
+    let candidates = tree
+        .below(&boot)
+        .filter(|(p, e)| {
+            p.parent().as_ref() == Some(&boot) && matches!(e.kind, crate::tree::Kind::File { .. })
+        })
+        .map(|(p, e)| (p.file_name().to_string(), e.clone()));
+    let Some((release, entry)) = newest_vmlinuz(candidates) else {
+        bail!(
+            "kernel = \"image\" but the image has no /boot/vmlinuz-*: install a kernel package in it (Debian: \
+             linux-image-amd64 or linux-image-cloud-amd64 in base-debian's `packages`), or set `kernel` to \
+             `auto` or a vmlinuz file"
+        );
+    };
+    let crate::tree::Kind::File { source, .. } = &entry.kind else { unreachable!("filtered to files") };
+    let path = work.join(format!("vmlinuz-{release}"));
+    std::io::copy(&mut source.open()?, &mut std::fs::File::create(&path)?)
+        .with_context(|| format!("copying the image's kernel /boot/vmlinuz-{release}"))?;
+    let mut removed_bytes = 0;
+    tree.retain(|p, e| {
+        let into_boot = match &e.kind {
+            crate::tree::Kind::Symlink(t) => {
+                p.parent().is_some_and(|d| d.is_root()) && t.trim_start_matches('/').starts_with("boot/")
+            }
+            _ => false,
+        };
+        let gone = (p.starts_with(&boot) && *p != boot) || into_boot;
+        if gone {
+            removed_bytes += e.size();
+        }
+        !gone
+    });
+    Ok(ImageKernel { path, release, removed_bytes })
 }
 
 fn host_file(candidates: &[&str], package: &str) -> anyhow::Result<PathBuf> {

@@ -18,6 +18,19 @@ pub fn dib() -> PathBuf {
     })
 }
 
+/// ironic-python-agent-builder 7.4.0 from PyPI, its elements where the wheel's data
+/// files go (`share/ironic-python-agent-builder/dib`).
+pub fn ipa_builder_elements() -> String {
+    let dir = cached("ironic-python-agent-builder-7.4.0", |dir| {
+        sh(&format!(
+            "python3 -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps --target {} \
+             ironic-python-agent-builder==7.4.0",
+            dir.display()
+        ));
+    });
+    dir.join("share/ironic-python-agent-builder/dib").display().to_string()
+}
+
 /// The path of DIB's elements in the wheel.
 pub fn dib_elements() -> String {
     dib().join("diskimage_builder/elements").display().to_string()
@@ -152,6 +165,11 @@ fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
         assert!(status.contains(&format!("Package: {pkg}\n")), "{pkg} is not installed");
     }
     assert!(m("etc/our-tree-version").starts_with("tree v"));
+    // smelt's stand-ins for hooks (sudo, mknod, install-packages) never reach the image,
+    // though DIB's install-bin copies the hooks' bin/ into it.
+    for tool in ["sudo", "mknod", "install-packages", "smelt-install-packages"] {
+        assert!(!listing.contains(&format!("usr/local/bin/{tool}\n")), "{tool} rode into the image");
+    }
     // Source repositories: git at the tag, a tarball's contents, a file.
     assert_eq!(m("opt/our/git/README"), "from git\n");
     assert_eq!(m("opt/our/tar/NOTES"), "from a tarball\n");
@@ -219,6 +237,32 @@ fn plan_shows_dib_run_parts_order() {
         ]
     );
     assert!(r.stdout.contains("package-installs"), "{}", r.stdout);
+}
+
+/// `smelt elements list` with DIB's collection on the path: each DIB element with its
+/// form, the summary from its README, where it comes from and the phases it hooks;
+/// the wheel's `__pycache__` is not an element.
+#[test]
+fn elements_list_shows_dib_elements_with_their_phases() {
+    let dir = Dir::new();
+    let dib = dib_elements();
+    let r = dir.smelt(&["elements", "list", "--elements-path", &dib]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("devuser ")).expect(&r.stdout);
+    let row: Vec<&str> = lines[at].split_whitespace().collect();
+    assert_eq!(row[1], "dib", "{}", lines[at]);
+    assert!(lines[at].contains("Creates a user"), "{}", lines[at]);
+    assert_eq!(lines[at + 1].trim(), format!("{dib}/devuser; phases: extra-data.d install.d"));
+    let at = lines.iter().position(|l| l.starts_with("package-installs ")).expect(&r.stdout);
+    assert!(lines[at].contains(" dib ") && lines[at].contains("done natively by smelt"), "{}", lines[at]);
+    assert!(!r.stdout.contains("__pycache__"), "{}", r.stdout);
+    let json: serde_json::Value = serde_json::from_str(
+        &dir.smelt(&["elements", "list", "--json", "--elements-path", &dib]).ok().stdout,
+    )
+    .unwrap();
+    let cache_url = json.as_array().unwrap().iter().find(|e| e["name"] == "cache-url").unwrap();
+    assert_eq!(cache_url["form"], "dib");
+    assert_eq!(cache_url["origin"], format!("{dib}/cache-url"));
 }
 
 /// Package installs through zypper and dnf, for real: two rpms built here (rpmbuild), a
@@ -321,4 +365,84 @@ fn zypper_installs_rpms_for_the_suse_family() {
 #[test]
 fn dnf_installs_rpms_for_the_red_hat_family() {
     rpms_install_from_a_local_repository("fedora", "dnf", "etc/yum.repos.d");
+}
+
+/// ironic-python-agent-builder's `ironic-ramdisk-base` makes DIB's ramdisk itself in
+/// `cleanup.d/99-ramdisk-create` (find | cpio | gzip, a kernel copied out). It runs
+/// unchanged with smelt's cpio in place of the real one: what it does to the tree stands
+/// (fstab, `/init`, `/dev/random` and `/dev/urandom` made with mknod, unprivileged),
+/// the image keeps what its `find` chose (its prune list: docs, locales, `/boot`), and
+/// smelt writes the only initramfs. `DIB_IPA_MINIMAL_PRUNE` is the hook's to honour.
+#[test]
+fn a_hook_that_makes_dibs_own_ramdisk_runs_with_smelts_cpio() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::new();
+    // What a Debian kernel package leaves in /boot, for DIB's select_boot_kernel_initrd.
+    dir.write("elements/our-kernel/element-deps", "");
+    dir.write("elements/our-kernel/root/boot/vmlinuz-6.1.0-99-amd64", "a kernel\n");
+    dir.write("elements/our-kernel/root/boot/initrd.img-6.1.0-99-amd64", "an initrd\n");
+    dir.write("elements/our-kernel/root/usr/share/locale/xx/LC_MESSAGES/our.mo", "mo\n");
+    dir.image(
+        &Image::new("ipa", &["base-debian", "our-kernel", "ironic-ramdisk-base"])
+            .params("base-debian", "packages = [\"systemd\"]"),
+    );
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"400MiB\"\nmax-unpacked = \"2GiB\"\n");
+    let cache = dir.path("cache");
+    let dib = dib_elements();
+    let ipa = ipa_builder_elements();
+    let args =
+        ["--elements-path", "elements", "--elements-path", ipa.as_str(), "--elements-path", dib.as_str()];
+    let plan = dir.smelt_env(&[&["plan", "image.toml"], &args[..]].concat(), &[]).ok();
+    let line = plan.stdout.lines().find(|l| l.contains(" 99-ramdisk-create ")).expect(&plan.stdout);
+    assert!(
+        line.ends_with("Host  (makes DIB's image: run with smelt's cpio, smelt writes the image)"),
+        "{line}"
+    );
+    for (out, minimal) in [("out", "0"), ("minimal", "1")] {
+        let env = [
+            ("SOURCE_DATE_EPOCH", "1700000000"),
+            ("SMELT_CACHE_DIR", cache.to_str().unwrap()),
+            ("DIB_IPA_MINIMAL_PRUNE", minimal),
+        ];
+        let r = dir.smelt_env(&[&["build", "image.toml", "-o", out], &args[..]].concat(), &env).ok();
+        assert!(
+            r.stderr.contains(
+                "cleanup.d/99-ramdisk-create of element `ironic-ramdisk-base` makes diskimage-builder's image: \
+                 it ran with smelt's cpio in place of the real one"
+            ),
+            "{}",
+            r.stderr
+        );
+        let archive = dir.path(&format!("{out}/ipa.cpio.zst"));
+        let listing = sh(&format!("zstd -dc {} | cpio -tv --quiet --numeric-uid-gid", archive.display()));
+        let line =
+            |path: &str| listing.lines().find(|l| l.ends_with(&format!(" {path}"))).map(str::to_string);
+        assert_eq!(member(&archive, "etc/fstab"), "#disabled\n");
+        assert!(line("init -> ./sbin/init").is_some(), "no /init link:\n{listing}");
+        let random = line("dev/random").expect("dev/random");
+        assert!(random.starts_with("crw-r--r--") && random.contains(" 1,   8 "), "{random}");
+        assert!(line("dev/urandom").expect("dev/urandom").contains(" 1,   9 "));
+        assert!(
+            line("boot").is_some() && line("boot/vmlinuz-6.1.0-99-amd64").is_none(),
+            "/boot's files stay out"
+        );
+        assert!(
+            line("usr/bin/bash").is_some() || line("bin/bash").is_some(),
+            "the rest of the root is there"
+        );
+        // The full prune removes locales and docs; the minimal one keeps them.
+        let locale = line("usr/share/locale/xx/LC_MESSAGES/our.mo");
+        let docs = listing.lines().filter(|l| l.contains(" usr/share/doc/")).count();
+        if minimal == "0" {
+            assert!(locale.is_none() && docs == 0, "pruned: locale {locale:?}, {docs} docs");
+        } else {
+            assert!(locale.is_some() && docs > 10, "minimal prune: locale {locale:?}, {docs} docs");
+        }
+        // No second archive: nothing of DIB's ramdisk beside smelt's outputs.
+        let names: Vec<String> = std::fs::read_dir(dir.path(out))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".initramfs") || n.ends_with(".kernel")), "{names:?}");
+    }
 }

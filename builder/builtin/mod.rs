@@ -69,6 +69,11 @@ pub fn apply(
         "inject-files" => inject_files::apply(tree, name, params, image_dir, mtime)?,
         "kernel-modules" => {
             let release = match &plan.image.kernel {
+                Some(crate::config::image::Kernel::Image) => anyhow::bail!(
+                    "element `{name}` copies modules from the host's /lib/modules, but kernel = \"image\" boots the \
+                     kernel the image installs, with its own modules: leave `{name}` out, or set `kernel` to `auto` \
+                     or a vmlinuz file"
+                ),
                 Some(k) => crate::boot::kernel_path(k).ok().and_then(|p| kernel_modules::kernel_release(&p)),
                 None => None,
             };

@@ -66,6 +66,9 @@ impl Named for OutputKind {
 pub enum Kernel {
     /// The host's newest `/boot/vmlinuz-*`.
     Auto,
+    /// The newest `/boot/vmlinuz-*` the image itself installed (its modules match), as
+    /// diskimage-builder takes it; `/boot` is left out of the image.
+    Image,
     Path(PathBuf),
 }
 
@@ -166,6 +169,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     let dir = file.path.parent().unwrap_or(Path::new("."));
     let kernel = r.kernel.map(|k| match k.as_str() {
         "auto" => Kernel::Auto,
+        "image" => Kernel::Image,
         p => Kernel::Path(dir.join(p)),
     });
     let mut allow = globset::GlobSetBuilder::new();

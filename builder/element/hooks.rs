@@ -70,6 +70,18 @@ impl Hooks {
 /// smelt's built-in element of the name satisfies the dependency.
 pub const NATIVE: [&str; 4] = ["package-installs", "pkg-map", "source-repositories", "install-types"];
 
+/// Hooks that write diskimage-builder's own image from the tree (element, phase, name).
+/// smelt writes its outputs itself, so such a hook runs with smelt's `cpio` in place of
+/// the real one: what it does to the tree stands, the paths it hands to cpio are what the
+/// image keeps, and no second archive is made.
+pub const IMAGE_WRITERS: [(&str, &str, &str); 1] =
+    [("ironic-ramdisk-base", "cleanup.d", "99-ramdisk-create")];
+
+/// Whether `hook` is one of [`IMAGE_WRITERS`].
+pub fn writes_dib_image(hook: &Hook) -> bool {
+    IMAGE_WRITERS.iter().any(|&(e, p, n)| hook.element == e && hook.phase == p && hook.name == n)
+}
+
 /// Whether `element`'s hooks are smelt's to do (see [`NATIVE`]).
 pub fn done_natively(element: &Element) -> bool {
     NATIVE.contains(&element.name.as_str()) && element.manifest.form == super::manifest::Form::Dib

@@ -61,7 +61,7 @@ impl Library {
                     rd.flatten()
                         .filter(|e| e.path().is_dir())
                         .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| !n.starts_with('.')),
+                        .filter(|n| !n.starts_with('.') && !n.starts_with("__")), // `__pycache__` in a DIB wheel
                 );
             }
         }

@@ -310,7 +310,28 @@ pub fn read_dir_manifest(dir: &Path) -> anyhow::Result<Manifest> {
         return Ok(Manifest::from_toml(&file)?);
     }
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    Ok(Manifest::from_dib(read("element-deps").as_deref(), read("element-provides").as_deref()))
+    let mut manifest =
+        Manifest::from_dib(read("element-deps").as_deref(), read("element-provides").as_deref());
+    manifest.description = read("README.rst").as_deref().map(readme_summary).unwrap_or_default();
+    Ok(manifest)
+}
+
+/// The first line of prose in a DIB element's `README.rst`, below its title: what DIB's
+/// own element docs show as the element's summary.
+fn readme_summary(text: &str) -> String {
+    let is_rule = |l: &str| !l.is_empty() && l.chars().all(|c| "=-~^*#".contains(c));
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    // The title ends at the first rule line that follows some text.
+    let Some(title_end) = (1..lines.len()).find(|&i| is_rule(lines[i]) && !lines[i - 1].is_empty()) else {
+        return String::new();
+    };
+    lines[title_end + 1..]
+        .iter()
+        .skip_while(|l| l.is_empty() || l.starts_with(".."))
+        .take_while(|l| !l.is_empty() && !is_rule(l))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -328,6 +349,14 @@ mod tests {
             keys::<RawPermission>(),
         ];
         assert_documented("## Elements", &all);
+    }
+
+    #[test]
+    fn a_dib_readme_gives_its_first_sentence() {
+        let text = "==========\ncache-url\n==========\nA helper script to download images.\nInto the cache.\n\nMore.\n";
+        assert_eq!(readme_summary(text), "A helper script to download images. Into the cache.");
+        assert_eq!(readme_summary("devuser\n=======\n\nCreates a user.\n"), "Creates a user.");
+        assert_eq!(readme_summary("no title here\n"), "");
     }
 
     #[test]

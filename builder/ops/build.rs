@@ -45,6 +45,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         }
         Err(e) => return Err(e),
     };
+    let image_kernel = staged.kernel;
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
@@ -69,7 +70,9 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     }
 
     let variants = Variants::new(&plan, &tree, opts.per_node);
-    let produced = outputs::write(&plan, &variants.list(&plan.image.name), &opts.outdir, work.path(), ui)?;
+    let kernel = image_kernel.as_ref().map(|k| k.path.as_path());
+    let produced =
+        outputs::write(&plan, kernel, &variants.list(&plan.image.name), &opts.outdir, work.path(), ui)?;
     report.outputs = produced.reports;
     checks.extend(produced.checks);
     if checks.iter().any(|c| !c.ok) {

@@ -9,22 +9,52 @@ use crate::config::names::Named;
 use crate::config::source::suggest;
 use crate::element::hooks::PHASES;
 use crate::element::library::Library;
-use crate::element::FileKind;
+use crate::element::manifest::Form;
+use crate::element::{FileKind, Origin};
 
 pub fn list(elements_path: &[PathBuf], as_json: bool) -> anyhow::Result<String> {
     let lib = Library::from_env(elements_path);
     let mut rows = Vec::new();
     for (name, origin) in lib.names() {
         let e = lib.load(&name)?.context("listed")?;
-        rows.push((name, origin.to_string(), e.manifest.description.clone()));
+        let form = match (&origin, e.manifest.form) {
+            (Origin::BuiltIn, _) => "built-in",
+            (_, Form::Native) => "toml",
+            (_, Form::Dib) => "dib",
+        };
+        // The phases this element has hooks in, in the order they run.
+        let phases: Vec<&str> =
+            PHASES.iter().map(|(p, _)| *p).filter(|p| e.files_under(p).next().is_some()).collect();
+        let mut description = e.manifest.description.clone();
+        if crate::element::hooks::done_natively(&e) {
+            description = format!("(its hooks done natively by smelt) {description}");
+        }
+        rows.push((name, form, phases, origin.to_string(), description));
     }
     if as_json {
-        let doc: Vec<_> =
-            rows.iter().map(|(n, o, d)| json!({"name": n, "origin": o, "description": d})).collect();
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|(n, f, p, o, d)| json!({"name": n, "form": f, "phases": p, "origin": o, "description": d}))
+            .collect();
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    Ok(rows.iter().map(|(n, o, d)| format!("{n:<width$}  {d}  [{o}]\n")).collect())
+    let mut out = String::new();
+    for (name, form, phases, origin, description) in &rows {
+        out.push_str(&format!("{name:<width$}  {form:<8}  {description}\n"));
+        // A second line for where it comes from and which phases it hooks.
+        let mut more = Vec::new();
+        if *form != "built-in" {
+            more.push(origin.clone());
+        }
+        if !phases.is_empty() {
+            more.push(format!("phases: {}", phases.join(" ")));
+        }
+        if !more.is_empty() {
+            out.push_str(&format!("{:width$}  {}\n", "", more.join("; ")));
+        }
+    }
+    Ok(out)
 }
 
 pub fn show(elements_path: &[PathBuf], name: &str, as_json: bool) -> anyhow::Result<String> {

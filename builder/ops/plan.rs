@@ -62,7 +62,12 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
     for (phase, side) in PHASES {
         for h in p.hooks.phase(phase) {
             any = true;
-            s.push_str(&format!("  {phase:<15} {:<24} {:<20} {side:?}\n", h.name, h.element));
+            let note = if crate::element::hooks::writes_dib_image(h) {
+                "  (makes DIB's image: run with smelt's cpio, smelt writes the image)"
+            } else {
+                ""
+            };
+            s.push_str(&format!("  {phase:<15} {:<24} {:<20} {side:?}{note}\n", h.name, h.element));
         }
     }
     if !any {

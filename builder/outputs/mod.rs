@@ -51,6 +51,7 @@ struct Outputs<'a> {
 /// Writes every output of every variant of `plan` under a temporary name.
 pub fn write(
     plan: &Plan,
+    image_kernel: Option<&Path>,
     variants: &[Variant],
     outdir: &Path,
     work: &Path,
@@ -62,7 +63,10 @@ pub fn write(
         outdir,
         work,
         ui,
-        kernel: plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?,
+        kernel: match image_kernel {
+            Some(k) => Some(k.to_path_buf()),
+            None => plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?,
+        },
         iso_extras: if wants(OutputKind::Iso) { Some(crate::stage::iso_extras(plan)?) } else { None },
         loaders: None,
         shared: None,

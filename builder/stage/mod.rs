@@ -35,6 +35,8 @@ use hooks::run_phase;
 pub struct Staged {
     pub tree: Tree,
     pub findings: Findings,
+    /// The kernel the image installed, taken out of it (`kernel = "image"`).
+    pub kernel: Option<crate::boot::ImageKernel>,
 }
 
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
@@ -96,7 +98,19 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
     prune::permissions(&mut tree, &plan.resolved.elements)?;
     prune::check_links(&tree)?;
     prune::devices(&mut tree, &plan.resolved.elements, mtime)?;
-    Ok(Staged { tree, findings })
+    let kernel = match plan.image.kernel {
+        Some(crate::config::image::Kernel::Image) => {
+            let k = crate::boot::take_image_kernel(&mut tree, work)?;
+            ui.info(&format!(
+                "kernel: the image's own, /boot/vmlinuz-{}; what /boot held is left out of the image ({})",
+                k.release,
+                crate::config::size::human(k.removed_bytes)
+            ));
+            Some(k)
+        }
+        _ => None,
+    };
+    Ok(Staged { tree, findings, kernel })
 }
 
 /// The files elements put under `iso/`: on an ISO beside the image, never in it.

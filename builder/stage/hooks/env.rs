@@ -117,7 +117,8 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
     let env_d = environment_d(&plan.resolved.elements, &vars, work)?;
     vars.extend(env_d);
     let host_path = format!(
-        "{}:{}",
+        "{}:{}:{}",
+        tmp_hooks.join(super::tools::BIN).display(),
         tmp_hooks.join("bin").display(),
         vars.get("PATH").map_or("/usr/bin:/bin", String::as_str)
     );
@@ -139,7 +140,7 @@ const NOT_HOOKS: [&str; 6] = ["root", "templates", "iso", "config-drive", "tests
 /// The hooks directory as DIB's generate_hooks makes it: every element's folders merged
 /// into one (so `$(dirname $0)/../static` and `../bin` see all elements'), the first
 /// element's file winning; each planned hook at `PHASE/NAME` (the install type chosen,
-/// smelt's package installs); and smelt's `install-packages` and `sudo` in `bin/`.
+/// smelt's package installs); and smelt's tools (`super::tools`).
 fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
     let phases: Vec<&str> = crate::element::hooks::PHASES.iter().map(|(p, _)| *p).collect();
     for e in &plan.resolved.elements {
@@ -173,26 +174,9 @@ fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
         fs::write(&dest, hook.script.read_all()?)?;
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
     }
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin)?;
-    let tool = crate::element::packages::install_packages_tool(plan.family);
-    for (name, text) in
-        [("smelt-install-packages", tool.as_str()), ("install-packages", tool.as_str()), ("sudo", SUDO)]
-    {
-        let dest = bin.join(name);
-        if fs::symlink_metadata(&dest).is_err() || name.starts_with("smelt-") {
-            fs::write(&dest, text)?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
-        }
-    }
+    super::tools::write(dir, plan.family)?;
     Ok(())
 }
-
-/// `sudo` for DIB hooks, which call it on the host: a hook already has the rights it
-/// gets (root, or root of a user namespace), so the options go and the command runs.
-const SUDO: &str = "#!/bin/sh\n# sudo for DIB hooks, written by smelt: hooks already run with the rights they get.\n\
-    while [ $# -gt 0 ]; do case \"$1\" in -u|-g|-C|-D|-h|-p|-r|-t|-U) shift 2 ;; --) shift; break ;; -*) shift ;; *) break ;; esac; done\n\
-    exec env \"$@\"\n";
 
 /// DIB's `lib/` (common-functions, dib-run-parts), when an element comes from a DIB
 /// install (`…/diskimage_builder/elements/NAME` beside `…/diskimage_builder/lib`).
@@ -211,7 +195,8 @@ fn element_dirs(elements: &[Element], work: &Path) -> anyhow::Result<BTreeMap<St
     let mut dirs = BTreeMap::new();
     for e in elements {
         let dir = match &e.origin {
-            Origin::Dir(d) => d.clone(),
+            // Absolute: hooks run with the work directory as their current directory.
+            Origin::Dir(d) => std::path::absolute(d)?,
             Origin::BuiltIn => {
                 let dir = work.join("elements").join(&e.name);
                 for f in &e.files {

@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod run;
+pub mod tools;
 
 pub use env::HookEnv;
 pub use run::HookFailed;
@@ -34,6 +35,17 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
         let after = changes::scan(&env.target_root)?;
         let owners = package_owners(env, hook, tree);
         changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element, &owners)?;
+        tools::take_devices(&env.tmp_hooks, &env.target_root, side, tree, &hook.element, plan.time)?;
+        if let Some((kept, removed, bytes)) = tools::take_chosen(&env.tmp_hooks, tree)? {
+            ui.info(&format!(
+                "{phase}/{} of element `{}` makes diskimage-builder's image: it ran with smelt's cpio \
+                 in place of the real one; the image keeps the {kept} paths it chose ({removed} \
+                 removed, {}), and smelt writes the outputs",
+                hook.name,
+                hook.element,
+                crate::config::size::human(bytes)
+            ));
+        }
         before = after;
     }
     let mut table = format!("phase {phase}:");

@@ -85,11 +85,21 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    if crate::element::hooks::writes_dib_image(hook) && side == Side::Host {
+        let path = env.vars.get("PATH").map_or("/usr/bin:/bin", String::as_str);
+        cmd.env("PATH", format!("{}:{path}", super::tools::image_writer_path(&env.tmp_hooks).display()));
+    }
     if side == Side::Chroot {
         // As DIB's run_in_target: the hooks' tools first, root's home.
         cmd.env("TARGET_ROOT", "/")
             .env("HOME", "/root")
-            .env("PATH", "/tmp/in_target.d/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            .env(
+                "PATH",
+                format!(
+                    "/tmp/in_target.d/{}:/tmp/in_target.d/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    super::tools::BIN
+                ),
+            );
     }
     let started = Instant::now();
     let status = crate::cleanup::status(&mut cmd);
