@@ -36,6 +36,9 @@ pub struct CertReport {
     pub element: String,
 }
 
+/// Where distributions keep the CA certificates every system trusts.
+const SYSTEM_TRUST: [&str; 3] = ["/usr/share/ca-certificates/", "/etc/ssl/certs/", "/etc/pki/ca-trust/"];
+
 /// The certificates of the tree: `.pem`/`.crt` files up to 1 MiB that hold one.
 pub fn certificates(tree: &Tree) -> Vec<CertReport> {
     tree.iter()
@@ -163,11 +166,19 @@ impl Report {
             let why = if x.expected { "expected" } else { "NOT ASKED FOR" };
             s.push_str(&format!("  {} {:?} {} from {}: {why}\n", x.path, x.kind, x.mode, x.element));
         }
+        // The system trust store (ca-certificates) is counted, not listed: the table is
+        // for the certificates the image's own services present.
+        let is_store = |p: &str| SYSTEM_TRUST.iter().any(|d| p.starts_with(d));
+        let (store, own): (Vec<&CertReport>, Vec<&CertReport>) =
+            self.certificates.iter().partition(|c| is_store(&c.path));
         if !self.certificates.is_empty() {
             s.push_str("\ncertificates (SHA-256):\n");
         }
-        for c in &self.certificates {
+        for c in own {
             s.push_str(&format!("  {}  {}\n", c.path, c.sha256_fingerprint));
+        }
+        if !store.is_empty() {
+            s.push_str(&format!("  and {} of the system trust store (listed in report.json)\n", store.len()));
         }
         let w = self.outputs.iter().map(|o| o.path.len()).max().unwrap_or(0).max(6);
         if !self.outputs.is_empty() {

@@ -13,6 +13,7 @@ mod elements;
 mod errors;
 mod fieldkit;
 mod inspect;
+mod ipa;
 mod iso;
 mod litter;
 mod network;

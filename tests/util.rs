@@ -192,6 +192,75 @@ pub fn qemu_sized<S: AsRef<std::ffi::OsStr>>(mib: u32, seconds: u32, args: &[S])
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A QEMU guest left running while the test talks to it (TCG, serial console to a
+/// file), holding one of the two QEMU slots until dropped, which stops it.
+pub struct Guest {
+    child: std::process::Child,
+    pub serial: PathBuf,
+}
+
+impl Guest {
+    /// Starts QEMU with `mib` of RAM, stopped after `seconds` at the latest.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(mib: u32, seconds: u32, serial: &Path, args: &[S]) -> Guest {
+        {
+            let mut busy = QEMU_SLOTS.lock().unwrap();
+            while *busy >= 2 {
+                busy = QEMU_FREE.wait(busy).unwrap();
+            }
+            *busy += 1;
+        }
+        let log = std::fs::File::create(serial).unwrap();
+        let child = Command::new("timeout")
+            .args([
+                seconds.to_string().as_str(),
+                "qemu-system-x86_64",
+                "-accel",
+                "tcg",
+                "-nographic",
+                "-no-reboot",
+            ])
+            .args(["-m", mib.to_string().as_str()])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Guest { child, serial: serial.to_path_buf() }
+    }
+
+    /// What the guest printed so far.
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until `done` holds (checked every two seconds) or `seconds` pass; returns
+    /// whether it held.
+    pub fn wait_for(&mut self, seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while std::time::Instant::now() < until {
+            if done() {
+                return true;
+            }
+            if self.child.try_wait().unwrap().is_some() {
+                return done();
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        false
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        // SIGTERM, which `timeout` passes on to QEMU (a SIGKILL would orphan it).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        *QEMU_SLOTS.lock().unwrap() -= 1;
+        QEMU_FREE.notify_one();
+    }
+}
+
 /// An image.toml for a test, built key by key instead of written out as TOML in every
 /// test: `Image::new("n", &["init"]).outputs(&["iso"]).set("kernel", "\"auto\"")
 /// .params("init", "then = \"poweroff\"")`, then `dir.image(&image)`.

@@ -37,6 +37,25 @@ struct RawImage {
     cmdline: Option<String>,
     iso_label: Option<String>,
     budget: Option<String>,
+    checksums: Option<Vec<String>>,
+}
+
+/// A checksum file written beside each output, as diskimage-builder's `DIB_CHECKSUM`
+/// writes them and Ironic reads them (`NAME.tar.sha256`: `HEX  NAME.tar`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checksum {
+    Sha256,
+    Md5,
+}
+
+impl Checksum {
+    pub fn name(self) -> &'static str {
+        match self {
+            Checksum::Sha256 => "sha256",
+            Checksum::Md5 => "md5",
+        }
+    }
 }
 
 /// What a build can write.
@@ -89,6 +108,8 @@ pub struct Image {
     pub params: BTreeMap<String, BTreeMap<String, Value>>,
     /// `[secrets] allow`: image paths (globs) of keys and hashes kept on purpose.
     pub secrets_allow: globset::GlobSet,
+    /// Checksum files to write beside each output.
+    pub checksums: Vec<Checksum>,
 }
 
 impl Image {
@@ -186,6 +207,18 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         }
     }
     let secrets_allow = allow.build().unwrap_or_else(|_| globset::GlobSet::empty());
+    let mut checksums = Vec::new();
+    for (i, name) in r.checksums.iter().flatten().enumerate() {
+        match name.as_str() {
+            "sha256" => checksums.push(Checksum::Sha256),
+            "md5" => checksums.push(Checksum::Md5),
+            other => errs.push(file.error_at(
+                &["image", "checksums", &i.to_string()],
+                format!("unknown checksum `{other}`"),
+                Some("use \"sha256\" or \"md5\"".into()),
+            )),
+        }
+    }
     if !errs.is_empty() {
         return Err(Diagnostics(errs));
     }
@@ -201,6 +234,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         budget: r.budget.map(|b| dir.join(b)),
         params: raw.params,
         secrets_allow,
+        checksums,
     })
 }
 

@@ -82,6 +82,9 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     for out in produced.written {
         out.pending.publish()?;
     }
+    for file in produced.checksum_files {
+        file.publish()?;
+    }
     write_report(&report, &tree, opts)?;
     let outputs = report.outputs.len();
     ui.info(&format!(

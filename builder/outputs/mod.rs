@@ -4,6 +4,7 @@
 //! budget. The initramfs comes first, since a bootable ISO and the ramdisk tarball
 //! carry it; config drives, one per node, come last.
 
+mod checksums;
 pub mod variants;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ use variants::Variant;
 #[derive(Default)]
 pub struct Produced {
     pub written: Vec<Written>,
+    /// Checksum files of the written outputs, published with them.
+    pub checksum_files: Vec<crate::io::atomic::Pending>,
     pub reports: Vec<OutputReport>,
     pub checks: Vec<budget::Check>,
 }
@@ -96,6 +99,7 @@ pub fn write(
         out.config_drives()?;
     }
     let mut produced = out.produced;
+    produced.checksum_files = checksums::sidecars(&produced.written, &plan.image.checksums)?;
     // Report outputs in the order the image lists them, whatever order they were made in.
     produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
     Ok(produced)

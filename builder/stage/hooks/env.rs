@@ -22,6 +22,9 @@ use crate::tree;
 pub struct HookEnv {
     /// Variables every hook gets (params, `DIB_*`, `environment.d` results, …).
     pub vars: BTreeMap<String, String>,
+    /// What hooks inside the image get instead of the host's value (the CA bundle's
+    /// place as they see it).
+    pub chroot_vars: BTreeMap<String, String>,
     pub target_root: PathBuf,
     /// Host side of what chroot hooks see as `/tmp/in_target.d`.
     pub tmp_hooks: PathBuf,
@@ -55,6 +58,8 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
                     | "no_proxy"
                     | "DISTRO_NAME"
             )
+            || PIP_PASSED.contains(&k.as_str())
+            || CA_VARS.contains(&k.as_str())
         {
             vars.insert(k, v);
         }
@@ -123,14 +128,51 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
         vars.get("PATH").map_or("/usr/bin:/bin", String::as_str)
     );
     vars.insert("PATH".into(), host_path);
+    let chroot_vars = trusted_cas(&tmp_hooks)?;
     Ok(HookEnv {
         vars,
+        chroot_vars,
         target_root: root.to_path_buf(),
         tmp_hooks,
         logs: work.join("logs"),
         no_network: plan.offline,
         element_dirs,
     })
+}
+
+/// pip's settings a hook gets from the caller: an index or mirror (DIB's
+/// `DIB_PYPI_MIRROR_URL` is passed as a `DIB_*` variable), and how long to wait.
+const PIP_PASSED: [&str; 5] = [
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+];
+
+/// The variables tools read a CA bundle from (pip, requests, OpenSSL, curl, git).
+const CA_VARS: [&str; 5] =
+    ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"];
+
+/// Where hooks inside the image find the host's CA bundle: in the hooks directory,
+/// which is bound in while they run and is never part of the image.
+const CA_INSIDE: &str = "/tmp/in_target.d/smelt-ca.pem";
+
+/// Hooks inside the image trust what the build host trusts, so a registry reached
+/// through a proxy with its own CA works from them as from the host: the host's CA
+/// bundle (the first of [`CA_VARS`] set, else Debian's or Red Hat's system bundle) is
+/// copied into the hooks directory and every CA variable points there. Returns those
+/// variables, for chroot hooks.
+fn trusted_cas(tmp_hooks: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let from_env = CA_VARS.iter().filter_map(|v| std::env::var(v).ok()).map(PathBuf::from);
+    let system =
+        ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"].map(PathBuf::from);
+    let Some(bundle) = from_env.chain(system).find(|p| p.is_file()) else {
+        return Ok(BTreeMap::new());
+    };
+    fs::copy(&bundle, tmp_hooks.join("smelt-ca.pem"))
+        .with_context(|| format!("copying the CA bundle {} for hooks", bundle.display()))?;
+    Ok(CA_VARS.iter().map(|v| (v.to_string(), CA_INSIDE.to_string())).collect())
 }
 
 /// The element folders that are smelt's own concepts, not DIB's, and stay out of the

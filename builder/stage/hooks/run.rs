@@ -14,6 +14,18 @@ use super::env::HookEnv;
 use crate::element::hooks::{Hook, Side};
 use crate::namespace::{isolate, Isolation};
 
+/// Where pip's cache (`SMELT_CACHE_DIR/pip`) is bound inside the image while a hook
+/// runs, with `PIP_CACHE_DIR` pointing there: later builds download nothing twice, and
+/// the cache never becomes part of the image.
+const PIP_CACHE: &str = "var/cache/smelt-pip";
+
+/// A wheelhouse kept in `SMELT_CACHE_DIR/pip-wheelhouse`, bound here for hooks inside
+/// the image as `SMELT_WHEELHOUSE` (and `PIP_FIND_LINKS`): a hook that runs `pip
+/// download -d "$SMELT_WHEELHOUSE" REQS` when online and `pip install --no-index
+/// --find-links "$SMELT_WHEELHOUSE" REQS` always installs the same wheels online and
+/// `--offline` (where `PIP_NO_INDEX=1`), so an offline rebuild gives the same bytes.
+const WHEELHOUSE: &str = "var/cache/smelt-wheelhouse";
+
 /// How long one script took, for the phase table.
 pub struct Timing {
     pub name: String,
@@ -64,6 +76,11 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
                     .with_context(|| format!("creating {}", host.display()))?;
                 binds.push((host, PathBuf::from(inside)));
             }
+            for (cached, inside) in [("pip", PIP_CACHE), ("pip-wheelhouse", WHEELHOUSE)] {
+                let host = crate::cache::dir().join(cached);
+                fs::create_dir_all(&host).with_context(|| format!("creating {}", host.display()))?;
+                binds.push((host, PathBuf::from(inside)));
+            }
             for (_, inside) in &binds {
                 made.extend(make_mount_point(&env.target_root, inside)?);
             }
@@ -91,7 +108,16 @@ pub fn run(hook: &Hook, side: Side, env: &HookEnv) -> anyhow::Result<Timing> {
     }
     if side == Side::Chroot {
         // As DIB's run_in_target: the hooks' tools first, root's home.
-        cmd.env("TARGET_ROOT", "/")
+        let wheelhouse = Path::new("/").join(WHEELHOUSE);
+        cmd.envs(&env.chroot_vars)
+            .env("PIP_CACHE_DIR", Path::new("/").join(PIP_CACHE))
+            .env("SMELT_WHEELHOUSE", &wheelhouse)
+            .env("PIP_FIND_LINKS", &wheelhouse);
+        if env.no_network {
+            cmd.env("PIP_NO_INDEX", "1");
+        }
+        cmd
+            .env("TARGET_ROOT", "/")
             .env("HOME", "/root")
             .env(
                 "PATH",

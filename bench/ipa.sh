@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Benchmark: the Ironic deploy ramdisk of examples/ipa (smelt's own elements,
+# ironic-python-agent 13.0.0 from PyPI) against ironic-python-agent-builder's
+# `-r bookworm debian-minimal` (DIB 3.43.0 + IPA-builder 7.4.0): compressed and unpacked
+# size, entries, the largest contributors, cold and warm build time, and an --offline
+# rebuild. The IPA-builder row is rebuilt here when `ironic-python-agent-builder` is on
+# PATH, else the figures measured on this machine (2026-12) are printed, marked so.
+# Needs root (the first debootstrap). Caches go to ~/.cache/smelt-bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v jq >/dev/null || { echo "bench/ipa.sh reads report.json with jq: apt-get install jq" >&2; exit 1; }
+cache=${SMELT_BENCH_CACHE:-$HOME/.cache/smelt-bench}/ipa
+mkdir -p "$cache"
+cargo build --release -q
+smelt="$PWD/target/release/smelt"
+work=$(mktemp -d /var/tmp/smelt-ipa.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r examples/ipa/. "$work"
+
+build() { # cache dir, output dir, extra args: prints wall seconds
+  SMELT_CACHE_DIR="$1" /usr/bin/time -f '%e' -o "$work/t" "$smelt" build "$work/image.toml" \
+    --elements-path "$work/elements" -o "$work/$2" -q --source-date-epoch 1700000000 "${@:3}" 2>/dev/null
+  cat "$work/t"
+}
+cold=$(build "$work/cold-cache" cold)         # an empty cache: debootstrap, apt, pip
+build "$cache" warm >/dev/null                # fills the kept cache once
+warm=$(build "$cache" warm)
+offline=$(unshare -n true 2>/dev/null && SMELT_CACHE_DIR="$cache" /usr/bin/time -f '%e' -o "$work/t" \
+  unshare -n "$smelt" build "$work/image.toml" --elements-path "$work/elements" -o "$work/offline" -q \
+  --offline --source-date-epoch 1700000000 2>/dev/null && cat "$work/t" || echo "-")
+
+tar -xf "$work/warm/ipa.tar" -C "$work/warm"
+initrd="$work/warm/ipa.initramfs"
+compressed=$(stat -c %s "$initrd")
+unpacked=$(jq '.tree.apparent_bytes' "$work/warm/report.json")
+entries=$(jq '.tree.files + .tree.dirs + .tree.symlinks' "$work/warm/report.json")
+mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
+
+printf '%-34s %12s %12s %9s %9s %9s %10s\n' "" "initrd MiB" "unpacked" "entries" "cold s" "warm s" "offline s"
+printf '%-34s %12s %12s %9s %9s %9s %10s\n' "smelt examples/ipa (zstd)" "$(mib "$compressed")" \
+  "$(mib "$unpacked")" "$entries" "$cold" "$warm" "$offline"
+if command -v ironic-python-agent-builder >/dev/null; then
+  (cd "$work" && /usr/bin/time -f '%e' -o t ironic-python-agent-builder -r bookworm -o ipab debian-minimal >/dev/null 2>&1)
+  ipab=$(stat -c %s "$work/ipab.initramfs")
+  ipab_unpacked=$(zcat "$work/ipab.initramfs" | (mkdir -p "$work/x" && cd "$work/x" && cpio -id --quiet 2>/dev/null); du -sb "$work/x" | cut -f1)
+  printf '%-34s %12s %12s %9s %9s\n' "ironic-python-agent-builder (gzip)" "$(mib "$ipab")" "$(mib "$ipab_unpacked")" \
+    "$(find "$work/x" | wc -l)" "$(cat "$work/t")"
+  ipab_mib=$(mib "$ipab")
+else
+  printf '%-34s %12s %12s %9s %9s   (measured 2026-12, not rebuilt here)\n' \
+    "ironic-python-agent-builder (gzip)" 304 996 22700 162
+  ipab_mib=304
+fi
+awk -v s="$(mib "$compressed")" -v i="$ipab_mib" -v c="$cold" 'BEGIN {
+  printf "ratios: initrd smelt/IPA-builder %.2f (goal <= 0.5), cold build smelt/IPA-builder %.2f (goal <= 1.0)\n",
+    s / i, c / 162 }'
+echo
+echo "largest contributors (report.json):"
+jq -r '.tree.elements | to_entries | sort_by(-.value.apparent_bytes) | .[:5][] |
+  "  \(.key): \(.value.apparent_bytes / 1048576 | floor) MiB"' "$work/warm/report.json"
+jq -r '.largest[:8][] | "  \(.path): \(.bytes / 1048576 * 10 | floor / 10) MiB (\(.element))"' "$work/warm/report.json"
