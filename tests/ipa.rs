@@ -4,7 +4,7 @@
 
 use std::process::{Child, Command};
 
-use crate::util::{cached, sh, Dir, Guest};
+use crate::util::{assert_same_bytes, cached, sh, Dir, Guest};
 
 /// Ironic's API as the agent meets it: `GET /` (versions), `GET /v1/lookup` (node by
 /// MAC, with an agent token), `POST /v1/heartbeat/UUID`, and the inspection callback.
@@ -247,6 +247,19 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     let ours = &parsed["command_result"]["deploy_steps"]["SmeltFiles"];
     assert_eq!(ours[0]["step"], "smelt_inject_files", "{steps}\nconsole:\n{}", tail(&guest.console(), 80));
     drop(guest);
+
+    // Offline, in a namespace with no network: pip installs from the wheelhouse the first
+    // build filled, apt and debootstrap from the cache; the same bytes.
+    let offline = Command::new("unshare")
+        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "--elements-path", "elements"])
+        .args(["-o", "offline", "-q", "--offline"])
+        .current_dir(dir.path(""))
+        .envs(env.iter().copied())
+        .env_remove("SMELT_ELEMENTS_PATH")
+        .output()
+        .unwrap();
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
+    assert_same_bytes(&out.join("ipa.tar"), &dir.path("offline/ipa.tar"), "the offline rebuild");
 }
 
 fn tail(text: &str, lines: usize) -> String {
