@@ -67,7 +67,22 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
     let rootfs_distro = params.get("base-rootfs").and_then(|p| p.get("distro")).and_then(|v| v.as_str());
     let distro = crate::element::packages::distro(&resolved.elements, rootfs_distro);
     let family = crate::element::packages::family(&distro);
-    let installs = crate::element::packages::hooks(&resolved.elements, family)?;
+    // What `when` conditions of package-installs.yaml read: the caller's environment,
+    // then what the base tells hooks (DISTRO_NAME, DIB_RELEASE, DIB_PYTHON_VERSION).
+    let release = ["base-debian", "base-rootfs"]
+        .iter()
+        .filter(|b| resolved.get(b).is_some())
+        .find_map(|b| params.get(*b)?.get(if *b == "base-debian" { "suite" } else { "release" })?.as_str())
+        .map(String::from);
+    let when_env = |k: &str| {
+        std::env::var(k).ok().or_else(|| match k {
+            "DISTRO_NAME" => Some(distro.clone()),
+            "DIB_PYTHON_VERSION" => Some("3".into()),
+            "DIB_RELEASE" => release.clone(),
+            _ => None,
+        })
+    };
+    let installs = crate::element::packages::hooks(&resolved.elements, family, &when_env)?;
     let hooks = hooks::collect(&resolved.elements, installs, &|k| std::env::var(k).ok())?;
     let budget = find_budget(&image)?;
     let (client_view, nodes, client) = match &inputs.client {

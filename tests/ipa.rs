@@ -130,9 +130,10 @@ fn free_port() -> u16 {
 }
 
 /// The test set-up's cache for smelt (debootstrap's tarball, apt's and pip's downloads),
-/// kept between runs so a second run fetches nothing.
-fn smelt_cache() -> String {
-    cached("smelt-cache-ipa", |d| std::fs::create_dir_all(d).unwrap()).display().to_string()
+/// kept between runs so a second run fetches nothing; one per build, since two apt runs
+/// cannot share one download directory at once.
+fn smelt_cache(which: &str) -> String {
+    cached(&format!("smelt-cache-ipa-{which}"), |d| std::fs::create_dir_all(d).unwrap()).display().to_string()
 }
 
 fn copy_example(dir: &Dir) {
@@ -149,7 +150,7 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     let image = image.replace("    \"dev-user\",\n]", "    \"dev-user\",\n    \"our-deploy-step\",\n]");
     assert!(image.contains("\"our-deploy-step\""), "the example's element list changed shape");
     dir.write("image.toml", &image.replace("checksums = [\"sha256\"]", "checksums = [\"sha256\", \"md5\"]"));
-    let cache = smelt_cache();
+    let cache = smelt_cache("native");
     let env = [("SMELT_CACHE_DIR", cache.as_str()), ("SOURCE_DATE_EPOCH", "1700000000")];
     dir.smelt_env(&["build", "image.toml", "--elements-path", "elements", "-o", "out"], &env).ok();
 
@@ -260,6 +261,170 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
         .unwrap();
     assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
     assert_same_bytes(&out.join("ipa.tar"), &dir.path("offline/ipa.tar"), "the offline rebuild");
+}
+
+/// The versions IPA's dependencies are held to, as openstack/requirements'
+/// `upper-constraints.txt` holds them for a release (ours, for the test set-up).
+const UPPER_CONSTRAINTS: &str = "certifi==2026.10.19.post1 cffi==2.1.1 charset-normalizer==3.5.3 cheroot==11.1.2 \
+    cryptography==50.0.2 debtcollector==3.1.0 fasteners==0.20 flexcache==0.3 flexparser==0.4 futurist==3.5.0 \
+    idna==3.20 ifaddr==0.2.0 iso8601==2.1.0 jaraco.functools==4.6.0 MarkupSafe==3.0.4 more-itertools==11.2.1 \
+    msgpack==1.2.4 netaddr==1.3.0 oslo.concurrency==7.6.1 oslo.config==10.7.0 oslo.context==6.5.0 \
+    oslo.i18n==6.9.0 oslo.log==8.3.2 oslo.serialization==5.11.0 oslo.utils==10.2.0 packaging==26.4 pbr==7.1.3 \
+    Pint==0.25.3 platformdirs==4.14.9 psutil==7.2.2 pycparser==3.12 pyparsing==3.3.3 python-dateutil==4.0.0 \
+    pyudev==0.24.5 PyYAML==6.0.4 requests==2.34.2 rfc3986==2.0.0 stevedore==5.10.0 tenacity==9.2.1 tooz==9.1.0 \
+    typing_extensions==4.16.0 tzdata==2026.6 urllib3==2.8.0 voluptuous==0.16.0 Werkzeug==3.1.9 wrapt==2.5.2 \
+    zeroconf==0.154.0";
+
+/// A local git repository made from a PyPI sdist (tagged with its version), for DIB's
+/// source-repositories: `DIB_REPOLOCATION_<name>` points at it, no network but PyPI.
+fn git_from_sdist(name: &str, version: &str) -> String {
+    cached(&format!("git-{name}-{version}"), |dir| {
+        sh(&format!(
+            "set -e; t=$(mktemp -d); python3 -m pip download -q --disable-pip-version-check --no-deps \
+             --no-binary :all: -d $t {name}=={version}; mkdir -p {d}; tar xzf $t/*.tar.gz -C {d} --strip-components=1; \
+             rm -rf $t; cd {d}; git init -q; git add -A; git -c user.name=smelt -c user.email=smelt@test commit -qm sdist; \
+             git tag {version}",
+            d = dir.display()
+        ));
+    })
+    .display()
+    .to_string()
+}
+
+/// openstack/requirements as DIB's ironic-python-agent-ramdisk-base clones it: a git
+/// repository with `upper-constraints.txt`.
+fn requirements_repo() -> String {
+    cached("git-requirements-ipa-13.0.0", |dir| {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("upper-constraints.txt"), UPPER_CONSTRAINTS.split_whitespace().collect::<Vec<_>>().join("\n") + "\n")
+            .unwrap();
+        sh(&format!(
+            "cd {} && git init -q && git add -A && git -c user.name=smelt -c user.email=smelt@test commit -qm uc",
+            dir.display()
+        ));
+    })
+    .display()
+    .to_string()
+}
+
+/// ironic-python-agent-builder's own elements, unchanged (its wheel from PyPI), with
+/// DIB's (its wheel) on base-debian: IPA from its sdist made a git repository, glean
+/// likewise, upper constraints from a local file. The ramdisk boots with systemd and
+/// DIB's dhcp-all-interfaces, and talks to Ironic as the native one does; its agent
+/// serves the certificate ironic-python-agent-tls made.
+#[test]
+fn ironic_python_agent_builders_elements_build_a_ramdisk_that_talks_to_ironic() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::new();
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"ipa\"\nelements = [\"base-debian\", \"ironic-python-agent-ramdisk\", \
+         \"ironic-python-agent-tls\", \"devuser\", \"dynamic-login\", \"dhcp-all-interfaces\"]\n\
+         outputs = [\"ramdisk-tar\"]\nkernel = \"image\"\nchecksums = [\"sha256\"]\n\
+         [params.base-debian]\npackages = [\"linux-image-cloud-amd64\", \"systemd\", \"systemd-sysv\", \
+         \"python3\", \"python3-venv\", \"git\"]\n",
+    );
+    dir.write("size-budget.toml", "[output.ramdisk-tar]\nmax = \"500MiB\"\n");
+    let (ipa, glean, requirements) = (
+        git_from_sdist("ironic-python-agent", "13.0.0"),
+        git_from_sdist("glean", "1.25.1"),
+        requirements_repo(),
+    );
+    let cache = smelt_cache("upstream");
+    let env = [
+        ("SMELT_CACHE_DIR", cache.as_str()),
+        ("SOURCE_DATE_EPOCH", "1700000000"),
+        ("DIB_REPOLOCATION_ironic_python_agent", ipa.as_str()),
+        ("DIB_REPOREF_ironic_python_agent", "13.0.0"),
+        ("DIB_REPOLOCATION_glean", glean.as_str()),
+        ("DIB_REPOREF_glean", "1.25.1"),
+        ("DIB_REPOLOCATION_requirements", requirements.as_str()),
+        ("DIB_REPOREF_requirements", "master"),
+        ("DIB_DEV_USER_USERNAME", "devuser"),
+        ("DIB_DEV_USER_PWDLESS_SUDO", "yes"),
+    ];
+    let (ipa_elements, dib_elements) = (crate::dib::ipa_builder_elements(), crate::dib::dib_elements());
+    let args = [
+        "build",
+        "image.toml",
+        "-o",
+        "out",
+        "--elements-path",
+        &ipa_elements,
+        "--elements-path",
+        &dib_elements,
+    ];
+    let r = dir.smelt_env(&args, &env).ok();
+    assert!(r
+        .stderr
+        .contains("99-ramdisk-create of element `ironic-ramdisk-base` makes diskimage-builder's image"));
+    let out = dir.path("out");
+    assert_eq!(sh(&format!("cd {} && sha256sum -c ipa.tar.sha256", out.display())), "ipa.tar: OK\n");
+    sh(&format!("cd {} && tar xf ipa.tar", out.display()));
+    // The certificate ironic-python-agent-tls made, as it is in the image.
+    let cert = dir.path("agent.crt");
+    sh(&format!(
+        "bsdtar -xOf {} etc/ironic-python-agent.d/agent.crt > {}",
+        out.join("ipa.initramfs").display(),
+        cert.display()
+    ));
+    let made = sh(&format!("openssl x509 -noout -fingerprint -sha256 -in {}", cert.display()));
+
+    let stub = Stub::start(&dir);
+    let api = free_port();
+    std::fs::File::create(dir.path("disk.raw")).unwrap().set_len(8 << 30).unwrap();
+    let append = format!(
+        "console=ttyS0,115200 panic=-1 ipa-api-url=http://10.0.2.2:{port} ipa-insecure=1 \
+         ipa-inspection-callback-url=http://10.0.2.2:{port}/v1/continue_inspection",
+        port = stub.port
+    );
+    let (kernel, initrd) =
+        (out.join("ipa.kernel").display().to_string(), out.join("ipa.initramfs").display().to_string());
+    let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{api}-:9999");
+    let disk = format!("file={},format=raw,if=virtio", dir.path("disk.raw").display());
+    let mut guest = Guest::start(
+        2048,
+        1200,
+        &dir.path("serial.log"),
+        &[
+            "-smp",
+            "2",
+            "-kernel",
+            &kernel,
+            "-initrd",
+            &initrd,
+            "-append",
+            &append,
+            "-netdev",
+            &netdev,
+            "-device",
+            "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56",
+            "-drive",
+            &disk,
+        ],
+    );
+    let beat = guest.wait_for(900, || stub.find("POST", "/v1/heartbeat/").is_some());
+    assert!(beat, "no heartbeat; requests {:?}\nconsole:\n{}", stub.requests(), tail(&guest.console(), 60));
+    let inspection = stub.find("POST", "/v1/continue_inspection").expect("an inspection callback");
+    let inventory: serde_json::Value = serde_json::from_str(inspection["body"].as_str().unwrap()).unwrap();
+    assert!(inventory["inventory"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["mac_address"] == "52:54:00:12:34:56"));
+    assert!(stub.find("GET", "/v1/lookup").unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .contains("52%3A54%3A00%3A12%3A34%3A56"));
+    let heartbeat: serde_json::Value =
+        serde_json::from_str(stub.find("POST", "/v1/heartbeat/").unwrap()["body"].as_str().unwrap()).unwrap();
+    assert_eq!(heartbeat["agent_token"], TOKEN);
+    assert!(heartbeat["callback_url"].as_str().unwrap().starts_with("https://"), "{heartbeat}");
+    let served = sh(&format!(
+        "echo | timeout 60 openssl s_client -connect 127.0.0.1:{api} 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+    ));
+    assert_eq!(served, made, "the agent serves another certificate than ironic-python-agent-tls made");
+    drop(guest);
 }
 
 fn tail(text: &str, lines: usize) -> String {

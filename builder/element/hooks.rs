@@ -111,6 +111,15 @@ fn install_type(prefix: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| "source".into())
 }
 
+/// For a file of an install-type directory (`install.d/PREFIX-TYPE-install/NAME`) of the
+/// chosen type, its name: install-types links every such file (scripts, and the unit
+/// files and configs they install from `$(dirname $0)`) into `install.d/`.
+pub fn chosen_install_file<'a>(rel: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Option<&'a str> {
+    let (dir, name) = rel.strip_prefix("install.d/")?.split_once('/')?;
+    let (prefix, kind) = dir.strip_suffix("-install")?.rsplit_once('-')?;
+    (!name.contains('/') && install_type(prefix, env) == kind).then_some(name)
+}
+
 /// Collects hooks across elements, with those smelt `generated` (the package installs).
 /// As dib-run-parts: only executable files with plain names run, in `sort -n` order;
 /// `install.d/PREFIX-TYPE-install/` directories add their scripts for the chosen type
@@ -140,15 +149,10 @@ pub fn collect(
                 };
                 // A script of a chosen install type: install.d/PREFIX-TYPE-install/NAME.
                 let name = match name.split_once('/') {
-                    Some((dir, script)) if phase == "install.d" && !script.contains('/') => {
-                        let Some(rest) = dir.strip_suffix("-install") else { continue };
-                        let Some((prefix, kind)) = rest.rsplit_once('-') else { continue };
-                        if install_type(prefix, env) != kind {
-                            continue;
-                        }
-                        script
-                    }
-                    Some(_) => continue,
+                    Some(_) => match chosen_install_file(&file.rel, env) {
+                        Some(script) => script,
+                        None => continue,
+                    },
                     None => name,
                 };
                 if !runnable_name(name) {

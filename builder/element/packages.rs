@@ -95,21 +95,50 @@ pub fn collect(
                     continue;
                 }
             }
-            if let Some(when) = get("when").and_then(|v| v.as_str().map(String::from)) {
-                if !holds(&when, env) {
-                    continue;
-                }
+            // `when`: one condition or a list of them, all of which must hold.
+            let conditions: Vec<String> = match get("when") {
+                Some(Yaml::Array(list)) => list.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
+                Some(Yaml::String(c)) => vec![c],
+                _ => Vec::new(),
+            };
+            if !conditions.iter().all(|c| holds(c, env)) {
+                continue;
+            }
+            // `dib_python_version: 2` entries are for images with Python 2.
+            let py = get("dib_python_version").map(|v| match v {
+                Yaml::Integer(i) => i.to_string(),
+                other => other.as_str().unwrap_or_default().to_string(),
+            });
+            if py.is_some_and(|v| Some(v) != env("DIB_PYTHON_VERSION")) {
+                continue;
             }
             let mapped = mapped(&map, family, name);
+            if mapped.trim().is_empty() {
+                continue; // pkg-map says this family has no such package
+            }
             let uninstall = get("uninstall").and_then(|v| v.as_bool()).unwrap_or(false);
+            let build_only = get("build-only").and_then(|v| v.as_bool()).unwrap_or(false);
             let list = phases.entry(phase).or_default();
             let asked = (e.name.clone(), mapped);
             if uninstall {
+                list.uninstall.push(asked);
+            } else if build_only {
+                // Installed for the phase's hooks, removed when they are done.
+                list.install.push(asked.clone());
                 list.uninstall.push(asked);
             } else {
                 list.install.push(asked);
             }
         }
+    }
+    // As DIB: a package some element installs to keep is not removed because another
+    // asked for it only to build with.
+    let kept: std::collections::BTreeSet<String> = phases
+        .values()
+        .flat_map(|p| p.install.iter().filter(|i| !p.uninstall.contains(i)).map(|(_, n)| n.clone()))
+        .collect();
+    for p in phases.values_mut() {
+        p.uninstall.retain(|(_, n)| !kept.contains(n));
     }
     Ok(phases)
 }
@@ -143,13 +172,22 @@ fn holds(when: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
 
 /// The package installs of `elements`, one hook per phase that has any, as DIB's
 /// package-installs element runs them.
-pub fn hooks(elements: &[Element], family: &'static str) -> anyhow::Result<Vec<Hook>> {
-    let lists = collect(elements, family, &|k| std::env::var(k).ok())?;
-    Ok(lists
-        .into_iter()
-        .filter(|(_, list)| !list.install.is_empty() || !list.uninstall.is_empty())
-        .map(|(phase, list)| hook(phase, &list))
-        .collect())
+pub fn hooks(
+    elements: &[Element],
+    family: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<Hook>> {
+    let lists = collect(elements, family, env)?;
+    let mut hooks = Vec::new();
+    for (phase, list) in lists {
+        if !list.install.is_empty() {
+            hooks.push(install_hook(phase, &list.install));
+        }
+        if !list.uninstall.is_empty() {
+            hooks.push(uninstall_hook(phase, &list.uninstall));
+        }
+    }
+    Ok(hooks)
 }
 
 /// The hook name smelt gives its package installs.
@@ -159,27 +197,45 @@ pub const HOOK: &str = "01-package-installs";
 /// element asked for (relative to the hooks directory), so the build attributes it.
 pub const OWNERS: &str = "package-owners";
 
+/// The hook name smelt gives its package removals, last in their phase (DIB's
+/// `99-package-uninstalls`): build-only packages go once the phase's hooks used them.
+pub const UNINSTALL_HOOK: &str = "99-package-uninstalls";
+
+fn names(list: &[(String, String)]) -> String {
+    list.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join(" ")
+}
+
 /// The hook that installs one phase's packages with `install-packages`, then records
 /// which element each installed file is for.
-fn hook(phase: &'static str, p: &Phase) -> Hook {
-    let names =
-        |list: &[(String, String)]| list.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join(" ");
-    let asked: String = p.install.iter().map(|(e, p)| format!("{e}={p} ")).collect();
+fn install_hook(phase: &'static str, install: &[(String, String)]) -> Hook {
+    let asked: String = install.iter().map(|(e, p)| format!("{e}={p} ")).collect();
     let script = format!(
         "#!/bin/sh\n# Package installs of phase {phase}, written by smelt.\nset -e\n\
-         install='{install}'\nuninstall='{uninstall}'\nasked='{asked}'\n\
-         [ -z \"$install\" ] || smelt-install-packages -u $install\n\
-         [ -z \"$uninstall\" ] || smelt-install-packages -e $uninstall\n\
+         install='{install}'\nasked='{asked}'\n\
+         smelt-install-packages -u $install\n\
          owners=/tmp/in_target.d/{OWNERS}/{phase}\nmkdir -p \"${{owners%/*}}\"\n\
          for pair in $asked; do\n\
          \x20   smelt-install-packages -l \"${{pair#*=}}\" | sed \"s|^|${{pair%%=*}} |\" >> \"$owners\"\n\
          done\n",
-        install = names(&p.install),
-        uninstall = names(&p.uninstall),
+        install = names(install),
     );
     Hook {
         phase,
         name: HOOK.into(),
+        element: "package-installs".into(),
+        script: Source::Bytes(script.into_bytes().into()),
+    }
+}
+
+/// The hook that removes one phase's uninstalls and build-only packages.
+fn uninstall_hook(phase: &'static str, uninstall: &[(String, String)]) -> Hook {
+    let script = format!(
+        "#!/bin/sh\n# Package removals of phase {phase}, written by smelt.\nset -e\nsmelt-install-packages -e {}\n",
+        names(uninstall)
+    );
+    Hook {
+        phase,
+        name: UNINSTALL_HOOK.into(),
         element: "package-installs".into(),
         script: Source::Bytes(script.into_bytes().into()),
     }
@@ -225,7 +281,7 @@ pub fn install_packages_tool(family: &str) -> String {
          \x20   elif [ -n \"$update\" ]; then\n\
          \x20       apt-get update -q\n\
          \x20   fi\n\
-         \x20   if [ -n \"$erase\" ]; then apt-get remove -y -q \"$@\"; else apt-get install -y -q --no-install-recommends $offline \"$@\"; fi\n\
+         \x20   if [ -n \"$erase\" ]; then apt-get remove -y -q --auto-remove \"$@\"; else apt-get install -y -q --no-install-recommends $offline \"$@\"; fi\n\
          \x20   rm -f /var/log/dpkg.log /var/log/alternatives.log /var/log/apt/*.log /var/log/apt/eipp.log.xz \\\n\
          \x20         /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/cache/ldconfig/aux-cache /var/cache/apt/*.bin ;;\n\
          zypper)\n\

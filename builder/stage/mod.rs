@@ -42,7 +42,8 @@ pub struct Staged {
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
     let mut findings = Findings::default();
     let mtime = plan.time;
-    let root = work.join("root");
+    // `mnt` as in DIB, where TMP_MOUNT_PATH is `$TMP_BUILD_DIR/mnt` and hooks name it so.
+    let root = work.join("mnt");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     for w in &plan.hooks.warnings {
         ui.warn(w);

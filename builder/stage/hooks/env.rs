@@ -77,6 +77,11 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
     vars.insert("LC_ALL".into(), "C".into());
     vars.insert("TARGET_ROOT".into(), root.display().to_string());
     vars.insert("TMP_MOUNT_PATH".into(), root.display().to_string());
+    // DIB's build directory, of which the image root is `mnt/` (some hooks write to
+    // `$TMP_BUILD_DIR/mnt/...`), and the one for DIB's own image files.
+    vars.insert("TMP_BUILD_DIR".into(), work.display().to_string());
+    fs::create_dir_all(work.join("image"))?;
+    vars.insert("TMP_IMAGE_DIR".into(), work.join("image").display().to_string());
     vars.insert("TMP_HOOKS_PATH".into(), tmp_hooks.display().to_string());
     vars.insert("SMELT_IMAGE_NAME".into(), plan.image.name.clone());
     vars.insert("IMAGE_NAME".into(), plan.image.name.clone());
@@ -206,6 +211,23 @@ fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
             fs::create_dir_all(dest.parent().unwrap_or(dir))?;
             tree::disk::write_entry(&entry, &dest)
                 .with_context(|| format!("element `{}`: copying {}", e.name, f.rel))?;
+        }
+    }
+    // install-types: every file of a chosen install-type directory beside the phase's
+    // hooks too, for the scripts that install them from `$(dirname $0)`.
+    let env = |k: &str| std::env::var(k).ok();
+    for e in plan.resolved.elements.iter().filter(|e| !crate::element::hooks::done_natively(e)) {
+        for f in &e.files {
+            let (FileKind::File(src), Some(name)) =
+                (&f.kind, crate::element::hooks::chosen_install_file(&f.rel, &env))
+            else {
+                continue;
+            };
+            let dest = dir.join("install.d").join(name);
+            if fs::symlink_metadata(&dest).is_err() {
+                fs::create_dir_all(dir.join("install.d"))?;
+                tree::disk::write_entry(&tree::Entry::file(src.clone(), 0, f.mode, 0, &e.name), &dest)?;
+            }
         }
     }
     // The planned hooks are what runs, whatever an element left at their names.

@@ -27,6 +27,7 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
         return Ok(());
     }
     let side = PHASES.iter().find(|(p, _)| *p == phase).map(|(_, s)| *s).expect("known phase");
+    let kernel_from_image = matches!(plan.image.kernel, Some(crate::config::image::Kernel::Image));
     let mut before = changes::scan(&env.target_root)?;
     let mut timings = Vec::new();
     for hook in list {
@@ -36,7 +37,7 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
         let owners = package_owners(env, hook, tree);
         changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element, &owners)?;
         tools::take_devices(&env.tmp_hooks, &env.target_root, side, tree, &hook.element, plan.time)?;
-        if let Some((kept, removed, bytes)) = tools::take_chosen(&env.tmp_hooks, tree)? {
+        if let Some((kept, removed, bytes)) = tools::take_chosen(&env.tmp_hooks, tree, kernel_from_image)? {
             ui.info(&format!(
                 "{phase}/{} of element `{}` makes diskimage-builder's image: it ran with smelt's cpio \
                  in place of the real one; the image keeps the {kept} paths it chose ({removed} \

@@ -137,8 +137,14 @@ pub fn take_devices(
 
 /// After an image-writing hook: keeps in `tree` only the paths it handed to `cpio -o`
 /// (`./etc/fstab` lines) and the nodes that were never on disk; returns (kept,
-/// removed, bytes removed), or `None` when the hook never called cpio.
-pub fn take_chosen(tmp_hooks: &Path, tree: &mut Tree) -> anyhow::Result<Option<(usize, usize, u64)>> {
+/// removed, bytes removed), or `None` when the hook never called cpio. With
+/// `kernel_from_image`, `/boot` stays for smelt to take the kernel from (and then
+/// leave out), as the hook itself copies the kernel out of it.
+pub fn take_chosen(
+    tmp_hooks: &Path,
+    tree: &mut Tree,
+    kernel_from_image: bool,
+) -> anyhow::Result<Option<(usize, usize, u64)>> {
     let file = tmp_hooks.join(CHOSEN);
     let Ok(text) = fs::read_to_string(&file) else { return Ok(None) };
     fs::remove_file(&file)?;
@@ -146,7 +152,8 @@ pub fn take_chosen(tmp_hooks: &Path, tree: &mut Tree) -> anyhow::Result<Option<(
     let mut bytes = 0;
     let removed = tree.retain(|p, e| {
         let never_on_disk = matches!(e.kind, Kind::Char(..) | Kind::Block(..) | Kind::Fifo);
-        let keep = p.is_root() || never_on_disk || chosen.contains(p);
+        let boot = kernel_from_image && p.as_str().starts_with("boot/");
+        let keep = p.is_root() || never_on_disk || boot || chosen.contains(p);
         if !keep {
             bytes += e.size();
         }
