@@ -82,8 +82,11 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
             _ => None,
         })
     };
-    let installs = crate::element::packages::hooks(&resolved.elements, family, &when_env)?;
-    let hooks = hooks::collect(&resolved.elements, installs, &|k| std::env::var(k).ok())?;
+    let mut generated = crate::element::packages::hooks(&resolved.elements, family, &when_env)?;
+    if matches!(image.kernel, Some(image::Kernel::Image)) && resolved.get("kernel-modules").is_some() {
+        generated.push(crate::element::module_trim::hook(&params["kernel-modules"])?);
+    }
+    let hooks = hooks::collect(&resolved.elements, generated, &|k| std::env::var(k).ok())?;
     let budget = find_budget(&image)?;
     let (client_view, nodes, client) = match &inputs.client {
         Some(path) => {

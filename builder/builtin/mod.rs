@@ -39,6 +39,9 @@ pub struct Trimmed {
     pub files: usize,
     /// Bytes the image is smaller by (for `strip`, what stripping saved).
     pub bytes: u64,
+    /// What it removed, where a user wants the names (the kernel modules dropped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 /// Runs the built-in work of `element`, if it has any; returns how many entries it added.
@@ -69,11 +72,8 @@ pub fn apply(
         "inject-files" => inject_files::apply(tree, name, params, image_dir, mtime)?,
         "kernel-modules" => {
             let release = match &plan.image.kernel {
-                Some(crate::config::image::Kernel::Image) => anyhow::bail!(
-                    "element `{name}` copies modules from the host's /lib/modules, but kernel = \"image\" boots the \
-                     kernel the image installs, with its own modules: leave `{name}` out, or set `kernel` to `auto` \
-                     or a vmlinuz file"
-                ),
+                // The image's own modules, trimmed by a finalise.d hook (element::module_trim).
+                Some(crate::config::image::Kernel::Image) => return Ok(Some(0)),
                 Some(k) => crate::boot::kernel_path(k).ok().and_then(|p| kernel_modules::kernel_release(&p)),
                 None => None,
             };

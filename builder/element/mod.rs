@@ -5,6 +5,7 @@
 pub mod hooks;
 pub mod library;
 pub mod manifest;
+pub mod module_trim;
 pub mod packages;
 pub mod param;
 pub mod resolve;

@@ -69,7 +69,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
 
     let mut tree = Tree::default();
     if let Some(env) = &env {
-        run_phase(plan, &mut tree, "root.d", env, ui)?;
+        run_phase(plan, &mut tree, "root.d", env, ui, &mut findings)?;
     }
 
     let context = template_context(plan)?;
@@ -88,7 +88,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
     if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
         changes::materialise(&mut tree, &root)?;
         for (phase, _) in &PHASES[1..] {
-            run_phase(plan, &mut tree, phase, env, ui)?;
+            run_phase(plan, &mut tree, phase, env, ui, &mut findings)?;
         }
     }
 

@@ -126,6 +126,7 @@ impl Removals {
                 rule: rule.clone(),
                 files: *files,
                 bytes: *bytes,
+                paths: Vec::new(),
             })
             .collect()
     }

@@ -21,7 +21,14 @@ use crate::ui::Ui;
 
 /// Runs one phase's hooks, attributing what each changed on disk to its element, and
 /// prints the phase table (script, element, seconds) as DIB does.
-pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &Ui) -> anyhow::Result<()> {
+pub fn run_phase(
+    plan: &Plan,
+    tree: &mut Tree,
+    phase: &str,
+    env: &HookEnv,
+    ui: &Ui,
+    findings: &mut crate::builtin::Findings,
+) -> anyhow::Result<()> {
     let list = plan.hooks.phase(phase);
     if list.is_empty() {
         return Ok(());
@@ -35,6 +42,23 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
         timings.push(run::run(hook, side, env)?);
         let after = changes::scan(&env.target_root)?;
         let owners = package_owners(env, hook, tree);
+        let missing_file = env.tmp_hooks.join(crate::element::module_trim::MISSING);
+        if let Ok(missing) = std::fs::read_to_string(&missing_file) {
+            let _ = std::fs::remove_file(&missing_file);
+            let groups: Vec<&str> = missing.lines().collect();
+            ui.warn(&format!(
+                "element `kernel-modules`: this kernel has no modules under {}; nothing kept for them",
+                groups.join(", ")
+            ));
+        }
+        if let Some(dropped) = dropped_modules(env, hook, tree) {
+            ui.info(&format!(
+                "kernel-modules: dropped {} of the image's modules not listed ({}); report.json names them",
+                dropped.files,
+                crate::config::size::human(dropped.bytes)
+            ));
+            findings.trimmed.push(dropped);
+        }
         changes::apply_changes(tree, &env.target_root, &before, &after, &hook.element, &owners)?;
         tools::take_devices(&env.tmp_hooks, &env.target_root, side, tree, &hook.element, plan.time)?;
         if let Some((kept, removed, bytes)) = tools::take_chosen(&env.tmp_hooks, tree, kernel_from_image)? {
@@ -55,6 +79,33 @@ pub fn run_phase(plan: &Plan, tree: &mut Tree, phase: &str, env: &HookEnv, ui: &
     }
     ui.info(&table);
     Ok(())
+}
+
+/// For the kernel-modules trim hook (`element::module_trim`): the modules it dropped,
+/// with their bytes as the tree holds them before the removal is applied.
+fn dropped_modules(
+    env: &HookEnv,
+    hook: &crate::element::hooks::Hook,
+    tree: &Tree,
+) -> Option<crate::builtin::Trimmed> {
+    use crate::element::module_trim::{DROPPED, HOOK};
+    if hook.name != HOOK || hook.element != "kernel-modules" {
+        return None;
+    }
+    let text = std::fs::read_to_string(env.tmp_hooks.join(DROPPED)).ok()?;
+    let paths: Vec<String> = text.lines().map(String::from).collect();
+    let bytes = paths
+        .iter()
+        .filter_map(|p| ImagePath::new(p).ok().and_then(|p| tree.resolve_parents(&p).ok()))
+        .filter_map(|p| tree.get(&p).map(|e| e.size()))
+        .sum();
+    Some(crate::builtin::Trimmed {
+        element: hook.element.clone(),
+        rule: "modules of the image's kernel not listed in `modules`".into(),
+        files: paths.len(),
+        bytes,
+        paths,
+    })
 }
 
 /// For smelt's package-installs hook: which element asked for the package each file
