@@ -95,13 +95,15 @@ impl Stub {
     fn start(dir: &Dir) -> Stub {
         let script = dir.write("stub-ironic.py", STUB_IRONIC);
         let (port_file, log) = (dir.path("stub.port"), dir.path("stub.log"));
-        let child = Command::new("python3").arg(&script).arg(&port_file).arg(&log).spawn().unwrap();
+        let mut child = Command::new("python3").arg(&script).arg(&port_file).arg(&log).spawn().unwrap();
         for _ in 0..100 {
             if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.parse().ok()) {
                 return Stub { child, port, log };
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the stub of Ironic did not start");
     }
 
