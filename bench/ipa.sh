@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the Ironic deploy ramdisk of examples/ipa (smelt's own elements,
 # ironic-python-agent 13.0.0 from PyPI) against ironic-python-agent-builder's
-# `-r bookworm debian-minimal` (DIB 3.43.0 + IPA-builder 7.4.0): compressed and unpacked
+# `-r bookworm debian-minimal` (DIB 3.43.0 + IPA-builder 7.4.0), and IPA-builder's own
+# elements built by smelt (cold cache): compressed and unpacked
 # size, entries, the largest contributors, cold and warm build time, and an --offline
 # rebuild. The IPA-builder row is rebuilt here when `ironic-python-agent-builder` is on
 # PATH, else the figures measured on this machine (2026-12) are printed, marked so.
@@ -39,6 +40,48 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 printf '%-34s %12s %12s %9s %9s %9s %10s\n' "" "initrd MiB" "unpacked" "entries" "cold s" "warm s" "offline s"
 printf '%-34s %12s %12s %9s %9s %9s %10s\n' "smelt examples/ipa (zstd)" "$(mib "$compressed")" \
   "$(mib "$unpacked")" "$entries" "$cold" "$warm" "$offline"
+# The same elements IPA-builder uses, built by smelt: its wheel's elements and DIB's, IPA
+# and glean from their sdists as git repositories, constraints from the native build.
+wheels="$cache/wheels"
+[ -d "$wheels/dib" ] || python3 -m pip install -q --disable-pip-version-check --no-deps --target "$wheels/dib" diskimage-builder==3.43.0
+[ -d "$wheels/ipab" ] || python3 -m pip install -q --disable-pip-version-check --no-deps --target "$wheels/ipab" ironic-python-agent-builder==7.4.0
+repo() { # name version: a git repository of the sdist, tagged with the version
+  local d="$cache/git/$1"
+  if [ ! -d "$d/.git" ]; then
+    local t; t=$(mktemp -d); mkdir -p "$d"
+    python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$t" "$1==$2"
+    tar xzf "$t"/*.tar.gz -C "$d" --strip-components=1; rm -rf "$t"
+    (cd "$d" && git init -q && git add -A && git -c user.name=b -c user.email=b@b commit -qm sdist && git tag "$2")
+  fi
+  echo "$d"
+}
+reqs="$cache/git/requirements"
+if [ ! -d "$reqs/.git" ]; then
+  mkdir -p "$reqs"
+  ls "$cache/pip-wheelhouse" | grep '\.whl$' | sed -E 's/^([^-]+)-([^-]+)-.*/\1==\2/' | grep -v '^ironic_python_agent==' > "$reqs/upper-constraints.txt"
+  (cd "$reqs" && git init -q && git add -A && git -c user.name=b -c user.email=b@b commit -qm uc)
+fi
+mkdir -p "$work/up"
+cat > "$work/up/image.toml" <<'TOML'
+[image]
+name = "ipa"
+elements = ["base-debian", "ironic-python-agent-ramdisk", "ironic-python-agent-tls", "devuser", "dynamic-login", "dhcp-all-interfaces"]
+outputs = ["ramdisk-tar"]
+kernel = "image"
+[params.base-debian]
+packages = ["linux-image-cloud-amd64", "systemd", "systemd-sysv", "python3", "python3-venv", "git"]
+TOML
+printf '[output.ramdisk-tar]\nmax = "1GiB"\n' > "$work/up/size-budget.toml"
+up_s=$(DIB_REPOLOCATION_ironic_python_agent=$(repo ironic-python-agent 13.0.0) DIB_REPOREF_ironic_python_agent=13.0.0 \
+  DIB_REPOLOCATION_glean=$(repo glean 1.25.1) DIB_REPOREF_glean=1.25.1 \
+  DIB_REPOLOCATION_requirements="$reqs" DIB_REPOREF_requirements=master \
+  SMELT_CACHE_DIR="$work/up-cache" /usr/bin/time -f '%e' -o "$work/t" "$smelt" build "$work/up/image.toml" -o "$work/up/out" -q \
+  --elements-path "$wheels/ipab/share/ironic-python-agent-builder/dib" --elements-path "$wheels/dib/diskimage_builder/elements" \
+  --source-date-epoch 1700000000 2>/dev/null && cat "$work/t")
+tar -xf "$work/up/out/ipa.tar" -C "$work/up/out"
+printf '%-34s %12s %12s %9s %9s\n' "smelt, IPA-builder's elements" "$(mib "$(stat -c %s "$work/up/out/ipa.initramfs")")" \
+  "$(mib "$(jq '.tree.apparent_bytes' "$work/up/out/report.json")")" \
+  "$(jq '.tree.files + .tree.dirs + .tree.symlinks' "$work/up/out/report.json")" "$up_s"
 if command -v ironic-python-agent-builder >/dev/null; then
   (cd "$work" && /usr/bin/time -f '%e' -o t ironic-python-agent-builder -r bookworm -o ipab debian-minimal >/dev/null 2>&1)
   ipab=$(stat -c %s "$work/ipab.initramfs")
