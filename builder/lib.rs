@@ -12,8 +12,10 @@
 //!    budget and the build's one time, before any work; `smelt plan` prints it.
 //! 4. [`stage`] — build the image as a [`tree`] of records: each element's Rust work
 //!    ([`builtin`]), `root/` overlays and `templates/` (through [`render`]) by
-//!    reference; phase hooks on a materialised copy when an element has any; then
-//!    prune, permissions, devices. [`network`] renders the client's per-node configs.
+//!    reference; phase hooks on a materialised copy when an element has any (DIB's
+//!    environment and smelt's stand-in tools, package installs, the kernel-module
+//!    trim); then prune, permissions, devices, and for `kernel = "image"` the kernel
+//!    taken out of `/boot`. [`network`] renders the client's per-node configs.
 //! 5. [`budget`] — measure the tree (apparent, allocated, per element, per path) and
 //!    check the budget before and after writing; [`secrets`] names the keys and
 //!    hashes that ride along.
