@@ -85,7 +85,8 @@ fn newest_vmlinuz<T>(names: impl Iterator<Item = (String, T)>) -> Option<(String
 
 /// The kernel the image installed, for `kernel = "image"`.
 pub struct ImageKernel {
-    /// A copy in the work directory, for the outputs that carry it.
+    /// The kernel file on the host (in the staging tree, or written to the work
+    /// directory), for the outputs that carry it.
     pub path: PathBuf,
     pub release: String,
     /// What leaving `/boot` out removed from the image.
@@ -111,9 +112,17 @@ pub fn take_image_kernel(tree: &mut Tree, work: &Path) -> anyhow::Result<ImageKe
         );
     };
     let crate::tree::Kind::File { source, .. } = &entry.kind else { unreachable!("filtered to files") };
-    let path = work.join(format!("vmlinuz-{release}"));
-    std::io::copy(&mut source.open()?, &mut std::fs::File::create(&path)?)
-        .with_context(|| format!("copying the image's kernel /boot/vmlinuz-{release}"))?;
+    // A hook's kernel is already a file of the staging tree, there until the build ends;
+    // one from bytes or a tarball member is written out once.
+    let path = match source {
+        Source::Host(p) => p.clone(),
+        other => {
+            let path = work.join(format!("vmlinuz-{release}"));
+            std::io::copy(&mut other.open()?, &mut std::fs::File::create(&path)?)
+                .with_context(|| format!("copying the image's kernel /boot/vmlinuz-{release}"))?;
+            path
+        }
+    };
     let mut removed_bytes = 0;
     tree.retain(|p, e| {
         let into_boot = match &e.kind {

@@ -1,8 +1,6 @@
 //! base-debian: bootstrapped once (root and the Debian mirror needed), then rebuilt
 //! with --offline inside a network namespace that has no network: the same bytes.
 
-use std::process::Command;
-
 use crate::util::{member, Dir, Image};
 
 #[test]
@@ -33,7 +31,7 @@ fn an_offline_rebuild_without_network_gives_the_same_bytes() {
     assert!(member(&archive, "var/lib/dpkg/status").contains("Package: iproute2\n"));
 
     // The rebuild runs where there is no network at all.
-    build_without_network(&dir, &[], &env);
+    dir.build_offline(&[], &env);
     assert!(
         std::fs::read(&archive).unwrap() == std::fs::read(dir.path("offline/deb.cpio.zst")).unwrap(),
         "the offline rebuild differs"
@@ -168,22 +166,9 @@ fn dib_elements_run_unchanged() {
 
     // Offline, with no network at all: the packages come from the cache, and the image
     // is the same bytes.
-    build_without_network(&dir, &["--elements-path", "elements"], &env);
+    dir.build_offline(&["--elements-path", "elements"], &env);
     assert!(
         std::fs::read(&archive).unwrap() == std::fs::read(dir.path("offline/dib.cpio.zst")).unwrap(),
         "the offline rebuild with package installs differs"
     );
-}
-
-/// `smelt build image.toml -o offline --offline` plus `extra`, in a network namespace of
-/// its own (`unshare -n`): no network at all, whatever smelt does.
-fn build_without_network(dir: &Dir, extra: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new("unshare")
-        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "-o", "offline", "-q", "--offline"])
-        .args(extra)
-        .current_dir(dir.path(""))
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

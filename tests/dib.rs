@@ -190,15 +190,7 @@ fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
     assert_eq!(owner("/usr/sbin/dhclient").as_deref(), Some("dhcp-all-interfaces"));
 
     // Offline, in a namespace with no network: the same bytes.
-    let out = std::process::Command::new("unshare")
-        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "-o", "offline", "-q", "--offline"])
-        .args(args)
-        .current_dir(dir.path(""))
-        .envs(env.iter().copied())
-        .env_remove("SMELT_ELEMENTS_PATH")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir.build_offline(&args, &env);
     assert_same_bytes(&archive, &dir.path("offline/dib.cpio.zst"), "the offline rebuild");
 }
 
@@ -346,14 +338,7 @@ fn rpms_install_from_a_local_repository(distro: &str, manager: &str, repos: &str
     let installed = sh(&format!("rpm --dbpath {}/{db} -qa --qf '%{{NAME}}\\n' | sort", x.display()));
     assert_eq!(installed, "smelt-hello\nsmelt-world\n");
 
-    let out = std::process::Command::new("unshare")
-        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "-o", "offline", "-q", "--offline"])
-        .args(args)
-        .current_dir(dir.path(""))
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir.build_offline(&args, &env);
     assert_same_bytes(&archive, &dir.path("offline/rpms.cpio.zst"), "the offline rebuild");
 }
 

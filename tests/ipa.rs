@@ -2,6 +2,7 @@
 //! elements, ironic-python-agent 13.0.0 from PyPI), with a hardware manager of ours
 //! adding a deploy step, booted in QEMU with 2 GiB against a stub of Ironic's API.
 
+use std::path::Path;
 use std::process::{Child, Command};
 
 use crate::util::{assert_same_bytes, cached, sh, Dir, Guest};
@@ -126,6 +127,81 @@ impl Drop for Stub {
     }
 }
 
+/// A ramdisk (`out/ipa.kernel` + `out/ipa.initramfs`) booted in QEMU with 2 GiB, a
+/// virtio NIC and an 8 GiB disk, against the stub of Ironic, once its first heartbeat
+/// arrived; the agent's API is forwarded to `api` on the host.
+struct Booted {
+    stub: Stub,
+    guest: Guest,
+    api: u16,
+}
+
+impl Booted {
+    fn start(dir: &Dir, out: &Path) -> Booted {
+        let stub = Stub::start(dir);
+        let api = free_port();
+        std::fs::File::create(dir.path("disk.raw")).unwrap().set_len(8 << 30).unwrap();
+        let append = format!(
+            "console=ttyS0,115200 panic=-1 ipa-api-url=http://10.0.2.2:{port} ipa-insecure=1 \
+             ipa-inspection-callback-url=http://10.0.2.2:{port}/v1/continue_inspection",
+            port = stub.port
+        );
+        let kernel = out.join("ipa.kernel").display().to_string();
+        let initrd = out.join("ipa.initramfs").display().to_string();
+        let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{api}-:9999");
+        let disk = format!("file={},format=raw,if=virtio", dir.path("disk.raw").display());
+        let nic = format!("virtio-net-pci,netdev=n0,mac={MAC}");
+        let args = [
+            "-smp", "2", "-kernel", &kernel, "-initrd", &initrd, "-append", &append, "-netdev", &netdev,
+            "-device", &nic, "-drive", &disk,
+        ];
+        let mut guest = Guest::start(2048, 1200, &dir.path("serial.log"), &args);
+        let beat = guest.wait_for(900, || stub.find("POST", "/v1/heartbeat/").is_some());
+        assert!(
+            beat,
+            "no heartbeat; requests {:?}\nconsole:\n{}",
+            stub.requests(),
+            tail(&guest.console(), 60)
+        );
+        Booted { stub, guest, api }
+    }
+
+    /// Checks what every IPA ramdisk must have told Ironic: an inspection inventory
+    /// naming the VM's NIC and its disk, a lookup by the VM's MAC, a heartbeat with the
+    /// agent token. Returns the heartbeat.
+    fn talked_to_ironic(&self) -> serde_json::Value {
+        let inspection = self.stub.find("POST", "/v1/continue_inspection").expect("an inspection callback");
+        let inventory: serde_json::Value =
+            serde_json::from_str(inspection["body"].as_str().unwrap()).unwrap();
+        let inventory = &inventory["inventory"];
+        let nics = inventory["interfaces"].as_array().unwrap();
+        assert!(nics.iter().any(|i| i["mac_address"] == MAC), "{inventory}");
+        assert!(
+            inventory["disks"].as_array().unwrap().iter().any(|d| d["name"] == "/dev/vda"),
+            "{inventory}"
+        );
+        let lookup = self.stub.find("GET", "/v1/lookup").unwrap();
+        assert!(
+            lookup["path"].as_str().unwrap().contains("addresses=52%3A54%3A00%3A12%3A34%3A56"),
+            "{lookup}"
+        );
+        let body = self.stub.find("POST", "/v1/heartbeat/").unwrap()["body"].as_str().unwrap().to_string();
+        let heartbeat: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(heartbeat["agent_token"], TOKEN);
+        heartbeat
+    }
+
+    /// The SHA-256 fingerprint line of the certificate the agent's API presents.
+    fn served_fingerprint(&self) -> String {
+        sh(&format!(
+            "echo | timeout 60 openssl s_client -connect 127.0.0.1:{} 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            self.api
+        ))
+    }
+}
+
+const MAC: &str = "52:54:00:12:34:56";
+
 /// A free TCP port on the host, for QEMU's forward to the agent's API.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -189,69 +265,17 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
         .unwrap()
         .to_string();
 
-    let stub = Stub::start(&dir);
-    let api = free_port();
-    std::fs::File::create(dir.path("disk.raw")).unwrap().set_len(8 << 30).unwrap();
-    let append = format!(
-        "console=ttyS0,115200 panic=-1 ipa-api-url=http://10.0.2.2:{port} ipa-insecure=1 \
-         ipa-inspection-callback-url=http://10.0.2.2:{port}/v1/continue_inspection",
-        port = stub.port
-    );
-    let kernel = out.join("ipa.kernel").display().to_string();
-    let initrd = out.join("ipa.initramfs").display().to_string();
-    let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{api}-:9999");
-    let disk = format!("file={},format=raw,if=virtio", dir.path("disk.raw").display());
-    let mut guest = Guest::start(
-        2048,
-        1200,
-        &dir.path("serial.log"),
-        &[
-            "-smp",
-            "2",
-            "-kernel",
-            &kernel,
-            "-initrd",
-            &initrd,
-            "-append",
-            &append,
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56",
-            "-drive",
-            &disk,
-        ],
-    );
-    let beat = guest.wait_for(900, || stub.find("POST", "/v1/heartbeat/").is_some());
-    let console = guest.console();
-    assert!(beat, "no heartbeat; requests {:?}\nconsole:\n{}", stub.requests(), tail(&console, 60));
-
-    // Inspection: the inventory names the VM's NIC and its disk.
-    let inspection = stub.find("POST", "/v1/continue_inspection").expect("an inspection callback");
-    let inventory: serde_json::Value = serde_json::from_str(inspection["body"].as_str().unwrap()).unwrap();
-    let inventory = &inventory["inventory"];
-    assert!(
-        inventory["interfaces"].as_array().unwrap().iter().any(|i| i["mac_address"] == "52:54:00:12:34:56"),
-        "{inventory}"
-    );
-    assert!(inventory["disks"].as_array().unwrap().iter().any(|d| d["name"] == "/dev/vda"), "{inventory}");
-    // Lookup by the VM's MAC, then a heartbeat with the token and a TLS callback.
-    let lookup = stub.find("GET", "/v1/lookup").unwrap();
-    assert!(lookup["path"].as_str().unwrap().contains("addresses=52%3A54%3A00%3A12%3A34%3A56"), "{lookup}");
-    let heartbeat: serde_json::Value =
-        serde_json::from_str(stub.find("POST", "/v1/heartbeat/").unwrap()["body"].as_str().unwrap()).unwrap();
-    assert_eq!(heartbeat["agent_token"], TOKEN);
+    let booted = Booted::start(&dir, &out);
+    let heartbeat = booted.talked_to_ironic();
     assert_eq!(heartbeat["agent_version"], "13.0.0");
     assert!(heartbeat["callback_url"].as_str().unwrap().starts_with("https://10.0.2.15:9999"), "{heartbeat}");
-
     // The agent's API over TLS, with the certificate smelt made.
-    let served = sh(&format!(
-        "echo | timeout 60 openssl s_client -connect 127.0.0.1:{api} 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
-    ));
+    let served = booted.served_fingerprint();
     assert_eq!(served.trim().split('=').nth(1), Some(fingerprint.as_str()), "{served}");
     // Its deploy steps include ours.
     // The node as Ironic sends it with a command.
     let node = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "properties": {}, "instance_info": {}, "driver_internal_info": {}}"#;
+    let api = booted.api;
     let steps = sh(&format!(
         "timeout 120 curl -sSk -X POST -H 'Content-Type: application/json' \
          'https://127.0.0.1:{api}/v1/commands/?wait=true&agent_token={TOKEN}' \
@@ -259,20 +283,17 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     ));
     let parsed: serde_json::Value = serde_json::from_str(&steps).unwrap_or_else(|e| panic!("{e}: {steps}"));
     let ours = &parsed["command_result"]["deploy_steps"]["SmeltFiles"];
-    assert_eq!(ours[0]["step"], "smelt_inject_files", "{steps}\nconsole:\n{}", tail(&guest.console(), 80));
-    drop(guest);
+    assert_eq!(
+        ours[0]["step"],
+        "smelt_inject_files",
+        "{steps}\nconsole:\n{}",
+        tail(&booted.guest.console(), 80)
+    );
+    drop(booted);
 
     // Offline, in a namespace with no network: pip installs from the wheelhouse the first
     // build filled, apt and debootstrap from the cache; the same bytes.
-    let offline = Command::new("unshare")
-        .args(["-n", env!("CARGO_BIN_EXE_smelt"), "build", "image.toml", "--elements-path", "elements"])
-        .args(["-o", "offline", "-q", "--offline"])
-        .current_dir(dir.path(""))
-        .envs(env.iter().copied())
-        .env_remove("SMELT_ELEMENTS_PATH")
-        .output()
-        .unwrap();
-    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
+    dir.build_offline(&["--elements-path", "elements"], &env);
     assert_same_bytes(&out.join("ipa.tar"), &dir.path("offline/ipa.tar"), "the offline rebuild");
 }
 
@@ -383,61 +404,11 @@ fn ironic_python_agent_builders_elements_build_a_ramdisk_that_talks_to_ironic() 
     ));
     let made = sh(&format!("openssl x509 -noout -fingerprint -sha256 -in {}", cert.display()));
 
-    let stub = Stub::start(&dir);
-    let api = free_port();
-    std::fs::File::create(dir.path("disk.raw")).unwrap().set_len(8 << 30).unwrap();
-    let append = format!(
-        "console=ttyS0,115200 panic=-1 ipa-api-url=http://10.0.2.2:{port} ipa-insecure=1 \
-         ipa-inspection-callback-url=http://10.0.2.2:{port}/v1/continue_inspection",
-        port = stub.port
-    );
-    let (kernel, initrd) =
-        (out.join("ipa.kernel").display().to_string(), out.join("ipa.initramfs").display().to_string());
-    let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{api}-:9999");
-    let disk = format!("file={},format=raw,if=virtio", dir.path("disk.raw").display());
-    let mut guest = Guest::start(
-        2048,
-        1200,
-        &dir.path("serial.log"),
-        &[
-            "-smp",
-            "2",
-            "-kernel",
-            &kernel,
-            "-initrd",
-            &initrd,
-            "-append",
-            &append,
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56",
-            "-drive",
-            &disk,
-        ],
-    );
-    let beat = guest.wait_for(900, || stub.find("POST", "/v1/heartbeat/").is_some());
-    assert!(beat, "no heartbeat; requests {:?}\nconsole:\n{}", stub.requests(), tail(&guest.console(), 60));
-    let inspection = stub.find("POST", "/v1/continue_inspection").expect("an inspection callback");
-    let inventory: serde_json::Value = serde_json::from_str(inspection["body"].as_str().unwrap()).unwrap();
-    assert!(inventory["inventory"]["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|i| i["mac_address"] == "52:54:00:12:34:56"));
-    assert!(stub.find("GET", "/v1/lookup").unwrap()["path"]
-        .as_str()
-        .unwrap()
-        .contains("52%3A54%3A00%3A12%3A34%3A56"));
-    let heartbeat: serde_json::Value =
-        serde_json::from_str(stub.find("POST", "/v1/heartbeat/").unwrap()["body"].as_str().unwrap()).unwrap();
-    assert_eq!(heartbeat["agent_token"], TOKEN);
+    let booted = Booted::start(&dir, &out);
+    let heartbeat = booted.talked_to_ironic();
     assert!(heartbeat["callback_url"].as_str().unwrap().starts_with("https://"), "{heartbeat}");
-    let served = sh(&format!(
-        "echo | timeout 60 openssl s_client -connect 127.0.0.1:{api} 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
-    ));
+    let served = booted.served_fingerprint();
     assert_eq!(served, made, "the agent serves another certificate than ironic-python-agent-tls made");
-    drop(guest);
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -67,6 +67,33 @@ impl Dir {
     }
 }
 
+impl Dir {
+    /// `smelt build image.toml -o offline -q --offline` plus `extra`, in a network
+    /// namespace with no network at all (`unshare -n`); fails the test if it fails.
+    #[track_caller]
+    pub fn build_offline(&self, extra: &[&str], env: &[(&str, &str)]) {
+        let out = Command::new("unshare")
+            .args([
+                "-n",
+                env!("CARGO_BIN_EXE_smelt"),
+                "build",
+                "image.toml",
+                "-o",
+                "offline",
+                "-q",
+                "--offline",
+            ])
+            .args(extra)
+            .current_dir(self.tmp.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("SMELT_ELEMENTS_PATH")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the offline build failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,

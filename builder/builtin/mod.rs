@@ -95,11 +95,7 @@ pub fn apply(
 /// A param that is a list of names: a TOML array of strings, or one string of names
 /// separated by spaces or commas (as `--set element.param=a,b` gives it).
 pub fn list_param(params: &Value, key: &str) -> Vec<String> {
-    match params.get(key) {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(String::from).collect(),
-        _ => Vec::new(),
-    }
+    crate::element::param::names(params.get(key))
 }
 
 /// A destination param (`dest`, a file's path): an image path that is not the root.

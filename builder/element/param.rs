@@ -135,6 +135,16 @@ impl Param {
 }
 
 /// A value as a user wrote it: strings bare, anything else as TOML would show it.
+/// A `list` param's value as names: a TOML array of strings, or one string of names
+/// separated by spaces or commas (`--set e.p=a,b`).
+pub fn names(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(String::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

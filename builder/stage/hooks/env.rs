@@ -190,6 +190,7 @@ const NOT_HOOKS: [&str; 6] = ["root", "templates", "iso", "config-drive", "tests
 /// smelt's package installs); and smelt's tools (`super::tools`).
 fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
     let phases: Vec<&str> = crate::element::hooks::PHASES.iter().map(|(p, _)| *p).collect();
+    let env = |k: &str| std::env::var(k).ok();
     for e in &plan.resolved.elements {
         // The DIB core elements smelt does itself bring their tools, not their hooks.
         let native = crate::element::hooks::done_natively(e);
@@ -198,35 +199,23 @@ fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
             if NOT_HOOKS.contains(&top) || f.rel.ends_with(".pyc") || (native && phases.contains(&top)) {
                 continue;
             }
-            let dest = dir.join(&f.rel);
-            if fs::symlink_metadata(&dest).is_ok() {
-                continue;
-            }
             let entry = match &f.kind {
                 FileKind::Dir => tree::Entry::dir(f.mode, 0, &e.name),
                 FileKind::Symlink(t) => tree::Entry::symlink(t, 0, &e.name),
                 FileKind::File(src) => tree::Entry::file(src.clone(), 0, f.mode, 0, &e.name),
                 FileKind::Device { .. } => continue,
             };
-            fs::create_dir_all(dest.parent().unwrap_or(dir))?;
-            tree::disk::write_entry(&entry, &dest)
-                .with_context(|| format!("element `{}`: copying {}", e.name, f.rel))?;
-        }
-    }
-    // install-types: every file of a chosen install-type directory beside the phase's
-    // hooks too, for the scripts that install them from `$(dirname $0)`.
-    let env = |k: &str| std::env::var(k).ok();
-    for e in plan.resolved.elements.iter().filter(|e| !crate::element::hooks::done_natively(e)) {
-        for f in &e.files {
-            let (FileKind::File(src), Some(name)) =
-                (&f.kind, crate::element::hooks::chosen_install_file(&f.rel, &env))
-            else {
-                continue;
-            };
-            let dest = dir.join("install.d").join(name);
-            if fs::symlink_metadata(&dest).is_err() {
-                fs::create_dir_all(dir.join("install.d"))?;
-                tree::disk::write_entry(&tree::Entry::file(src.clone(), 0, f.mode, 0, &e.name), &dest)?;
+            // A file of a chosen install type's folder is also beside the phase's hooks,
+            // as install-types links it, for scripts that install it from `$(dirname $0)`.
+            let linked = crate::element::hooks::chosen_install_file(&f.rel, &env)
+                .map(|n| dir.join("install.d").join(n));
+            for dest in std::iter::once(dir.join(&f.rel)).chain(linked) {
+                if fs::symlink_metadata(&dest).is_ok() {
+                    continue;
+                }
+                fs::create_dir_all(dest.parent().unwrap_or(dir))?;
+                tree::disk::write_entry(&entry, &dest)
+                    .with_context(|| format!("element `{}`: copying {}", e.name, f.rel))?;
             }
         }
     }

@@ -42,15 +42,6 @@ pub fn run_phase(
         timings.push(run::run(hook, side, env)?);
         let after = changes::scan(&env.target_root)?;
         let owners = package_owners(env, hook, tree);
-        let missing_file = env.tmp_hooks.join(crate::element::module_trim::MISSING);
-        if let Ok(missing) = std::fs::read_to_string(&missing_file) {
-            let _ = std::fs::remove_file(&missing_file);
-            let groups: Vec<&str> = missing.lines().collect();
-            ui.warn(&format!(
-                "element `kernel-modules`: this kernel has no modules under {}; nothing kept for them",
-                groups.join(", ")
-            ));
-        }
         if let Some(dropped) = dropped_modules(env, hook, tree) {
             ui.info(&format!(
                 "kernel-modules: dropped {} of the image's modules not listed ({}); report.json names them",
@@ -88,9 +79,16 @@ fn dropped_modules(
     hook: &crate::element::hooks::Hook,
     tree: &Tree,
 ) -> Option<crate::builtin::Trimmed> {
-    use crate::element::module_trim::{DROPPED, HOOK};
+    use crate::element::module_trim::{DROPPED, HOOK, MISSING};
     if hook.name != HOOK || hook.element != "kernel-modules" {
         return None;
+    }
+    if let Ok(missing) = std::fs::read_to_string(env.tmp_hooks.join(MISSING)) {
+        let groups: Vec<&str> = missing.lines().collect();
+        crate::ui::warning(&format!(
+            "element `kernel-modules`: this kernel has no modules under {}; nothing kept for them",
+            groups.join(", ")
+        ));
     }
     let text = std::fs::read_to_string(env.tmp_hooks.join(DROPPED)).ok()?;
     let paths: Vec<String> = text.lines().map(String::from).collect();
