@@ -77,7 +77,7 @@ pub fn tree(
 /// any ISO.
 pub fn write(tree: &Tree, epoch: i64, dest: &Path, scratch: &Path) -> anyhow::Result<Written> {
     // cloud-init finds the drive by this label (DataSourceConfigDrive).
-    let image = iso::prepare(&[tree], "config-2", epoch, None, scratch)?;
+    let image = iso::prepare(&[tree], "config-2", epoch, None, iso::FileCompression::None, scratch)?;
     let (_, written) = image.write(dest, None)?;
     Ok(written.expect("accepted"))
 }

@@ -158,6 +158,10 @@ fn read_iso(path: &Path) -> anyhow::Result<Listing> {
     let fs = hadris_iso::sync::IsoFs::mount(device, hadris_fs::MountOptions::new())
         .map_err(|e| anyhow::anyhow!("reading {} as ISO 9660: {e}", path.display()))?;
     let volume = hadris_fs::sync::Volume::new(fs);
+    // Files stored compressed (zisofs) are listed with their plain sizes.
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let plain = crate::archive::iso::zisofs::compressed(&file)
+        .with_context(|| format!("reading {}'s Rock Ridge entries", path.display()))?;
     let tree = hadris_fs::sync::read_tree(&volume, "/")
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let mut items = BTreeMap::new();
@@ -185,7 +189,10 @@ fn read_iso(path: &Path) -> anyhow::Result<Listing> {
                     mode: format!("{:04o}", attrs.permissions().map_or(0, |p| p.bits())),
                     uid: owner.map_or(0, |o| o.uid()),
                     gid: owner.map_or(0, |o| o.gid()),
-                    size: node.content().map_or(0, |c| c.len()),
+                    size: plain
+                        .get(&path[1..])
+                        .copied()
+                        .unwrap_or_else(|| node.content().map_or(0, |c| c.len())),
                     target: node.target().map(|t| String::from_utf8_lossy(t).into_owned()),
                     rdev: node
                         .device()
@@ -197,5 +204,6 @@ fn read_iso(path: &Path) -> anyhow::Result<Listing> {
             }
         }
     }
-    Ok(Listing { format: "iso", compressions: Vec::new(), items })
+    let compressions = if plain.is_empty() { Vec::new() } else { vec!["zisofs"] };
+    Ok(Listing { format: "iso", compressions, items })
 }

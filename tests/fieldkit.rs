@@ -68,6 +68,12 @@ fn the_bundled_kit_runs_its_playbook_from_a_read_only_cd_on_a_node_without_pytho
     let dir = Dir::new();
     field_kit(&dir, "bundled").ok();
     let iso = dir.path("out/fieldkit.iso");
+    // The example stores its files compressed (zisofs), which the guest's kernel reads
+    // as plain files; the target for the bundled kit is 35 MiB.
+    let listed = dir.smelt(&["inspect", iso.to_str().unwrap()]).ok().stdout;
+    assert!(listed.contains(": ISO 9660 (zisofs files), "), "{}", &listed[..200.min(listed.len())]);
+    let size = std::fs::metadata(&iso).unwrap().len();
+    assert!(size <= 35 << 20, "the bundled kit is {size} bytes, over 35 MiB");
     let initrd = runner(&dir);
     let append = "console=ttyS0 panic=-1";
     let k = kernel();

@@ -79,9 +79,16 @@ fn the_ramdisk_tarball_holds_the_kernel_and_a_bootable_initramfs() {
 }
 
 /// A data image: files with contents to checksum, a hard link, symlinks, a setuid file,
-/// a declared owner, a deep directory, a long name and device nodes.
+/// a declared owner, a deep directory, a long name, device nodes, and text that
+/// compresses (in the deep directory and under the long name too) beside bytes that do
+/// not.
 fn data_image(dir: &Dir) {
-    dir.image(&Image::new("data", &["payload"]).outputs(&["iso"]).set("iso-label", "\"FIELDKIT\""));
+    data_image_stored(dir, "none");
+}
+
+/// [`data_image`] with `iso-compression` as given.
+fn data_image_stored(dir: &Dir, compression: &str) {
+    data_image_toml(dir, compression);
     dir.write(
         "elements/payload/element.toml",
         "description = \"payload\"\n[[permissions]]\npath = \"opt/kit/bin/tool\"\nmode = \"4755\"\n\
@@ -95,7 +102,19 @@ fn data_image(dir: &Dir) {
     dir.write("elements/payload/root/opt/kit/bin/tool", "#!/bin/sh\necho tool\n");
     dir.write("elements/payload/root/home/field/notes.md", "# notes\n");
     dir.write("elements/payload/root/a/b/c/d/e/f/g/h/i/deep.txt", "deep\n");
-    dir.write(&format!("elements/payload/root/opt/kit/{}.conf", "long-name-".repeat(7)), "x = 1\n");
+    let conf: String = (0..3000).map(|i| format!("key{i} = {}\n", i * 7)).collect();
+    dir.write(&format!("elements/payload/root/opt/kit/{}.conf", "long-name-".repeat(7)), &conf);
+    dir.write("elements/payload/root/a/b/c/d/e/f/g/h/i/deep-lines.txt", &text[..60_000]);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..40_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.path("elements/payload/root/opt/kit/data/noise.bin"), noise).unwrap();
     std::fs::hard_link(
         dir.path("elements/payload/root/opt/kit/data/lines.txt"),
         dir.path("elements/payload/root/opt/kit/data/same.txt"),
@@ -104,6 +123,16 @@ fn data_image(dir: &Dir) {
     std::os::unix::fs::symlink("data/lines.txt", dir.path("elements/payload/root/opt/kit/latest")).unwrap();
     std::os::unix::fs::symlink("/opt/kit/bin/tool", dir.path("elements/payload/root/opt/kit/tool")).unwrap();
     dir.write("elements/payload/iso/AUTORUN.TXT", "not in the image\n");
+}
+
+/// The data image's image.toml, its files stored as `compression` says.
+fn data_image_toml(dir: &Dir, compression: &str) {
+    dir.image(
+        &Image::new("data", &["payload"])
+            .outputs(&["iso"])
+            .set("iso-label", "\"FIELDKIT\"")
+            .set("iso-compression", &format!("\"{compression}\"")),
+    );
 }
 
 type Listing = BTreeMap<String, (String, Option<u64>, Option<String>)>;
@@ -260,8 +289,21 @@ fn bsdtar_extracts_the_device_nodes_of_an_iso() {
 
 #[test]
 fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
+    guest_reads_the_data_iso("none");
+}
+
+/// Linux reads zisofs files as the plain files they were (CONFIG_ZISOFS), in relocated
+/// directories and behind long names (continuation areas) too.
+#[test]
+fn a_guest_mounts_a_zisofs_data_iso_and_reads_the_plain_files() {
+    guest_reads_the_data_iso("zisofs");
+}
+
+/// Boots a ramdisk that mounts [`data_image_stored`]'s ISO read-only (virtio disk) and
+/// checks what it reads: contents, modes, owners, device numbers.
+fn guest_reads_the_data_iso(compression: &str) {
     let dir = Dir::new();
-    data_image(&dir);
+    data_image_stored(&dir, compression);
     dir.build(&[]).ok();
     // A ramdisk that loads virtio_blk and isofs from the host kernel, mounts the ISO
     // and prints checksums of what it reads.
@@ -283,16 +325,28 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
         std::fs::create_dir_all(dir.path("elements/reader/root/modules")).unwrap();
         std::fs::copy(found, dir.path(&format!("elements/reader/root/modules/{m}.ko"))).unwrap();
     }
+    let long = format!("opt/kit/{}.conf", "long-name-".repeat(7));
+    let checked = [
+        ("opt/kit/data/lines.txt", "opt/kit/data/lines.txt"),
+        ("opt/kit/data/same.txt", "opt/kit/data/lines.txt"),
+        ("opt/kit/data/noise.bin", "opt/kit/data/noise.bin"),
+        ("a/b/c/d/e/f/g/h/i/deep.txt", "a/b/c/d/e/f/g/h/i/deep.txt"),
+        ("a/b/c/d/e/f/g/h/i/deep-lines.txt", "a/b/c/d/e/f/g/h/i/deep-lines.txt"),
+        (&long, &long),
+        ("opt/kit/latest", "opt/kit/data/lines.txt"),
+    ];
+    let paths: Vec<&str> = checked.iter().map(|(p, _)| *p).collect();
     dir.write(
         "elements/reader/root/etc/smelt/init.d/50-read",
         &format!(
             "#!/bin/sh\nfor m in {}; do insmod /modules/$m.ko; done\n\
              i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n\
              mkdir -p /mnt && mount -t iso9660 -o ro /dev/vda /mnt && cd /mnt && \
-             sha256sum opt/kit/data/lines.txt opt/kit/data/same.txt a/b/c/d/e/f/g/h/i/deep.txt opt/kit/latest && \
+             sha256sum {} && \
              echo \"mode $(stat -c %a opt/kit/bin/tool) owner $(stat -c %u:%g home/field/notes.md)\" && \
              echo devices $(stat -c '%t:%T' dev/console dev/null dev/sdb)\n",
-            modules.join(" ")
+            modules.join(" "),
+            paths.join(" ")
         ),
     );
     dir.image_at(
@@ -306,12 +360,7 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
     let sum = |p: &str| {
         sh(&format!("sha256sum < {}", root.join(p).display())).split_whitespace().next().unwrap().to_string()
     };
-    for (path, source) in [
-        ("opt/kit/data/lines.txt", "opt/kit/data/lines.txt"),
-        ("opt/kit/data/same.txt", "opt/kit/data/lines.txt"),
-        ("a/b/c/d/e/f/g/h/i/deep.txt", "a/b/c/d/e/f/g/h/i/deep.txt"),
-        ("opt/kit/latest", "opt/kit/data/lines.txt"),
-    ] {
+    for (path, source) in checked {
         assert!(
             console.contains(&format!("{}  {path}", sum(source))),
             "{path} does not check out in the guest:\n{console}"
@@ -320,6 +369,72 @@ fn a_guest_mounts_the_data_iso_and_its_files_check_out() {
     assert!(console.contains("mode 4755 owner 1000:1000"), "{console}");
     // stat prints major:minor in hex: /dev/sdb is 8:16.
     assert!(console.contains("devices 5:1 1:3 8:10"), "{console}");
+}
+
+/// `iso-compression = "zisofs"`: a smaller ISO that bsdtar, xorriso and `smelt inspect`
+/// read back as the same files; what would not take a sector less is stored plain; a
+/// cold and a warm cache of compressed files give the same bytes; the budget counts
+/// the compressed size.
+#[test]
+fn a_zisofs_data_iso_reads_back_as_the_plain_one() {
+    let dir = Dir::new();
+    data_image(&dir);
+    let cache = dir.path("cache");
+    let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap())];
+    let epoch = ["--source-date-epoch", "1700000000", "-q"];
+    dir.build_into("plain", &epoch, &env).ok();
+    data_image_toml(&dir, "zisofs");
+    dir.build_into("cold", &epoch, &env).ok();
+    dir.build_into("warm", &epoch, &env).ok();
+    let (plain, iso) = (dir.path("plain/data.iso"), dir.path("cold/data.iso"));
+    crate::util::assert_same_bytes(
+        &iso,
+        &dir.path("warm/data.iso"),
+        "zisofs ISOs from a cold and a warm cache",
+    );
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&iso) < size(&plain), "zisofs {} B, plain {} B", size(&iso), size(&plain));
+
+    // The same files, as bsdtar and xorriso extract them, as from the plain ISO
+    // (xorriso makes no device nodes).
+    sh(&format!(
+        "cd {d} && mkdir p z x && bsdtar -xf {plain} -C p && bsdtar -xf {iso} -C z && \
+         xorriso -osirrox on -indev {iso} -extract / x 2>/dev/null && \
+         diff -r --no-dereference p z && diff -r --no-dereference --exclude=.rr_moved --exclude=dev p x",
+        d = dir.path("").display(),
+        plain = plain.display(),
+        iso = iso.display()
+    ));
+    // isoinfo knows no zisofs: it shows what is stored, compressed or plain.
+    let stored = sh(&format!("isoinfo -R -l -i {} | grep -E ' (lines|noise)[.]'", iso.display()));
+    let stored: BTreeMap<&str, u64> = stored
+        .lines()
+        .map(|l| {
+            (l.split_whitespace().last().unwrap(), l.split_whitespace().nth(4).unwrap().parse().unwrap())
+        })
+        .collect();
+    let lines_size = size(&dir.path("elements/payload/root/opt/kit/data/lines.txt"));
+    assert!(stored["lines.txt"] < lines_size / 3, "{stored:?}");
+    assert_eq!(stored["noise.bin"], 40_000, "noise does not shrink and is stored plain");
+
+    // smelt inspect lists the plain sizes, as the report does.
+    let listed = dir.smelt(&["inspect", iso.to_str().unwrap()]).ok().stdout;
+    assert!(listed.contains(": ISO 9660 (zisofs files), "), "{listed}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&dir.smelt(&["inspect", "--json", iso.to_str().unwrap()]).ok().stdout).unwrap();
+    let lines =
+        inspect["entries"].as_array().unwrap().iter().find(|e| e["path"] == "/opt/kit/data/lines.txt");
+    assert_eq!(lines.unwrap()["size"], lines_size);
+    assert!(dir
+        .smelt(&["diff", plain.to_str().unwrap(), iso.to_str().unwrap()])
+        .ok()
+        .stdout
+        .contains("0 changed"));
+
+    // A budget between the two sizes: the zisofs ISO fits it.
+    dir.write("size-budget.toml", &format!("[output.iso]\nmax = \"{}B\"\n", size(&iso)));
+    dir.build_into("budget", &epoch, &env).ok();
+    crate::util::assert_same_bytes(&iso, &dir.path("budget/data.iso"), "the zisofs ISO at its exact budget");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 pub use super::names::Named;
 use super::source::{suggest, Diagnostic, Diagnostics, TomlFile};
+use crate::archive::iso::FileCompression;
 use crate::io::compress::Compression;
 
 #[derive(Deserialize)]
@@ -36,6 +37,7 @@ struct RawImage {
     kernel: Option<String>,
     cmdline: Option<String>,
     iso_label: Option<String>,
+    iso_compression: Option<String>,
     budget: Option<String>,
     checksums: Option<Vec<String>>,
 }
@@ -79,6 +81,11 @@ impl Named for OutputKind {
     ];
 }
 
+impl Named for FileCompression {
+    const NAMES: &'static [(&'static str, FileCompression)] =
+        &[("none", FileCompression::None), ("zisofs", FileCompression::Zisofs)];
+}
+
 /// Where the kernel of a bootable output comes from.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -102,6 +109,8 @@ pub struct Image {
     pub kernel: Option<Kernel>,
     pub cmdline: String,
     pub iso_label: String,
+    /// How a data ISO stores its files (`iso-compression`).
+    pub iso_compression: FileCompression,
     /// The budget file named by the image, resolved against the image's directory.
     pub budget: Option<PathBuf>,
     /// `[params.ELEMENT]` tables, before `--set` and element defaults are applied.
@@ -193,6 +202,31 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         "image" => Kernel::Image,
         p => Kernel::Path(dir.join(p)),
     });
+    let iso_compression = match r.iso_compression.as_deref().map(FileCompression::from_name) {
+        None => FileCompression::None,
+        Some(Some(c)) => c,
+        Some(None) => {
+            errs.push(file.error_at(
+                &["image", "iso-compression"],
+                format!("unknown iso-compression `{}`", r.iso_compression.as_deref().unwrap_or_default()),
+                Some(format!("use one of {}", FileCompression::listed())),
+            ));
+            FileCompression::None
+        }
+    };
+    if iso_compression == FileCompression::Zisofs && kernel.is_some() {
+        errs.push(
+            file.error_at(
+                &["image", "iso-compression"],
+                "iso-compression = \"zisofs\" is for data ISOs, but this image has a kernel (a bootable ISO)",
+                Some(
+                    "boot loaders cannot read zisofs files, and the initramfs is compressed already: \
+                 remove iso-compression or kernel"
+                        .into(),
+                ),
+            ),
+        );
+    }
     let mut allow = globset::GlobSetBuilder::new();
     for (i, glob) in raw.secrets.iter().flat_map(|s| &s.allow).enumerate() {
         match globset::Glob::new(glob.trim_start_matches('/')) {
@@ -225,6 +259,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     Ok(Image {
         file: file.path.clone(),
         iso_label,
+        iso_compression,
         name: r.name,
         elements: r.elements,
         outputs,
@@ -303,6 +338,24 @@ mod tests {
             parse("[image]\nname = \"a\"\nelements = [\"init\"]\niso-label = \"acme kit\"\n").unwrap_err();
         assert_eq!(e.0[0].message, "iso-label `acme kit` is not an ISO 9660 volume label");
         assert_eq!(e.0[0].at, Some((4, 13)));
+    }
+
+    #[test]
+    fn zisofs_is_for_data_isos() {
+        let base = "[image]\nname = \"a\"\nelements = [\"init\"]\noutputs = [\"iso\"]\n";
+        let img = parse(&format!("{base}iso-compression = \"zisofs\"\n")).unwrap();
+        assert_eq!(img.iso_compression, FileCompression::Zisofs);
+        let e = parse(&format!("{base}iso-compression = \"zisofs\"\nkernel = \"auto\"\n")).unwrap_err();
+        assert_eq!(
+            (e.0[0].message.as_str(), e.0[0].at),
+            (
+                "iso-compression = \"zisofs\" is for data ISOs, but this image has a kernel (a bootable ISO)",
+                Some((5, 19))
+            )
+        );
+        let e = parse(&format!("{base}iso-compression = \"zstd\"\n")).unwrap_err();
+        assert_eq!(e.0[0].message, "unknown iso-compression `zstd`");
+        assert_eq!(e.0[0].help.as_deref(), Some("use one of none, zisofs"));
     }
 
     #[test]

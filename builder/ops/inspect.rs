@@ -23,7 +23,8 @@ pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<String> {
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
     let what = match listing.format {
-        "iso" => "ISO 9660".to_string(),
+        "iso" if listing.compressions.is_empty() => "ISO 9660".to_string(),
+        "iso" => format!("ISO 9660 ({} files)", listing.compressions.join(" + ")),
         _ => format!("initramfs ({})", listing.compressions.join(" + ")),
     };
     let mut s = format!(

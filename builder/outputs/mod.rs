@@ -161,14 +161,21 @@ impl Outputs<'_> {
                 let loaders = self.loaders.as_ref().expect("prepared above");
                 ui.step("iso tree", || {
                     let iso_tree = loaders.iso_tree(kernel, initramfs, extras, epoch)?;
-                    iso::prepare(&[&iso_tree], &plan.image.iso_label, epoch, Some(loaders.boot()), &spill)
+                    iso::prepare(
+                        &[&iso_tree],
+                        &plan.image.iso_label,
+                        epoch,
+                        Some(loaders.boot()),
+                        iso::FileCompression::None,
+                        &spill,
+                    )
                 })?
             }
             _ => ui.step("iso tree", || {
                 let data: Vec<std::borrow::Cow<Tree>> = v.layers.iter().map(|l| data_iso_part(l)).collect();
                 let mut layers: Vec<&Tree> = data.iter().map(|c| c.as_ref()).collect();
                 layers.push(extras);
-                iso::prepare(&layers, &plan.image.iso_label, epoch, None, &spill)
+                iso::prepare(&layers, &plan.image.iso_label, epoch, None, plan.image.iso_compression, &spill)
             })?,
         };
         let dest = self.outdir.join(format!("{}.iso", v.stem));

@@ -1,6 +1,7 @@
 //! ISO 9660 images (Rock Ridge + Joliet, level 3) written by hadris-iso from the staged
 //! tree, optionally bootable: El Torito for BIOS (isolinux) and UEFI (an EFI system
-//! partition), with an MBR + GPT so the same file boots from a USB stick.
+//! partition), with an MBR + GPT so the same file boots from a USB stick. A data ISO's
+//! files may be stored compressed ([`zisofs`]), read back by Linux as plain files.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +22,17 @@ use crate::io::source::Source;
 use crate::tree::{Kind, Tree};
 
 mod device;
+pub mod zisofs;
+
+/// How an ISO stores its files' bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileCompression {
+    /// As they are.
+    #[default]
+    None,
+    /// Compressed where that saves a sector, with Rock Ridge `ZF` entries ([`zisofs`]).
+    Zisofs,
+}
 
 /// What makes an ISO bootable; every path is inside the ISO.
 pub struct Boot {
@@ -41,6 +53,8 @@ pub struct Image {
     most_bytes: u64,
     /// Reading the host files ahead of hadris, from a cold cache.
     ahead: Option<Prefetch>,
+    /// The files stored compressed, with their plain sizes, for their `ZF` entries.
+    zisofs: BTreeMap<String, u64>,
 }
 
 /// An ISO laid out: its size is known before a byte is written, so budgets are
@@ -58,23 +72,30 @@ pub struct Warning {
 }
 
 /// Prepares `layers` (later ones over earlier ones) as an ISO labelled `label`, dated
-/// `epoch` (every timestamp is clamped to it), bootable when `boot` is given.
-/// Files that live inside a tarball (`Source::Range`) are copied out to `scratch`
-/// first: hadris reads whole host files.
+/// `epoch` (every timestamp is clamped to it), bootable when `boot` is given, its
+/// files stored as `compression` says. Files that live inside a tarball
+/// (`Source::Range`) are copied out to `scratch` first: hadris reads whole host files.
 pub fn prepare(
     layers: &[&Tree],
     label: &str,
     epoch: i64,
     boot: Option<&Boot>,
+    compression: FileCompression,
     scratch: &Path,
 ) -> anyhow::Result<Image> {
     let time = DateTime::from_unix_seconds(epoch).map_err(|e| anyhow!("date {epoch}: {e:?}"))?;
-    // From a cold cache, the disk starts on the files while the tree is made and laid out.
-    let ahead = Prefetch::start(reads(layers));
+    // From a cold cache, the disk starts on the files while the tree is made and laid
+    // out. Compressed files are read while the tree is made, on every core.
+    let ahead = match compression {
+        FileCompression::None => Prefetch::start(reads(layers)),
+        FileCompression::Zisofs => None,
+    };
     let mut htree = hadris_fs::Tree::new();
     let mut spilled = 0usize;
+    let mut zisofs = BTreeMap::new();
     for layer in layers {
-        add_layer(&mut htree, layer, epoch, scratch, &mut spilled)?;
+        let sink = (compression == FileCompression::Zisofs).then_some(&mut zisofs);
+        add_layer(&mut htree, layer, epoch, scratch, &mut spilled, sink)?;
     }
     let mut options = IsoOptions::new()
         .with_id(IsoId::Volume, label)
@@ -102,7 +123,7 @@ pub fn prepare(
                     .with_appended(AppendedPartition::esp(Content::bytes(b.esp.clone()))),
             );
     }
-    Ok(Image { tree: htree, options, most_bytes: most_bytes(layers, boot), ahead })
+    Ok(Image { tree: htree, options, most_bytes: most_bytes(layers, boot), ahead, zisofs })
 }
 
 impl Image {
@@ -174,8 +195,17 @@ impl Image {
             anyhow::bail!("writing {}: {bytes} bytes written, {} laid out", dest.display(), report.size());
         }
         let sha256 = match sha256 {
-            Some(hash) => hash,
-            None => crate::io::count::sha256_file(pending.temp_path())?,
+            Some(hash) if self.zisofs.is_empty() => hash,
+            // The ZF entries change records already hashed: hashed again, from the cache.
+            _ => {
+                if !self.zisofs.is_empty() {
+                    let file =
+                        std::fs::OpenOptions::new().read(true).write(true).open(pending.temp_path())?;
+                    zisofs::mark(&file, &self.zisofs)
+                        .with_context(|| format!("writing {}", dest.display()))?;
+                }
+                crate::io::count::sha256_file(pending.temp_path())?
+            }
         };
         Ok((self.layout(&report), Written { pending, bytes, sha256: Some(sha256), skipped: 0 }))
     }
@@ -239,7 +269,9 @@ fn add_layer(
     epoch: i64,
     scratch: &Path,
     spilled: &mut usize,
+    mut zisofs: Option<&mut BTreeMap<String, u64>>,
 ) -> anyhow::Result<()> {
+    let compress = zisofs.is_some();
     // In tree order, what each entry becomes: a link to the first path of its inode, or
     // its own node, made (and for a tarball member, copied out) by the mappers.
     let mut first_link: BTreeMap<(u64, u64), String> = BTreeMap::new();
@@ -262,9 +294,21 @@ fn add_layer(
         if let Some(to) = link_to {
             return Ok(Item::Link { to, name });
         }
+        let mut plain_size = None;
         let node = match &e.kind {
             Kind::Dir => Node::dir(),
-            Kind::File { source, size, .. } => Node::file(content(source, *size, spill.as_deref())?),
+            Kind::File { source, size, .. } => {
+                let packed = if compress { zisofs::cached(source, *size)? } else { None };
+                match packed {
+                    Some(path) => {
+                        plain_size = Some(*size);
+                        Node::file(
+                            hadris_fs::host::file(&path).map_err(|er| anyhow!("{}: {er}", path.display()))?,
+                        )
+                    }
+                    None => Node::file(content(source, *size, spill.as_deref())?),
+                }
+            }
             Kind::Symlink(t) => Node::symlink(t.as_bytes()),
             Kind::Char(ma, mi) => Node::special(FileType::CharDevice, Some(rock_ridge_device(*ma, *mi))),
             Kind::Block(ma, mi) => Node::special(FileType::BlockDevice, Some(rock_ridge_device(*ma, *mi))),
@@ -278,15 +322,27 @@ fn add_layer(
             .with_created(mtime)
             .with_permissions(Permissions::new(e.mode))
             .with_owner(Owner::new(e.uid, e.gid));
-        Ok(Item::Node(name, node.with_attrs(attrs)))
+        Ok(Item::Node(name, node.with_attrs(attrs), plain_size))
     };
     crate::io::ahead::map_in_order(jobs, make, |item| {
         let (name, done) = match item? {
             Item::Link { to, name } => {
                 let done = out.link(to.as_str(), name.as_str());
+                if let Some(packed) = zisofs.as_deref_mut() {
+                    match packed.get(&to).copied() {
+                        Some(size) => packed.insert(name.clone(), size),
+                        None => packed.remove(&name),
+                    };
+                }
                 (name, done)
             }
-            Item::Node(name, node) => {
+            Item::Node(name, node, plain_size) => {
+                if let Some(packed) = zisofs.as_deref_mut() {
+                    match plain_size {
+                        Some(size) => packed.insert(name.clone(), size),
+                        None => packed.remove(&name),
+                    };
+                }
                 let done = match out.get(name.as_str()) {
                     Some(old) if old.file_type() == FileType::Dir && node.file_type() == FileType::Dir => {
                         Ok(())
@@ -311,9 +367,10 @@ struct Job<'t> {
     spill: Option<std::path::PathBuf>,
 }
 
-/// A staged record as hadris takes it: a node, or a hard link to an earlier path.
+/// A staged record as hadris takes it: a node (with the plain size of a file stored
+/// compressed), or a hard link to an earlier path.
 enum Item {
-    Node(String, Node),
+    Node(String, Node, Option<u64>),
     Link { to: String, name: String },
 }
 
@@ -404,7 +461,8 @@ mod tests {
         }
         let dev = Entry { kind: Kind::Char(1, 3), ..Entry::dir(0o666, 0, "t") };
         put(&mut tree, "dev/null", dev);
-        let image = prepare(&[&tree], "BOUND", 0, None, Path::new("/nonexistent")).unwrap();
+        let image =
+            prepare(&[&tree], "BOUND", 0, None, FileCompression::None, Path::new("/nonexistent")).unwrap();
         let layout = image.lay_out().unwrap();
         assert!(
             layout.size <= image.most_bytes,
