@@ -43,6 +43,9 @@ const GRUB_MODULES: &[&str] = &[
     "all_video",
 ];
 
+/// Where syslinux's `ldlinux.c32` (BIOS) is, which isolinux and PXELINUX load.
+pub const LDLINUX: &[&str] = &["/usr/lib/syslinux/modules/bios/ldlinux.c32", "/usr/lib/syslinux/ldlinux.c32"];
+
 /// The kernel an image names: a path, or the host's newest `/boot/vmlinuz-*`. A
 /// kernel the image installs (`kernel = "image"`) is known only after staging: see
 /// [`take_image_kernel`].
@@ -140,30 +143,40 @@ pub fn take_image_kernel(tree: &mut Tree, work: &Path) -> anyhow::Result<ImageKe
     Ok(ImageKernel { path, release, removed_bytes })
 }
 
-fn host_file(candidates: &[&str], package: &str) -> anyhow::Result<PathBuf> {
+/// The first of `candidates` on the host, which `what` needs; else an error naming the
+/// Debian/Ubuntu package to install.
+pub fn host_file(candidates: &[&str], package: &str, what: &str) -> anyhow::Result<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.is_file()).with_context(|| {
-        format!("a bootable ISO needs {} from the host; install {package} (Debian/Ubuntu)", candidates[0])
+        format!("{what} needs {} from the host; install {package} (Debian/Ubuntu)", candidates[0])
     })
 }
 
-/// The GRUB UEFI loader, built by the host's grub-mkimage with an early config that
-/// finds the ISO by its label. Its output is the same bytes for the same inputs.
-fn grub_efi(early_cfg: &str, work: &Path) -> anyhow::Result<Vec<u8>> {
-    let cfg = work.join("grub-early.cfg");
-    let out = work.join("bootx64.efi");
-    std::fs::write(&cfg, early_cfg)?;
-    let status = Command::new("grub-mkimage")
-        .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-c"])
-        .arg(&cfg)
-        .arg("-o")
-        .arg(&out)
-        .args(GRUB_MODULES)
-        .output()
-        .context(
-            "a bootable ISO needs grub-mkimage; install grub-efi-amd64-bin and grub-common (Debian/Ubuntu)",
-        )?;
+/// A GRUB UEFI loader made by the host's grub-mkimage with `modules`, reading its config
+/// from `prefix`, with an early config when given. Its output is the same bytes for
+/// the same inputs.
+pub fn grub_efi(
+    prefix: &str,
+    modules: &[&str],
+    early_cfg: Option<&str>,
+    work: &Path,
+    what: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let out = work.join(format!("grub-{}.efi", prefix.replace('/', "_")));
+    let mut cmd = Command::new("grub-mkimage");
+    cmd.args(["-O", "x86_64-efi", "-p", prefix]);
+    if let Some(text) = early_cfg {
+        let cfg = work.join("grub-early.cfg");
+        std::fs::write(&cfg, text)?;
+        cmd.arg("-c").arg(&cfg);
+    }
+    let status = cmd.arg("-o").arg(&out).args(modules).output().with_context(|| {
+        format!("{what} needs grub-mkimage; install grub-efi-amd64-bin and grub-common (Debian/Ubuntu)")
+    })?;
     if !status.status.success() {
-        bail!("grub-mkimage failed: {}", String::from_utf8_lossy(&status.stderr).trim());
+        bail!(
+            "grub-mkimage failed: {} ({what} needs grub-efi-amd64-bin's modules for x86_64-efi)",
+            String::from_utf8_lossy(&status.stderr).trim()
+        );
     }
     std::fs::read(&out).context("reading the GRUB image")
 }
@@ -191,16 +204,20 @@ pub struct Loaders {
 
 impl Loaders {
     pub fn prepare(image: &Image, work: &Path) -> anyhow::Result<Loaders> {
-        let isolinux =
-            host_file(&["/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/isolinux.bin"], "isolinux")?;
-        let ldlinux = host_file(
-            &["/usr/lib/syslinux/modules/bios/ldlinux.c32", "/usr/lib/syslinux/ldlinux.c32"],
-            "syslinux-common",
+        const WHAT: &str = "a bootable ISO";
+        let isolinux = host_file(
+            &["/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/isolinux.bin"],
+            "isolinux",
+            WHAT,
         )?;
-        let isohdpfx =
-            host_file(&["/usr/lib/ISOLINUX/isohdpfx.bin", "/usr/lib/syslinux/isohdpfx.bin"], "isolinux")?;
+        let ldlinux = host_file(LDLINUX, "syslinux-common", WHAT)?;
+        let isohdpfx = host_file(
+            &["/usr/lib/ISOLINUX/isohdpfx.bin", "/usr/lib/syslinux/isohdpfx.bin"],
+            "isolinux",
+            WHAT,
+        )?;
         let early = String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?;
-        let grub = grub_efi(&early, work)?;
+        let grub = grub_efi("/boot/grub", GRUB_MODULES, Some(&early), work, WHAT)?;
         Ok(Loaders {
             isolinux,
             ldlinux,

@@ -56,6 +56,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a directory (a NAME.netboot tree) over HTTP, showing each node's fetches
+    Serve {
+        /// The directory to serve
+        dir: PathBuf,
+        /// Address and port to listen on
+        #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Print a shell completion script on stdout: `source <(smelt completions bash)`
     Completions {
         /// The shell to complete in

@@ -21,7 +21,8 @@
 //!    hashes that ride along.
 //! 6. [`outputs`] — every output of every variant (the image, or one per node): the
 //!    [`archive`] writers (newc through [`io`]'s compressors, ISO, tar, dir), bootable
-//!    ISOs assembled by [`boot`], config drives by [`config_drive`]; each written under
+//!    ISOs assembled by [`boot`], config drives by [`config_drive`], network-boot trees
+//!    by [`netboot`]; each written under
 //!    a temporary name and published only when every output is within budget.
 //! 7. [`report`] — `report.json` and the closing table.
 //!
@@ -46,6 +47,7 @@ mod element;
 mod inspect;
 mod io;
 mod namespace;
+mod netboot;
 mod network;
 pub mod ops;
 mod outputs;

@@ -70,6 +70,7 @@ fn node_view(n: &Node, client: &Client) -> Value {
         "search": if client.search.is_empty() { client.domain.iter().cloned().collect() } else { client.search.clone() },
         "ntp": client.ntp,
         "ssh_keys": client.ssh_keys.iter().chain(&n.ssh_keys).collect::<Vec<_>>(),
+        "netboot_address": n.netboot_address,
         "macs": n.interfaces.iter().filter_map(|i| match &i.kind { Kind::Link { mac } => Some(mac.clone()), _ => None }).collect::<Vec<_>>(),
         "links": of("link"),
         "bonds": of("bond"),

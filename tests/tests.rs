@@ -16,6 +16,7 @@ mod inspect;
 mod ipa;
 mod iso;
 mod litter;
+mod netboot;
 mod network;
 mod python;
 mod repro;

@@ -69,6 +69,7 @@ pub enum OutputKind {
     RamdiskTar,
     ConfigDrive,
     Dir,
+    Netboot,
 }
 
 impl Named for OutputKind {
@@ -78,6 +79,7 @@ impl Named for OutputKind {
         ("ramdisk-tar", OutputKind::RamdiskTar),
         ("config-drive", OutputKind::ConfigDrive),
         ("dir", OutputKind::Dir),
+        ("netboot", OutputKind::Netboot),
     ];
 }
 
@@ -128,6 +130,7 @@ impl Image {
         let has = |k| self.outputs.contains(&k);
         has(OutputKind::Initramfs)
             || has(OutputKind::RamdiskTar)
+            || has(OutputKind::Netboot)
             || (has(OutputKind::Iso) && self.kernel.is_some())
     }
 

@@ -17,11 +17,13 @@ pub struct Diagnostic {
     pub line_text: String,
     pub message: String,
     pub help: Option<String>,
+    /// A warning: worth saying, but nothing stops on it.
+    pub warning: bool,
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        writeln!(f, "{}: {}", if self.warning { "warning" } else { "error" }, self.message)?;
         match self.at {
             Some((line, col)) => {
                 writeln!(f, "  --> {}:{line}:{col}", self.file.display())?;
@@ -36,6 +38,14 @@ impl fmt::Display for Diagnostic {
             write!(f, "\n  = help: {help}")?;
         }
         Ok(())
+    }
+}
+
+impl Diagnostic {
+    /// `file:line:col: message`, for a warning on one line.
+    pub fn one_line(&self) -> String {
+        let at = self.at.map_or(String::new(), |(line, col)| format!(":{line}:{col}"));
+        format!("{}{at}: {}", self.file.display(), self.message)
     }
 }
 
@@ -130,7 +140,12 @@ impl TomlFile {
         let at = span.map(|s| line_col(&self.text, s.start));
         let line_text =
             at.map(|(line, _)| self.text.lines().nth(line - 1).unwrap_or("").to_string()).unwrap_or_default();
-        Diagnostic { file: self.path.clone(), at, line_text, message, help }
+        Diagnostic { file: self.path.clone(), at, line_text, message, help, warning: false }
+    }
+
+    /// A warning at the value (or key) `keys` name.
+    pub fn warning_at(&self, keys: &[&str], message: impl Into<String>, help: Option<String>) -> Diagnostic {
+        Diagnostic { warning: true, ..self.error_at(keys, message, help) }
     }
 
     fn key_span(&self, keys: &[&str]) -> Option<Range<usize>> {

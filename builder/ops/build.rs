@@ -27,6 +27,9 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
+    for w in plan.inventory.iter().flat_map(|c| &c.warnings) {
+        ui.warn(&w.one_line());
+    }
     let outdir = OutDir::claim(&opts.outdir, &["config-drive"])?;
     if !outdir.swept.is_empty() {
         let names: Vec<String> = outdir.swept.iter().map(|p| p.display().to_string()).collect();
@@ -126,6 +129,18 @@ fn secrets(plan: &Plan, tree: &Tree, ui: &Ui) -> Vec<crate::secrets::Secret> {
 fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
     if opts.per_node && plan.nodes.is_empty() {
         bail!("--per-node needs a client inventory with nodes: add --client CLIENT.toml");
+    }
+    if plan.image.outputs.contains(&OutputKind::Netboot) && plan.nodes.is_empty() {
+        bail!(
+            "output `netboot` (in {}) boots each node by its MACs: add --client CLIENT.toml with its nodes",
+            plan.image.file.display()
+        );
+    }
+    if plan.image.outputs.contains(&OutputKind::Netboot) && plan.image.kernel.is_none() {
+        bail!(
+            "output `netboot` (in {}) boots a kernel: set kernel = \"auto\", \"image\" or a vmlinuz path in [image]",
+            plan.image.file.display()
+        );
     }
     if plan.image.outputs.contains(&OutputKind::ConfigDrive) && plan.nodes.is_empty() {
         bail!(

@@ -29,8 +29,16 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
         return Ok(format!("{shown}: ok (image `{}`, {} elements)\n", img.name, img.elements.len()));
     }
     if has("client") || has("nodes") {
-        let nodes = crate::config::client::check(&file)?.nodes.len();
-        return Ok(format!("{shown}: ok (client inventory, {nodes} nodes)\n"));
+        let client = crate::config::client::check(&file)?;
+        for w in &client.warnings {
+            eprintln!("{w}\n");
+        }
+        let warned = match client.warnings.len() {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            n => format!(", {n} warnings"),
+        };
+        return Ok(format!("{shown}: ok (client inventory, {} nodes{warned})\n", client.nodes.len()));
     }
     if has("output") || has("element") || has("path") {
         let b = budget::check(&file)?;

@@ -8,3 +8,4 @@ pub mod docs;
 pub mod elements;
 pub mod inspect;
 pub mod plan;
+pub mod serve;

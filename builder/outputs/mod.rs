@@ -1,8 +1,9 @@
 //! Writing a build's outputs, one function per kind over one [`Outputs`] context: every
 //! output of every variant (see [`variants`]) goes under a temporary name, with its
 //! report line and budget check, for the build to publish only when all are within
-//! budget. The initramfs comes first, since a bootable ISO and the ramdisk tarball
-//! carry it; config drives, one per node, come last.
+//! budget. The initramfs comes first, since a bootable ISO, the ramdisk tarball and the
+//! network-boot tree carry it; the network-boot tree (all variants' initramfs) and
+//! config drives, one per node, come last.
 
 mod checksums;
 pub mod variants;
@@ -17,6 +18,7 @@ use crate::budget;
 use crate::config::image::OutputKind;
 use crate::config::names::Named;
 use crate::config_drive;
+use crate::netboot;
 use crate::plan::Plan;
 use crate::report::OutputReport;
 use crate::tree::Tree;
@@ -77,7 +79,12 @@ pub fn write(
     };
     let needs_initramfs = wants(OutputKind::Initramfs)
         || wants(OutputKind::RamdiskTar)
+        || wants(OutputKind::Netboot)
         || (wants(OutputKind::Iso) && out.kernel.is_some());
+    // Every variant's initramfs, for the network-boot tree; those that are not an output
+    // themselves are kept (and removed when dropped) until it is written.
+    let mut for_netboot: Vec<(Option<&str>, PathBuf)> = Vec::new();
+    let mut carried: Vec<Written> = Vec::new();
     for v in variants {
         let initramfs = if needs_initramfs { Some(out.initramfs(v)?) } else { None };
         let packed = initramfs.as_ref().map(|w| w.pending.temp_path());
@@ -86,15 +93,26 @@ pub fn write(
                 OutputKind::Iso => out.iso(v, packed)?,
                 OutputKind::RamdiskTar => out.ramdisk_tar(v, packed)?,
                 OutputKind::Dir => out.dir(v)?,
-                // Written above; config drives are one per node, after the images.
-                OutputKind::Initramfs | OutputKind::ConfigDrive => {}
+                // Written above; the network-boot tree and config drives are for every
+                // node, after the images.
+                OutputKind::Initramfs | OutputKind::ConfigDrive | OutputKind::Netboot => {}
             }
         }
-        // Recorded as an output, or dropped (and so removed) when only carried by others.
-        if let Some(initramfs) = initramfs.filter(|_| wants(OutputKind::Initramfs)) {
+        let Some(initramfs) = initramfs else { continue };
+        if wants(OutputKind::Netboot) {
+            for_netboot.push((v.node, initramfs.pending.temp_path().to_path_buf()));
+        }
+        // Recorded as an output, or dropped (and so removed) once nothing carries it.
+        if wants(OutputKind::Initramfs) {
             out.record(OutputKind::Initramfs, initramfs);
+        } else if wants(OutputKind::Netboot) {
+            carried.push(initramfs);
         }
     }
+    if wants(OutputKind::Netboot) {
+        out.netboot(&for_netboot)?;
+    }
+    drop(carried);
     if wants(OutputKind::ConfigDrive) {
         out.config_drives()?;
     }
@@ -220,6 +238,27 @@ impl Outputs<'_> {
             ));
         }
         self.record(OutputKind::Dir, out);
+        Ok(())
+    }
+
+    /// `NAME.netboot/`: the loaders, the kernel, every variant's initramfs and the
+    /// per-MAC configs that boot each node with its own (see [`netboot`]).
+    fn netboot(&mut self, initramfs: &[(Option<&str>, PathBuf)]) -> anyhow::Result<()> {
+        let Some(kernel) = &self.kernel else {
+            bail!(
+                "output `netboot` needs a kernel: set kernel = \"auto\", \"image\" or a vmlinuz path in [image]"
+            );
+        };
+        let (plan, work) = (self.plan, self.work);
+        let parts: Vec<netboot::Initramfs> =
+            initramfs.iter().map(|(node, path)| netboot::Initramfs { node: *node, path }).collect();
+        let tree = self.ui.step("netboot tree", || {
+            let loaders = netboot::Loaders::find(work)?;
+            netboot::tree(plan, &loaders, kernel, &parts, plan.time)
+        })?;
+        let dest = self.outdir.join(format!("{}.netboot", plan.image.name));
+        let out = self.ui.step("netboot", || archive::dir(&[&tree], &dest))?;
+        self.record(OutputKind::Netboot, out);
         Ok(())
     }
 

@@ -20,6 +20,8 @@ pub enum Variants<'t> {
 pub struct Variant<'v> {
     pub stem: String,
     pub layers: Vec<&'v Tree>,
+    /// The node it is for, with `--per-node`.
+    pub node: Option<&'v str>,
 }
 
 impl<'t> Variants<'t> {
@@ -49,10 +51,16 @@ impl<'t> Variants<'t> {
     /// Every variant, in the inventory's order of nodes.
     pub fn list(&self, image: &str) -> Vec<Variant<'_>> {
         match self {
-            Variants::Whole(tree) => vec![Variant { stem: image.to_string(), layers: vec![tree] }],
+            Variants::Whole(tree) => {
+                vec![Variant { stem: image.to_string(), layers: vec![tree], node: None }]
+            }
             Variants::PerNode { shared, nodes, order } => order
                 .iter()
-                .map(|n| Variant { stem: format!("{image}-{n}"), layers: vec![shared, &nodes[n]] })
+                .map(|n| Variant {
+                    stem: format!("{image}-{n}"),
+                    layers: vec![shared, &nodes[n]],
+                    node: Some(n),
+                })
                 .collect(),
         }
     }

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod netboot;
+
 use super::raw::{RawClient, RawFile, RawNode, RawRoute};
 use super::{Client, Interface, Kind, Node, Route, BOND_MODES, HASH_POLICIES, LACP_RATES};
 use crate::config::source::{Diagnostic, Diagnostics, TomlFile};
@@ -25,7 +27,8 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
             Some("add a [[nodes]] table for each node, with its name and links"),
         );
     }
-    let nodes: Vec<Node> = raw.nodes.iter().enumerate().map(|(i, n)| c.node(i, n)).collect();
+    let mut nodes: Vec<Node> = raw.nodes.iter().enumerate().map(|(i, n)| c.node(i, n)).collect();
+    let netboot = c.netboot(raw.netboot.as_ref().unwrap_or(&Default::default()), &raw.nodes, &mut nodes);
     if !c.errs.is_empty() {
         return Err(Diagnostics(c.errs));
     }
@@ -39,6 +42,8 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
         ntp: client.ntp,
         ssh_keys: client.ssh_keys,
         nodes,
+        netboot,
+        warnings: c.warnings,
     })
 }
 
@@ -60,6 +65,7 @@ type Interfaces<'a> = Vec<(Addressing<'a>, Kind)>;
 struct Checker<'f> {
     file: &'f TomlFile,
     errs: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
     /// Across the client: node names (to their index), serials, MACs and addresses
     /// (to the node and interface that has them).
     names: BTreeMap<String, usize>,
@@ -73,6 +79,7 @@ impl<'f> Checker<'f> {
         Checker {
             file,
             errs: Vec::new(),
+            warnings: Vec::new(),
             names: BTreeMap::new(),
             serials: BTreeMap::new(),
             macs: BTreeMap::new(),
@@ -83,6 +90,11 @@ impl<'f> Checker<'f> {
     fn err(&mut self, at: &[String], msg: String, help: Option<&str>) {
         let keys: Vec<&str> = at.iter().map(String::as_str).collect();
         self.errs.push(self.file.error_at(&keys, msg, help.map(String::from)));
+    }
+
+    fn warn(&mut self, at: &[String], msg: String, help: Option<&str>) {
+        let keys: Vec<&str> = at.iter().map(String::as_str).collect();
+        self.warnings.push(self.file.warning_at(&keys, msg, help.map(String::from)));
     }
 
     fn ips(&mut self, texts: &[String], at: &[String], who: &str) -> Vec<IpAddr> {
@@ -129,6 +141,8 @@ impl<'f> Checker<'f> {
             serial: raw.serial.clone(),
             ssh_keys: raw.ssh_keys.clone(),
             dns,
+            // Set by the netboot check, once the subnet is known.
+            netboot_address: None,
             interfaces,
         }
     }

@@ -5,12 +5,12 @@
 mod check;
 mod raw;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
-use super::source::TomlFile;
+use super::source::{Diagnostic, TomlFile};
 pub use check::check;
 
 /// The Linux bonding modes.
@@ -30,6 +30,27 @@ pub struct Client {
     /// SSH public keys every node's config drive offers.
     pub ssh_keys: Vec<String>,
     pub nodes: Vec<Node>,
+    /// The provisioning network, for the `netboot` output.
+    pub netboot: Netboot,
+    /// What `check` found worth saying that stops nothing.
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// `[netboot]`: where the nodes boot from the network, as the DHCP configs of the
+/// `netboot` output say it. Every part is optional.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Netboot {
+    /// The boot server's address (TFTP and DHCP's next server).
+    pub server: Option<Ipv4Addr>,
+    /// The network DHCP serves.
+    pub subnet: Option<Ipv4Net>,
+    /// Addresses DHCP hands out to machines it does not know (first, last).
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub router: Option<Ipv4Addr>,
+    /// Where the tree is served over HTTP, ending in `/`: loaders fetch the kernel and
+    /// initramfs from there instead of by TFTP.
+    pub http: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +60,9 @@ pub struct Node {
     pub serial: Option<String>,
     pub ssh_keys: Vec<String>,
     pub dns: Vec<IpAddr>,
+    /// What DHCP hands the node's links at network boot: `netboot-address`, else an
+    /// address of a link or bond (untagged) on `[netboot] subnet`.
+    pub netboot_address: Option<Ipv4Addr>,
     /// Links first, then bonds, then VLANs: the order they are brought up.
     pub interfaces: Vec<Interface>,
 }
@@ -110,6 +134,7 @@ mod tests {
                 keys::<RawBond>(),
                 keys::<RawVlan>(),
                 keys::<RawRoute>(),
+                keys::<RawNetboot>(),
             ],
         );
     }

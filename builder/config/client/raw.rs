@@ -8,6 +8,17 @@ pub(super) struct RawFile {
     pub(super) client: RawClient,
     #[serde(default)]
     pub(super) nodes: Vec<RawNode>,
+    pub(super) netboot: Option<RawNetboot>,
+}
+
+/// `[netboot]`: the provisioning network the `netboot` output's DHCP configs serve.
+#[derive(Deserialize, Default)]
+pub(super) struct RawNetboot {
+    pub(super) server: Option<String>,
+    pub(super) subnet: Option<String>,
+    pub(super) range: Option<Vec<String>>,
+    pub(super) router: Option<String>,
+    pub(super) http: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +44,8 @@ pub(super) struct RawNode {
     pub(super) hostname: Option<String>,
     pub(super) serial: Option<String>,
     pub(super) dns: Option<Vec<String>>,
+    #[serde(rename = "netboot-address")]
+    pub(super) netboot_address: Option<String>,
     #[serde(default)]
     pub(super) links: Vec<RawLink>,
     #[serde(default)]

@@ -1,0 +1,223 @@
+//! `smelt serve DIR`: a directory — a `NAME.netboot` tree — over HTTP, for a lab test
+//! without setting up a web server: GET and HEAD of its files (byte ranges too), nothing
+//! outside it, each request on its own thread. Every transfer is shown on stderr as it
+//! finishes, with the node it is for (known from the tree's `netboot.json`: its
+//! initramfs, its per-MAC configs, its `nodes/NODE/` files, or its boot address), and
+//! large ones as they start, so a slow node can be told from a stuck one. DHCP and TFTP
+//! stay with dnsmasq (see the tree's `dnsmasq.conf`).
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::config::size::human;
+use crate::netboot::Nodes;
+
+pub struct ServeOptions {
+    pub dir: PathBuf,
+    pub listen: SocketAddr,
+}
+
+/// Transfers at least this large are announced when they start.
+const ANNOUNCE: u64 = 4 << 20;
+
+/// Serves until stopped (Ctrl-C).
+pub fn serve(opts: &ServeOptions) -> anyhow::Result<String> {
+    let root = std::fs::canonicalize(&opts.dir)
+        .with_context(|| format!("serving {}: no such directory", opts.dir.display()))?;
+    if !root.is_dir() {
+        anyhow::bail!("serving {}: not a directory", root.display());
+    }
+    let listener = TcpListener::bind(opts.listen).with_context(|| {
+        format!("listening on {}: is another server there? choose another with --listen", opts.listen)
+    })?;
+    let nodes = Arc::new(Seen { nodes: Nodes::read(&root), last: Mutex::new(HashMap::new()) });
+    eprintln!(
+        "smelt: serving {} on http://{}/ (Ctrl-C stops)",
+        root.display(),
+        listener.local_addr().unwrap_or(opts.listen)
+    );
+    let root = Arc::new(root);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let (root, nodes) = (Arc::clone(&root), Arc::clone(&nodes));
+        std::thread::spawn(move || {
+            let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+            if let Err(e) = answer(stream, &root, &nodes, &peer) {
+                eprintln!("smelt serve: {peer}: {e:#}");
+            }
+        });
+    }
+    Ok(String::new())
+}
+
+/// The tree's nodes, and the node each client address last asked for a file of: a
+/// node's kernel and shared initramfs come after its own config, from its address.
+struct Seen {
+    nodes: Nodes,
+    last: Mutex<HashMap<String, String>>,
+}
+
+impl Seen {
+    fn which(&self, path: &str, peer: &str) -> Option<String> {
+        let mut last = self.last.lock().expect("a request thread panicked");
+        match self.nodes.which(path, peer) {
+            Some(node) => {
+                last.insert(peer.to_string(), node.to_string());
+                Some(node.to_string())
+            }
+            None => last.get(peer).cloned(),
+        }
+    }
+}
+
+/// Reads one request and answers it; the connection is closed after it.
+fn answer(stream: TcpStream, root: &Path, nodes: &Seen, peer: &str) -> anyhow::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut range = None;
+    let mut header = String::new();
+    // Headers up to the blank line, of which only Range matters; a bound on their size.
+    for _ in 0..100 {
+        header.clear();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_string());
+            }
+        }
+    }
+    let mut out = stream;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" && method != "HEAD" {
+        return status(&mut out, "405 Method Not Allowed", "only GET and HEAD are served\n");
+    }
+    let Some(rel) = relative(target) else {
+        return status(&mut out, "400 Bad Request", "paths stay inside the served directory\n");
+    };
+    let who = nodes.which(&rel, peer).map_or(String::new(), |n| format!(" {n}"));
+    let path = root.join(&rel);
+    let Ok(mut file) = std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) else {
+        eprintln!("smelt serve: {peer}{who} {method} /{rel} 404");
+        return status(&mut out, "404 Not Found", "not in the served directory\n");
+    };
+    if !file.1.is_file() {
+        eprintln!("smelt serve: {peer}{who} {method} /{rel} 404 (a directory)");
+        return status(&mut out, "404 Not Found", "a directory\n");
+    }
+    let size = file.1.len();
+    let (code, from, len) = match range.as_deref().and_then(|r| byte_range(r, size)) {
+        Some((from, to)) => ("206 Partial Content", from, to - from + 1),
+        None => ("200 OK", 0, size),
+    };
+    let mut head = format!(
+        "HTTP/1.1 {code}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n\
+         Accept-Ranges: bytes\r\nConnection: close\r\n"
+    );
+    if from > 0 || len != size {
+        head.push_str(&format!("Content-Range: bytes {from}-{}/{size}\r\n", from + len - 1));
+    }
+    out.write_all(format!("{head}\r\n").as_bytes())?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    if len >= ANNOUNCE {
+        eprintln!("smelt serve: {peer}{who} GET /{rel}: sending {}", human(len));
+    }
+    let started = Instant::now();
+    file.0.seek(SeekFrom::Start(from))?;
+    // std copies file to socket in the kernel (sendfile).
+    let sent = std::io::copy(&mut file.0.take(len), &mut out);
+    let seconds = started.elapsed().as_secs_f64();
+    match sent {
+        Ok(n) => {
+            eprintln!("smelt serve: {peer}{who} GET /{rel} {} {} in {seconds:.1} s", &code[..3], human(n))
+        }
+        Err(e) => eprintln!("smelt serve: {peer}{who} GET /{rel}: stopped after {seconds:.1} s: {e}"),
+    }
+    Ok(())
+}
+
+/// The request target as a path inside the served directory: query dropped, `%XX`
+/// decoded, and refused when any part climbs out (`..`) or is not UTF-8.
+fn relative(target: &str) -> Option<String> {
+    let path = target.split(['?', '#']).next()?;
+    let path = path.strip_prefix("http://").map_or(path, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
+    let mut bytes = Vec::new();
+    let raw = path.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            let hex = std::str::from_utf8(&raw[i + 1..i + 3]).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            bytes.push(raw[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    let parts: Vec<&str> = text.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.contains(&"..") {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+/// One `bytes=FROM-TO` (or `FROM-`, or `-LAST`) range within `size`, as (first, last).
+fn byte_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (from, to) = match (a.trim(), b.trim()) {
+        ("", last) => (size.saturating_sub(last.parse().ok()?), size - 1),
+        (from, "") => (from.parse().ok()?, size - 1),
+        (from, to) => (from.parse().ok()?, to.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (from <= to && from < size).then_some((from, to))
+}
+
+fn status(out: &mut TcpStream, code: &str, body: &str) -> anyhow::Result<()> {
+    let text = format!(
+        "HTTP/1.1 {code}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_and_are_decoded() {
+        assert_eq!(relative("/ipxe/52-54.ipxe?x=1").as_deref(), Some("ipxe/52-54.ipxe"));
+        assert_eq!(relative("/nodes/n%201/ks.cfg").as_deref(), Some("nodes/n 1/ks.cfg"));
+        assert_eq!(relative("http://10.0.2.2:8080/boot.ipxe").as_deref(), Some("boot.ipxe"));
+        assert_eq!(relative("/a/../../etc/passwd"), None);
+        assert_eq!(relative("/%2e%2e/etc/passwd"), None);
+        assert_eq!(relative("/").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Some((0, 99)));
+        assert_eq!(byte_range("bytes=900-", 1000), Some((900, 999)));
+        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 999)));
+        assert_eq!(byte_range("bytes=0-5000", 1000), Some((0, 999)));
+        assert_eq!(byte_range("bytes=1000-", 1000), None);
+        assert_eq!(byte_range("bytes=0-1,5-6", 1000), None);
+    }
+}
