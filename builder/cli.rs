@@ -63,6 +63,9 @@ pub enum Command {
         /// Address and port to listen on
         #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
+        /// Serve it by TFTP too, on this address (0.0.0.0:69 is TFTP's port, which needs root)
+        #[arg(long, value_name = "ADDR:PORT")]
+        tftp: Option<std::net::SocketAddr>,
     },
     /// Print a shell completion script on stdout: `source <(smelt completions bash)`
     Completions {

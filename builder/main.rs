@@ -65,7 +65,9 @@ fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Check { file } => ops::check::check(&file),
         Command::Inspect { file, json } => ops::inspect::inspect(&file, json),
         Command::Diff { old, new, json } => ops::diff::diff(&old, &new, json),
-        Command::Serve { dir, listen } => ops::serve::serve(&ops::serve::ServeOptions { dir, listen }),
+        Command::Serve { dir, listen, tftp } => {
+            ops::serve::serve(&ops::serve::ServeOptions { dir, listen, tftp })
+        }
         Command::Completions { shell } => ops::docs::completions(shell),
         Command::Man { command } => ops::docs::man(command.as_deref()),
     }

@@ -115,10 +115,11 @@ fn nodes_boot_from_the_network_by_their_macs_bios_and_uefi() {
     );
     let unknown = "smelt: unknown node: MAC 52:54:00:00:09:01 is not in client acme's inventory";
     // (what, bootfile, MACs, UEFI, what the console must show)
-    let ways: [(&str, &str, &[&str], bool, String); 6] = [
+    let ways: [(&str, &str, &[&str], bool, String); 7] = [
         ("ipxe-n1", "boot.ipxe", &n1, false, summary("acme-n1", "11")),
         ("pxelinux-n2", "pxelinux.0", &n2, false, summary("acme-n2", "12")),
         ("grub-n2", "bootx64.efi", &n2, true, summary("acme-n2", "12")),
+        ("grub-n1", "bootx64.efi", &n1, true, summary("acme-n1", "11")),
         ("ipxe-unknown", "boot.ipxe", &stranger, false, unknown.to_string()),
         (
             "pxelinux-unknown",
@@ -144,7 +145,7 @@ fn nodes_boot_from_the_network_by_their_macs_bios_and_uefi() {
         assert!(console.contains(want), "{name}: no `{want}` on the console:\n{console}");
     }
     // Each loader said which node it booted, and the node knew itself from the command line.
-    for (i, node) in [(0, "acme-n1"), (1, "acme-n2"), (2, "acme-n2")] {
+    for (i, node) in [(0, "acme-n1"), (1, "acme-n2"), (2, "acme-n2"), (3, "acme-n1")] {
         let console = &consoles[i].1;
         assert!(console.contains(&format!("smelt: booting node {node}")), "{}:\n{console}", ways[i].0);
         assert!(
@@ -164,8 +165,10 @@ fn smelt_serve_hands_a_node_its_kernel_and_initramfs_over_http() {
     netboot_image(&dir, Some(&url));
     dir.build(&["--client", "client.toml"]).ok();
     let log = std::fs::File::create(dir.path("serve.log")).unwrap();
+    let tftp = free_port();
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_smelt"))
         .args(["serve", "out/acme.netboot", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--tftp", &format!("127.0.0.1:{tftp}")])
         .current_dir(dir.path(""))
         .stderr(log)
         .spawn()
@@ -192,6 +195,13 @@ fn smelt_serve_hands_a_node_its_kernel_and_initramfs_over_http() {
     assert_eq!(code("/no-such-file"), "404");
     assert_eq!(code("/../client.toml"), "400");
     assert_eq!(code("/nodes/%2e%2e/%2e%2e/client.toml"), "400");
+    // The same by TFTP, as PXE firmware and PXELINUX fetch.
+    sh(&format!("curl -sf tftp://127.0.0.1:{tftp}/initrd.img | cmp - {}", tree.join("initrd.img").display()));
+    let missing = std::process::Command::new("curl")
+        .args(["-sf", &format!("tftp://127.0.0.1:{tftp}/no-such-file")])
+        .status()
+        .unwrap();
+    assert!(!missing.success(), "TFTP served a file that is not there");
 
     let args = [vec!["-boot".to_string(), "n".into()], {
         let mut n = nics(&["52:54:00:00:02:01", "52:54:00:00:02:02"]);
@@ -209,13 +219,21 @@ fn smelt_serve_hands_a_node_its_kernel_and_initramfs_over_http() {
         " acme-n2 GET /ipxe/52-54-00-00-02-01.ipxe 200".to_string(),
         " acme-n2 GET /vmlinuz 200".into(),
         " acme-n2 GET /initrd.img 200".into(),
+        "127.0.0.1 TFTP /initrd.img ".into(),
+        "TFTP /no-such-file not found".into(),
     ] {
         assert!(served.contains(&want), "no `{want}` in what smelt serve showed:\n{served}");
     }
 }
 
+/// A port free for both TCP and UDP at the time of asking.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 #[test]

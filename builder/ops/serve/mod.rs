@@ -1,10 +1,13 @@
-//! `smelt serve DIR`: a directory — a `NAME.netboot` tree — over HTTP, for a lab test
-//! without setting up a web server: GET and HEAD of its files (byte ranges too), nothing
-//! outside it, each request on its own thread. Every transfer is shown on stderr as it
-//! finishes, with the node it is for (known from the tree's `netboot.json`: its
-//! initramfs, its per-MAC configs, its `nodes/NODE/` files, or its boot address), and
-//! large ones as they start, so a slow node can be told from a stuck one. DHCP and TFTP
-//! stay with dnsmasq (see the tree's `dnsmasq.conf`).
+//! `smelt serve DIR`: a directory — a `NAME.netboot` tree — over HTTP, and with
+//! `--tftp` over TFTP too ([`tftp`]), for a lab test without setting up servers: GET and
+//! HEAD of its files (byte ranges too), nothing outside it, each request on its own
+//! thread. Every transfer is shown on stderr as it finishes, with the node it is for
+//! (known from the tree's `netboot.json`: its initramfs, its per-MAC configs, its
+//! `nodes/NODE/` files, or the node that last asked from that address), and large ones
+//! as they start, so a slow node can be told from a stuck one. DHCP stays with dnsmasq
+//! (see the tree's `dnsmasq.conf`).
+
+mod tftp;
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
@@ -21,6 +24,8 @@ use crate::netboot::Nodes;
 pub struct ServeOptions {
     pub dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where to serve TFTP too.
+    pub tftp: Option<SocketAddr>,
 }
 
 /// Transfers at least this large are announced when they start.
@@ -42,6 +47,21 @@ pub fn serve(opts: &ServeOptions) -> anyhow::Result<String> {
         root.display(),
         listener.local_addr().unwrap_or(opts.listen)
     );
+    if let Some(addr) = opts.tftp {
+        let (root, nodes) = (root.clone(), Arc::clone(&nodes));
+        let socket = std::net::UdpSocket::bind(addr).with_context(|| {
+            format!(
+                "TFTP on {addr}: is another server there? (port 69 needs root) choose another with --tftp"
+            )
+        })?;
+        eprintln!("smelt: serving {} by TFTP on {addr}", root.display());
+        std::thread::spawn(move || {
+            if let Err(e) = tftp::serve(root, nodes, socket) {
+                eprintln!("smelt serve: {e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
     let root = Arc::new(root);
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
