@@ -38,9 +38,9 @@ pub enum Command {
         /// The file to check
         file: PathBuf,
     },
-    /// List what an initramfs (any compression, concatenated archives) or ISO holds
+    /// List what an initramfs (any compression, concatenated archives), ISO or build manifest holds
     Inspect {
-        /// The initramfs or ISO
+        /// The initramfs, ISO or manifest.jsonl.zst
         file: PathBuf,
         /// Print JSON on stdout
         #[arg(long)]
@@ -56,7 +56,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve a directory (a NAME.netboot tree) over HTTP, showing each node's fetches
+    /// Serve a directory (a NAME.netboot tree) over HTTP and TFTP, showing each node's fetches
     Serve {
         /// The directory to serve
         dir: PathBuf,
@@ -109,6 +109,9 @@ pub struct BuildArgs {
     /// One image per node of the client
     #[arg(long)]
     pub per_node: bool,
+    /// Also write manifest.jsonl.zst: every entry (path, type, mode, owner, size, target, element)
+    #[arg(long)]
+    pub manifest: bool,
     /// Reach no network: hooks run in a namespace without one
     #[arg(long)]
     pub offline: bool,

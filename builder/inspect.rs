@@ -1,6 +1,7 @@
 //! Reading outputs back: an initramfs (newc, in any of smelt's compressions, or several
-//! archives back to back as the kernel takes them) or an ISO (through Rock Ridge), as
-//! one listing that `inspect` prints and `diff` compares.
+//! archives back to back as the kernel takes them), an ISO (through Rock Ridge), or a
+//! build's manifest (`--manifest`), as one listing that `inspect` prints and `diff`
+//! compares.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::archive::newc;
 
 /// One path of an archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Item {
     pub path: String,
     /// `ls -l`'s type letter.
@@ -31,7 +32,7 @@ pub struct Item {
 
 #[derive(Debug, Serialize)]
 pub struct Listing {
-    /// `initramfs` or `iso`.
+    /// `initramfs`, `iso` or `manifest`.
     pub format: &'static str,
     /// For an initramfs, the compression of each archive in it, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +68,9 @@ pub fn read(path: &Path) -> anyhow::Result<Listing> {
     if n >= 32774 && &probe[32769..32774] == b"CD001" {
         return read_iso(path);
     }
+    if is_manifest(&probe[..n]) {
+        return read_manifest(path);
+    }
     let mut input = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut listing = Listing { format: "initramfs", compressions: Vec::new(), items: BTreeMap::new() };
     read_members(&mut input, &mut listing).with_context(|| format!("reading {}", path.display()))?;
@@ -74,6 +78,44 @@ pub fn read(path: &Path) -> anyhow::Result<Listing> {
         bail!("{} is empty", path.display());
     }
     Ok(listing)
+}
+
+/// Whether a file starting with `head` is a manifest: JSON lines, plain or zstd.
+fn is_manifest(head: &[u8]) -> bool {
+    let plain = match head {
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => zstd::stream::read::Decoder::new(head)
+            .ok()
+            .and_then(|mut d| {
+                let mut first = [0u8; 9];
+                d.read_exact(&mut first).ok().map(|()| first.to_vec())
+            })
+            .unwrap_or_default(),
+        _ => head.to_vec(),
+    };
+    plain.starts_with(b"{\"path\":")
+}
+
+/// A manifest as a listing: one JSON object a line, as `smelt build --manifest` writes.
+fn read_manifest(path: &Path) -> anyhow::Result<Listing> {
+    let mut file = BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let lines: Box<dyn BufRead> = if file.fill_buf()?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(BufReader::new(zstd::stream::read::Decoder::with_buffer(file)?))
+    } else {
+        Box::new(file)
+    };
+    let mut items = BTreeMap::new();
+    for (i, line) in lines.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let mut item: Item = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a manifest entry", path.display(), i + 1))?;
+        // Sizes of files only, as the archives' listings give them (a link's is its
+        // target's length in the manifest).
+        if item.kind != '-' {
+            item.size = 0;
+        }
+        items.insert(item.path.clone(), item);
+    }
+    Ok(Listing { format: "manifest", compressions: Vec::new(), items })
 }
 
 /// Reads archive after archive, each plain or compressed, until the input ends.

@@ -48,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 inputs: inputs(&args),
                 outdir: args.outdir.clone(),
                 per_node: args.per_node,
+                manifest: args.manifest,
             };
             ops::build::build(&opts, &ui)?;
             if !args.json {

@@ -1,6 +1,9 @@
 //! `report.json` and the closing table on stderr: every output with its size and
 //! checksum, the tree's totals, each element's share, the largest paths, every budget
-//! check, and every entry as the archive holds it.
+//! check, what trims removed; and with `--manifest` the manifest, every entry as the
+//! archive holds it, one JSON line each, zstd-compressed.
+
+use std::io::Write as _;
 
 use serde::Serialize;
 
@@ -55,21 +58,24 @@ pub fn certificates(tree: &Tree) -> Vec<CertReport> {
         .collect()
 }
 
-/// `report.json`: the report, then every entry, serialized straight from the tree so
-/// the listing is never held in memory a second time.
-#[derive(Serialize)]
-pub struct Document<'a> {
-    #[serde(flatten)]
-    pub report: &'a Report,
-    pub entries: Listing<'a>,
-}
+/// The manifest's name in the output directory.
+pub const MANIFEST: &str = "manifest.jsonl.zst";
 
-pub struct Listing<'a>(pub &'a Tree);
-
-impl Serialize for Listing<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(p, e)| entry(p, e)))
+/// Writes every entry of `tree` as a JSON line (the fields `inspect --json` lists, and
+/// the element), zstd-compressed, to `out`: streamed, so a tree of a million entries
+/// takes no more memory than one of ten.
+pub fn write_manifest(tree: &Tree, out: impl std::io::Write) -> std::io::Result<()> {
+    let mut z = zstd::stream::write::Encoder::new(out, 9)?;
+    {
+        let mut lines = std::io::BufWriter::with_capacity(1 << 16, &mut z);
+        for (p, e) in tree.iter() {
+            serde_json::to_writer(&mut lines, &entry(p, e))?;
+            lines.write_all(b"\n")?;
+        }
+        lines.flush()?;
     }
+    z.finish()?;
+    Ok(())
 }
 
 #[derive(Serialize)]

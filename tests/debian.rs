@@ -153,14 +153,8 @@ fn dib_elements_run_unchanged() {
     let status = member(&archive, "var/lib/dpkg/status");
     assert!(status.contains("Package: jq\n"), "jq is not installed");
     assert!(!status.contains("Package: curl\n"), "curl's `when` was false");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
-    let jq = report["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["path"] == "/usr/bin/jq")
-        .expect("/usr/bin/jq");
+    let manifest = crate::util::manifest(&dir.path("out"));
+    let jq = manifest.as_array().unwrap().iter().find(|e| e["path"] == "/usr/bin/jq").expect("/usr/bin/jq");
     // Attributed to the element that asked for the package.
     assert_eq!(jq["element"], "dib-app");
 

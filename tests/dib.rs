@@ -180,10 +180,9 @@ fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
     assert_eq!(m("etc/fetched.txt"), "fetched through cache-url\n");
 
     // What each requested package installed is the asking element's.
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    let manifest = crate::util::manifest(&dir.path("out"));
     let owner = |path: &str| {
-        let e = report["entries"].as_array().unwrap().iter().find(|e| e["path"] == path);
+        let e = manifest.as_array().unwrap().iter().find(|e| e["path"] == path);
         e.map(|e| e["element"].as_str().unwrap().to_string())
     };
     assert_eq!(owner("/usr/bin/jq").as_deref(), Some("our-packages"));

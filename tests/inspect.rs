@@ -162,3 +162,31 @@ fn diff_shows_exactly_the_files_of_the_element_that_changed() {
     assert!(text.contains(": 4 added, 0 removed, 0 changed; +48.8 KiB in files\n"), "{text}");
     assert!(text.contains("  +    +48.8 KiB  /opt/extra/payload.bin\n"), "{text}");
 }
+
+/// report.json keeps the totals, never every entry; `--manifest` lists every entry, and
+/// `inspect` and `diff` read a manifest as they read the image it describes.
+#[test]
+fn the_manifest_lists_every_entry_and_inspect_and_diff_read_it() {
+    let dir = Dir::new();
+    image(&dir, "zstd", "");
+    dir.smelt(&["build", "image.toml", "--elements-path", "elements", "-o", "plain", "-q"]).ok();
+    assert!(!dir.path("plain/manifest.jsonl.zst").exists(), "a manifest nobody asked for");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("plain/report.json")).unwrap()).unwrap();
+    assert!(report.get("entries").is_none(), "report.json lists every entry again");
+    assert!(report["tree"]["symlinks"].as_u64().unwrap() > 200, "{}", report["tree"]);
+
+    dir.build(&[]).ok();
+    let (doc, from_manifest) = inspected(&dir, "out/manifest.jsonl.zst");
+    assert_eq!(doc["format"], "manifest");
+    let (_, from_archive) = inspected(&dir, "out/i.cpio.zst");
+    assert_eq!(from_manifest, from_archive);
+    // The archive has its root directory too, as an ISO's listing and a manifest do not.
+    let r = dir.smelt(&["diff", "out/manifest.jsonl.zst", "out/i.cpio.zst"]).ok();
+    assert!(r.stdout.contains(": 1 added, 0 removed, 0 changed;"), "{}", r.stdout);
+    assert!(r.stdout.contains("+ ") && r.stdout.contains("  /\n"), "{}", r.stdout);
+    // Each line names the element the entry came from.
+    let manifest = crate::util::manifest(&dir.path("out"));
+    let run = manifest.as_array().unwrap().iter().find(|e| e["path"] == "/opt/app/bin/run").unwrap();
+    assert_eq!((run["element"].as_str(), run["mode"].as_str()), (Some("app"), Some("0755")));
+}

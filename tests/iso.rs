@@ -160,10 +160,9 @@ fn listing(text: &str, size_field: usize, name_field: usize) -> Listing {
 }
 
 fn report_listing(dir: &Dir) -> Listing {
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    let manifest = crate::util::manifest(&dir.path("out"));
     let mut out = Listing::new();
-    for e in report["entries"].as_array().unwrap() {
+    for e in manifest.as_array().unwrap() {
         let kind = e["kind"].as_str().unwrap();
         let mode = u32::from_str_radix(e["mode"].as_str().unwrap(), 8).unwrap();
         let bits = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"];

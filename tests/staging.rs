@@ -5,12 +5,12 @@ use std::process::Command;
 
 use crate::util::{member, sh, Dir, Image};
 
-fn report(dir: &Dir) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap()
+fn manifest(dir: &Dir) -> serde_json::Value {
+    crate::util::manifest(&dir.path("out"))
 }
 
-fn entry<'a>(report: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    report["entries"].as_array().unwrap().iter().find(|e| e["path"] == path)
+fn entry<'a>(manifest: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    manifest.as_array().unwrap().iter().find(|e| e["path"] == path)
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
         "description = \"slim\"\n[prune]\nremove = [\"usr/share/doc/**\"]\nkeep = [\"usr/share/doc/keep/**\"]\n",
     );
     dir.build(&[]).ok();
-    let r = report(&dir);
+    let r = manifest(&dir);
     assert_eq!(entry(&r, "/opt/app/data").unwrap()["element"], "app");
     assert_eq!(
         entry(&r, "/etc/app.conf").unwrap()["element"],
@@ -140,8 +140,10 @@ fn hook_changes_are_attributed_and_prune_removes_what_it_says() {
     assert!(entry(&r, "/usr/share/doc/a/README").is_none());
     assert!(entry(&r, "/usr/share/doc/a").is_none());
     assert_eq!(entry(&r, "/usr/share/doc/keep/LICENSE").unwrap()["element"], "base");
-    assert_eq!(r["tree"]["elements"]["app"]["apparent_bytes"], 3009);
-    assert_eq!(r["tree"]["elements"]["base"]["apparent_bytes"], 4);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    assert_eq!(report["tree"]["elements"]["app"]["apparent_bytes"], 3009);
+    assert_eq!(report["tree"]["elements"]["base"]["apparent_bytes"], 4);
 }
 
 /// Regression: an element whose `root/` held device nodes (a root tree copied as root)
@@ -180,7 +182,7 @@ fn device_nodes_and_fifos_in_an_elements_root_are_recorded() {
         assert_eq!(line("dev/console", 6), "crw------- 1 0 0 5, 1");
         assert_eq!(line("dev/vdb", 6), "brw-rw---- 1 0 0 254, 16");
     }
-    let report = report(&dir);
+    let report = manifest(&dir);
     if is_root {
         let console = entry(&report, "/dev/console").expect("dev/console in the report");
         assert_eq!((console["kind"].as_str(), &console["rdev"]), (Some("c"), &serde_json::json!([5, 1])));

@@ -60,8 +60,10 @@ impl Dir {
 
     /// `smelt build image.toml --elements-path elements -o <out>` plus `extra`, with extra
     /// environment variables.
+    /// The manifest is written too (`--manifest`): tests read what the image holds from
+    /// it ([`manifest`]).
     pub fn build_into(&self, out: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut args = vec!["build", "image.toml", "--elements-path", "elements", "-o", out];
+        let mut args = vec!["build", "image.toml", "--elements-path", "elements", "-o", out, "--manifest"];
         args.extend_from_slice(extra);
         self.smelt_env(&args, env)
     }
@@ -118,6 +120,14 @@ impl Run {
         assert_eq!(self.code, code, "expected exit {code}; stderr:\n{}", self.stderr);
         self
     }
+}
+
+/// Every entry of the manifest a build with `--manifest` wrote in `outdir`.
+#[track_caller]
+pub fn manifest(outdir: &Path) -> serde_json::Value {
+    let file = std::fs::File::open(outdir.join("manifest.jsonl.zst")).expect("a build with --manifest");
+    let text = std::io::read_to_string(zstd::stream::read::Decoder::new(file).unwrap()).unwrap();
+    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect()
 }
 
 /// Runs a shell pipeline and returns its stdout; panics with its stderr on failure.

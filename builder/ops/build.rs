@@ -21,6 +21,8 @@ pub struct BuildOptions {
     pub inputs: Inputs,
     pub outdir: PathBuf,
     pub per_node: bool,
+    /// Write the manifest (every entry) beside report.json.
+    pub manifest: bool,
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
@@ -158,11 +160,18 @@ fn over_budget(mut report: Report, checks: Vec<budget::Check>, plan: &Plan) -> a
     Err(OverBudget { violations, budget_file: plan.budget.source_name() }.into())
 }
 
+/// `report.json`, and with `--manifest` the manifest of every entry, each published
+/// once complete.
 fn write_report(report: &Report, tree: &Tree, opts: &BuildOptions) -> anyhow::Result<()> {
+    if opts.manifest {
+        let pending = Pending::new(&opts.outdir.join(report::MANIFEST));
+        let file = std::io::BufWriter::with_capacity(1 << 20, pending.create_file()?);
+        report::write_manifest(tree, file).context("writing the manifest")?;
+        pending.publish()?;
+    }
     let pending = Pending::new(&opts.outdir.join("report.json"));
     let mut out = std::io::BufWriter::new(pending.create_file()?);
-    let doc = report::Document { report, entries: report::Listing(tree) };
-    serde_json::to_writer_pretty(&mut out, &doc).context("writing report.json")?;
+    serde_json::to_writer_pretty(&mut out, report).context("writing report.json")?;
     out.write_all(b"\n")?;
     out.into_inner().map_err(|e| e.into_error()).context("writing report.json")?;
     pending.publish()

@@ -25,6 +25,7 @@ pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<String> {
     let what = match listing.format {
         "iso" if listing.compressions.is_empty() => "ISO 9660".to_string(),
         "iso" => format!("ISO 9660 ({} files)", listing.compressions.join(" + ")),
+        "manifest" => "a build's manifest".to_string(),
         _ => format!("initramfs ({})", listing.compressions.join(" + ")),
     };
     let mut s = format!(
