@@ -33,7 +33,10 @@ pub fn measure(tree: &Tree) -> Measure {
     let mut m = Measure::default();
     let mut seen_links = BTreeSet::new();
     for (_, e) in tree.iter() {
-        let t = m.elements.entry(e.element.clone()).or_default();
+        if !m.elements.contains_key(&*e.element) {
+            m.elements.insert(e.element.to_string(), Default::default());
+        }
+        let t = m.elements.get_mut(&*e.element).expect("inserted above");
         match &e.kind {
             Kind::Dir => m.dirs += 1,
             Kind::Symlink(_) => m.symlinks += 1,
@@ -59,13 +62,20 @@ pub fn measure(tree: &Tree) -> Measure {
 
 /// The `n` largest files, biggest first: (path, bytes, element).
 pub fn largest(tree: &Tree, n: usize) -> Vec<(String, u64, String)> {
-    let mut files: Vec<_> = tree
-        .iter()
-        .filter(|(_, e)| matches!(e.kind, Kind::File { .. }))
-        .map(|(p, e)| (p.to_string(), e.size(), e.element.clone()))
+    use std::cmp::Reverse;
+    // The n largest so far, smallest on top: one pass, n entries held.
+    let mut top = std::collections::BinaryHeap::new();
+    for (p, e) in tree.iter().filter(|(_, e)| matches!(e.kind, Kind::File { .. })) {
+        top.push(Reverse((e.size(), Reverse(p), &e.element)));
+        if top.len() > n {
+            top.pop();
+        }
+    }
+    let mut files: Vec<_> = top
+        .into_iter()
+        .map(|Reverse((size, Reverse(p), el))| (p.to_string(), size, el.to_string()))
         .collect();
     files.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    files.truncate(n);
     files
 }
 

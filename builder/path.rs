@@ -93,6 +93,13 @@ impl ImagePath {
     }
 }
 
+/// Lookups by `&str` in maps keyed by image paths: the order is the string's.
+impl std::borrow::Borrow<str> for ImagePath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ImagePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "/{}", self.0)

@@ -53,7 +53,7 @@ pub fn certificates(tree: &Tree) -> Vec<CertReport> {
             let text = String::from_utf8(source.read_all().ok()?).ok()?;
             text.contains("-----BEGIN CERTIFICATE").then_some(())?;
             let sha256_fingerprint = crate::builtin::tls::fingerprint(&text).ok()?;
-            Some(CertReport { path: p.to_string(), sha256_fingerprint, element: e.element.clone() })
+            Some(CertReport { path: p.to_string(), sha256_fingerprint, element: e.element.to_string() })
         })
         .collect()
 }

@@ -56,7 +56,7 @@ pub fn find(tree: &Tree, expected: &Expected) -> Vec<Secret> {
         let found = |kind, own: bool, note: Option<String>| Secret {
             path: path.to_string(),
             kind,
-            element: e.element.clone(),
+            element: e.element.to_string(),
             mode: format!("{:04o}", e.mode),
             expected: own || allowed,
             note,

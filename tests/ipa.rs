@@ -137,13 +137,13 @@ struct Booted {
 }
 
 impl Booted {
-    fn start(dir: &Dir, out: &Path) -> Booted {
+    fn start(dir: &Dir, out: &Path, append: &str) -> Booted {
         let stub = Stub::start(dir);
         let api = free_port();
         std::fs::File::create(dir.path("disk.raw")).unwrap().set_len(8 << 30).unwrap();
         let append = format!(
             "console=ttyS0,115200 panic=-1 ipa-api-url=http://10.0.2.2:{port} ipa-insecure=1 \
-             ipa-inspection-callback-url=http://10.0.2.2:{port}/v1/continue_inspection",
+             ipa-inspection-callback-url=http://10.0.2.2:{port}/v1/continue_inspection {append}",
             port = stub.port
         );
         let kernel = out.join("ipa.kernel").display().to_string();
@@ -166,14 +166,18 @@ impl Booted {
         Booted { stub, guest, api }
     }
 
+    /// The inspection data the agent posted to the callback.
+    fn inspection(&self) -> serde_json::Value {
+        let inspection = self.stub.find("POST", "/v1/continue_inspection").expect("an inspection callback");
+        serde_json::from_str(inspection["body"].as_str().unwrap()).unwrap()
+    }
+
     /// Checks what every IPA ramdisk must have told Ironic: an inspection inventory
     /// naming the VM's NIC and its disk, a lookup by the VM's MAC, a heartbeat with the
     /// agent token. Returns the heartbeat.
     fn talked_to_ironic(&self) -> serde_json::Value {
-        let inspection = self.stub.find("POST", "/v1/continue_inspection").expect("an inspection callback");
-        let inventory: serde_json::Value =
-            serde_json::from_str(inspection["body"].as_str().unwrap()).unwrap();
-        let inventory = &inventory["inventory"];
+        let inspection = self.inspection();
+        let inventory = &inspection["inventory"];
         let nics = inventory["interfaces"].as_array().unwrap();
         assert!(nics.iter().any(|i| i["mac_address"] == MAC), "{inventory}");
         assert!(
@@ -268,7 +272,7 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
         .unwrap()
         .to_string();
 
-    let booted = Booted::start(&dir, &out);
+    let booted = Booted::start(&dir, &out, "");
     let heartbeat = booted.talked_to_ironic();
     assert_eq!(heartbeat["agent_version"], "13.0.0");
     assert!(heartbeat["callback_url"].as_str().unwrap().starts_with("https://10.0.2.15:9999"), "{heartbeat}");
@@ -310,7 +314,7 @@ const UPPER_CONSTRAINTS: &str = "certifi==2026.10.19.post1 cffi==2.1.1 charset-n
     Pint==0.25.3 platformdirs==4.14.9 psutil==7.2.2 pycparser==3.12 pyparsing==3.3.3 python-dateutil==4.0.0 \
     pyudev==0.24.5 PyYAML==6.0.4 requests==2.34.2 rfc3986==2.0.0 stevedore==5.10.0 tenacity==9.2.1 tooz==9.1.0 \
     typing_extensions==4.16.0 tzdata==2026.6 urllib3==2.8.0 voluptuous==0.16.0 Werkzeug==3.1.9 wrapt==2.5.2 \
-    zeroconf==0.154.0";
+    zeroconf==0.154.0 hardware==0.33.0 pexpect==4.9.0 ptyprocess==0.7.0";
 
 /// A local git repository made from a PyPI sdist (tagged with its version), for DIB's
 /// source-repositories: `DIB_REPOLOCATION_<name>` points at it, no network but PyPI.
@@ -331,7 +335,7 @@ fn git_from_sdist(name: &str, version: &str) -> String {
 /// openstack/requirements as DIB's ironic-python-agent-ramdisk-base clones it: a git
 /// repository with `upper-constraints.txt`.
 fn requirements_repo() -> String {
-    cached("git-requirements-ipa-13.0.0", |dir| {
+    cached("git-requirements-ipa-13.0.0-hardware-0.33.0", |dir| {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("upper-constraints.txt"), UPPER_CONSTRAINTS.split_whitespace().collect::<Vec<_>>().join("\n") + "\n")
             .unwrap();
@@ -356,7 +360,7 @@ fn ironic_python_agent_builders_elements_build_a_ramdisk_that_talks_to_ironic() 
     dir.write(
         "image.toml",
         "[image]\nname = \"ipa\"\nelements = [\"base-debian\", \"ironic-python-agent-ramdisk\", \
-         \"ironic-python-agent-tls\", \"devuser\", \"dynamic-login\", \"dhcp-all-interfaces\"]\n\
+         \"ironic-python-agent-tls\", \"extra-hardware\", \"devuser\", \"dynamic-login\", \"dhcp-all-interfaces\"]\n\
          outputs = [\"ramdisk-tar\"]\nkernel = \"image\"\nchecksums = [\"sha256\"]\n\
          [params.base-debian]\npackages = [\"linux-image-cloud-amd64\", \"systemd\", \"systemd-sysv\", \
          \"python3\", \"python3-venv\", \"git\"]\n",
@@ -407,11 +411,18 @@ fn ironic_python_agent_builders_elements_build_a_ramdisk_that_talks_to_ironic() 
     ));
     let made = sh(&format!("openssl x509 -noout -fingerprint -sha256 -in {}", cert.display()));
 
-    let booted = Booted::start(&dir, &out);
+    // extra-hardware's collector (the `hardware` package's hardware-detect) adds its
+    // facts to the inspection data.
+    let booted = Booted::start(&dir, &out, "ipa-inspection-collectors=default,extra-hardware");
     let heartbeat = booted.talked_to_ironic();
     assert!(heartbeat["callback_url"].as_str().unwrap().starts_with("https://"), "{heartbeat}");
     let served = booted.served_fingerprint();
     assert_eq!(served, made, "the agent serves another certificate than ironic-python-agent-tls made");
+    let facts = booted.inspection()["data"].clone();
+    let facts = facts.as_array().unwrap_or_else(|| panic!("no extra-hardware data: {}", booted.inspection()));
+    let has = |kind: &str, item: &str| facts.iter().any(|f| f[0] == kind && f[1] == item);
+    assert!(has("system", "product"), "no system product in {facts:?}");
+    assert!(has("disk", "vda"), "no disk vda in {facts:?}");
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -16,7 +16,8 @@ use std::io::{self, Read, Write};
 
 use anyhow::{bail, Context as _};
 
-use crate::tree::{Kind, Tree};
+use crate::path::ImagePath;
+use crate::tree::{Entry, Kind, Tree};
 
 const MAGIC: &[u8] = b"070701";
 const TRAILER: &str = "TRAILER!!!";
@@ -139,6 +140,20 @@ impl<W: Write> Write for Counted<'_, W> {
     }
 }
 
+/// Files up to this size are read on other cores ahead of the writer.
+const SMALL: u64 = 16 << 10;
+
+/// An entry with its bytes when it is a small file, read on a mapper thread.
+type ReadAhead<'t> = (usize, &'t ImagePath, &'t Entry, Option<io::Result<Vec<u8>>>);
+
+fn read_small<'t>((i, (path, entry)): (usize, (&'t ImagePath, &'t Entry))) -> ReadAhead<'t> {
+    let data = match &entry.kind {
+        Kind::File { source, size, .. } if (1..=SMALL).contains(size) => Some(source.read_all()),
+        _ => None,
+    };
+    (i, path, entry, data)
+}
+
 /// Writes the whole tree as one archive. `epoch` clamps every mtime (`SOURCE_DATE_EPOCH`);
 /// `progress` is told the bytes of each file written.
 pub fn write_tree<W: Write>(
@@ -164,7 +179,12 @@ pub fn write_tree<W: Write>(
         rdev: (0, 0),
     })?;
     let mut data_written: std::collections::BTreeSet<(u64, u64)> = Default::default();
-    for (i, (path, entry)) in tree.iter().enumerate() {
+    // Small files are opened and read on every core, in order, ahead of the writer;
+    // larger ones stream through it. Few bytes are in flight: at most SMALL per item.
+    let mut i_seen = 0;
+    crate::io::ahead::map_in_batches(64, tree.iter().enumerate(), read_small, |(i, path, entry, data)| {
+        debug_assert_eq!(i, i_seen);
+        i_seen += 1;
         let (ino, nlink) = inodes[i];
         let mut size = entry.size();
         let mut rdev = (0, 0);
@@ -194,20 +214,27 @@ pub fn write_tree<W: Write>(
             rdev,
         })
         .context("writing the cpio archive")?;
-        match &entry.kind {
-            Kind::File { source, .. } if size > 0 => {
+        match (&entry.kind, data) {
+            (Kind::File { source, .. }, Some(read)) if size > 0 => {
+                let bytes = read.with_context(|| format!("reading {} for {path}", source.describe()))?;
+                w.data(&mut bytes.as_slice(), size)
+                    .with_context(|| format!("archiving {} as {path}", source.describe()))?;
+                progress(size);
+            }
+            (Kind::File { source, .. }, _) if size > 0 => {
                 let mut src =
                     source.open().with_context(|| format!("opening {} for {path}", source.describe()))?;
                 w.data(&mut src, size)
                     .with_context(|| format!("archiving {} as {path}", source.describe()))?;
                 progress(size);
             }
-            Kind::Symlink(target) => {
+            (Kind::Symlink(target), _) => {
                 w.data(&mut target.as_bytes(), size).context("writing the cpio archive")?
             }
             _ => {}
         }
-    }
+        Ok::<(), anyhow::Error>(())
+    })?;
     w.finish().context("finishing the cpio archive")
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::image_dest as dest;
 use crate::path::ImagePath;
-use crate::tree::disk::{add_dir_as_root, root_entry};
+use crate::tree::disk::{add_dir, root_entry, Owners};
 use crate::tree::{Entry, Tree};
 
 /// `agent`: the payload (a file or a directory tree) at `dest`, its config rendered
@@ -33,7 +33,7 @@ pub fn apply(
         .with_context(|| format!("element `{element}`: payload {}", payload.display()))?;
     let mut count = 0;
     if meta.is_dir() {
-        count += add_dir_as_root(tree, &payload, &dest_at, element)?;
+        count += add_dir(tree, &payload, &dest_at, element, Owners::Root)?;
     } else {
         let mut entry = root_entry(&payload, element)?;
         entry.mode |= 0o755;

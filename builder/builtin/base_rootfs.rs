@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::tree::disk::host_entry;
+use crate::tree::disk::{add_dir, Owners};
 use crate::tree::{Entry, Kind, Tree};
 
 /// Adds every member of an uncompressed tarball to the tree, by reference.
@@ -102,7 +102,8 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) -
     let meta = std::fs::metadata(&source)
         .with_context(|| format!("element `{element}`: source {}", source.display()))?;
     if meta.is_dir() {
-        return add_dir(tree, &source, element);
+        // Files owned by the user running smelt become root's, other owners are kept.
+        return add_dir(tree, &source, &ImagePath::root(), element, Owners::Kept);
     }
     let mut magic = [0u8; 6];
     let n = std::fs::File::open(&source)?.read(&mut magic)?;
@@ -133,18 +134,4 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value, image_dir: &Path) -
         pending.publish()?;
     }
     add_tar(tree, &plain, element)
-}
-
-/// A rootfs directory, by reference; files owned by the user running smelt become
-/// root's, other owners are kept.
-fn add_dir(tree: &mut Tree, dir: &Path, element: &str) -> anyhow::Result<usize> {
-    let mut count = 0;
-    for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
-        let e = e.with_context(|| format!("element `{element}`: reading {}", dir.display()))?;
-        let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
-        let path = ImagePath::new(&rel).map_err(anyhow::Error::msg)?;
-        tree.insert(&path, host_entry(e.path(), &e.metadata()?, element)?).map_err(anyhow::Error::msg)?;
-        count += 1;
-    }
-    Ok(count)
 }

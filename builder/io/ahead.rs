@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 /// Items handed over at a time: one channel message per item would cost more than
 /// most items do.
-const BATCH: usize = 256;
+pub const BATCH: usize = 256;
 /// Batches in each channel, so memory stays small whatever the count.
 const AHEAD: usize = 8;
 
@@ -17,6 +17,21 @@ const AHEAD: usize = 8;
 /// iterator runs on one thread and `map` on as many as there are cores, while `consume`
 /// runs on the caller's. The first error from `consume` stops them all.
 pub fn map_in_order<T, U, E>(
+    items: impl Iterator<Item = T> + Send,
+    map: impl Fn(T) -> U + Sync,
+    consume: impl FnMut(U) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: Send,
+    U: Send,
+{
+    map_in_batches(BATCH, items, map, consume)
+}
+
+/// [`map_in_order`] with `batch` items a message: smaller batches keep less in flight
+/// when a mapped item holds data (at most `2 * AHEAD + cores` batches are).
+pub fn map_in_batches<T, U, E>(
+    batch_size: usize,
     items: impl Iterator<Item = T> + Send,
     map: impl Fn(T) -> U + Sync,
     mut consume: impl FnMut(U) -> Result<(), E>,
@@ -30,13 +45,15 @@ where
         let (work_tx, work_rx) = sync_channel::<(usize, Vec<T>)>(AHEAD);
         let (done_tx, done_rx) = sync_channel::<(usize, Vec<U>)>(AHEAD);
         s.spawn(move || {
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch = Vec::with_capacity(batch_size);
             let mut seq = 0;
             for item in items {
                 batch.push(item);
-                if batch.len() == BATCH {
+                if batch.len() == batch_size {
                     // The mappers stopped (the consumer failed): stop making items.
-                    if work_tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err()
+                    if work_tx
+                        .send((seq, std::mem::replace(&mut batch, Vec::with_capacity(batch_size))))
+                        .is_err()
                     {
                         return;
                     }

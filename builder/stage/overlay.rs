@@ -49,7 +49,7 @@ fn place(
     // Ownership is smelt's record: root, whoever owns the element's files.
     let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { file.mode };
     let when = file.stat.map_or(mtime, |s| s.mtime);
-    let entry = Entry { kind, mode, uid: 0, gid: 0, mtime: when, element: element.name.clone() };
+    let entry = Entry { kind, mode, uid: 0, gid: 0, mtime: when, element: element.name.as_str().into() };
     tree.insert(&path, entry).map_err(fail)?;
     Ok(())
 }

@@ -105,7 +105,8 @@ pub fn devices(tree: &mut Tree, elements: &[Element], mtime: i64) -> anyhow::Res
     for e in elements {
         for d in &e.manifest.devices {
             let kind = Kind::device(d.kind, d.major, d.minor);
-            let entry = Entry { kind, mode: d.mode, uid: d.uid, gid: d.gid, mtime, element: e.name.clone() };
+            let entry =
+                Entry { kind, mode: d.mode, uid: d.uid, gid: d.gid, mtime, element: e.name.as_str().into() };
             tree.insert(&d.path, entry)
                 .map_err(|m| anyhow::anyhow!("element `{}`: device {}: {m}", e.name, d.path))?;
         }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 
 use crate::element::{Element, FileKind, Origin};
 use crate::path::ImagePath;
-use crate::tree::disk::{add_dir_as_root, root_entry};
+use crate::tree::disk::{add_dir, root_entry, Owners};
 use crate::tree::Tree;
 
 /// Places every repository an element declares; returns how many entries it added.
@@ -137,7 +137,7 @@ fn tar(
         }
         member.unpack(&target).with_context(|| format!("unpacking {path} from {}", location.display()))?;
     }
-    add_dir_as_root(tree, scratch, dest, element)
+    add_dir(tree, scratch, dest, element, Owners::Root)
 }
 
 /// A git repository on this machine, checked out at `reference` (default: master, else
@@ -170,7 +170,7 @@ fn git(
             return Err(e);
         }
     }
-    add_dir_as_root(tree, scratch, dest, element)
+    add_dir(tree, scratch, dest, element, Owners::Root)
 }
 
 #[cfg(test)]

@@ -56,24 +56,42 @@ pub fn root_entry(path: &Path, element: &str) -> anyhow::Result<Entry> {
     Ok(host_entry(path, &meta, element)?.as_root())
 }
 
-/// Adds everything under the host directory `dir` at `under`, by reference and as
-/// root's, `.git` directories left out; returns how many entries.
-pub fn add_dir_as_root(
+/// Whose a host directory's entries become in the image.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// Root's, whoever owns them on the host, `.git` directories left out: a payload
+    /// or a source tree.
+    Root,
+    /// As [`host_entry`] says: a root filesystem, whose owners a hook may have set.
+    Kept,
+}
+
+/// Adds everything under the host directory `dir` at `under`, by reference; returns how
+/// many entries. The walk's entries are read (`lstat`, `readlink`) on every core, a few
+/// hundred ahead of their insertion in path order.
+pub fn add_dir(
     tree: &mut Tree,
     dir: &Path,
     under: &ImagePath,
     element: &str,
+    owners: Owners,
 ) -> anyhow::Result<usize> {
     let mut count = 0;
     let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name();
-    for e in walk.into_iter().filter_entry(|e| e.file_name() != ".git") {
-        let e = e.with_context(|| format!("reading {}", dir.display()))?;
-        let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
-        let at = under.join(&rel).map_err(anyhow::Error::msg)?;
-        let entry = host_entry(e.path(), &e.metadata()?, element)?.as_root();
+    let walk = walk.into_iter().filter_entry(move |e| owners == Owners::Kept || e.file_name() != ".git");
+    let read = |e: walkdir::Result<walkdir::DirEntry>| -> anyhow::Result<(ImagePath, Entry)> {
+        let e = e.with_context(|| format!("element `{element}`: reading {}", dir.display()))?;
+        let rel = e.path().strip_prefix(dir)?.to_string_lossy();
+        let at = if under.is_root() { ImagePath::new(&rel) } else { under.join(&rel) };
+        let entry = host_entry(e.path(), &e.metadata()?, element)?;
+        Ok((at.map_err(anyhow::Error::msg)?, if owners == Owners::Root { entry.as_root() } else { entry }))
+    };
+    crate::io::ahead::map_in_order(walk, read, |read| {
+        let (at, entry) = read?;
         tree.insert(&at, entry).map_err(|m| anyhow::anyhow!("element `{element}`: {at}: {m}"))?;
         count += 1;
-    }
+        Ok::<(), anyhow::Error>(())
+    })?;
     Ok(count)
 }
 

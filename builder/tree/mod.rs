@@ -2,7 +2,8 @@
 //! bytes come from, who owns it and which element put it there. Files are staged by
 //! reference; nothing is copied until an archive is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 pub mod disk;
 
@@ -75,6 +76,68 @@ impl Kind {
     }
 }
 
+/// The name of the element an entry came from: one allocation per element, shared by
+/// all of its entries (a tree of a million entries holds a handful of names).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ElementName(Arc<str>);
+
+impl From<&str> for ElementName {
+    fn from(name: &str) -> ElementName {
+        static NAMES: Mutex<Option<HashSet<Arc<str>>>> = Mutex::new(None);
+        let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let names = names.get_or_insert_with(HashSet::new);
+        if let Some(known) = names.get(name) {
+            return ElementName(Arc::clone(known));
+        }
+        let new: Arc<str> = name.into();
+        names.insert(Arc::clone(&new));
+        ElementName(new)
+    }
+}
+
+impl From<&String> for ElementName {
+    fn from(name: &String) -> ElementName {
+        ElementName::from(name.as_str())
+    }
+}
+
+impl std::ops::Deref for ElementName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ElementName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ElementName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl std::fmt::Display for ElementName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ElementName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl serde::Serialize for ElementName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub kind: Kind,
@@ -85,7 +148,7 @@ pub struct Entry {
     /// Seconds since the epoch; clamped to `SOURCE_DATE_EPOCH` when archived.
     pub mtime: i64,
     /// The element that put it there (`smelt` for parents made automatically).
-    pub element: String,
+    pub element: ElementName,
 }
 
 impl Entry {
@@ -185,6 +248,12 @@ impl Tree {
     /// `bin/sh` lands in `usr/bin/sh` when `bin` links to `usr/bin`. The last component
     /// is not followed.
     pub fn resolve_parents(&self, path: &ImagePath) -> Result<ImagePath, String> {
+        // Most paths have no symlink among their parents: checked without allocating.
+        match self.first_linked_parent(path.as_str()) {
+            Ok(None) => return Ok(path.clone()),
+            Ok(Some(_)) => {}
+            Err(msg) => return Err(msg),
+        }
         let mut depth = 0;
         let mut current = ImagePath::root();
         let mut rest: Vec<String> =
@@ -218,6 +287,25 @@ impl Tree {
             }
         }
         Ok(current)
+    }
+
+    /// The first parent of `path` that is a symlink, if any; an error when a parent is
+    /// a file or a device.
+    fn first_linked_parent<'p>(&self, path: &'p str) -> Result<Option<&'p str>, String> {
+        for (i, _) in path.match_indices('/') {
+            let parent = &path[..i];
+            match self.entries.get(parent).map(|e| &e.kind) {
+                Some(Kind::Symlink(_)) => return Ok(Some(parent)),
+                Some(Kind::Dir) | None => {}
+                Some(other) => {
+                    return Err(format!(
+                        "/{parent} is a {}, so /{path} cannot be created under it",
+                        describe(other)
+                    ))
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Puts `entry` at `path` (after resolving symlinked parents), creating missing
@@ -256,26 +344,16 @@ impl Tree {
         Ok(path)
     }
 
+    /// Creates the missing parents of `path` (resolved already: its parents are
+    /// directories or missing), nearest the root first.
     fn make_parents(&mut self, path: &ImagePath, mtime: i64, element: &str) -> Result<(), String> {
-        let mut missing = Vec::new();
-        let mut p = path.parent();
-        while let Some(parent) = p {
-            if parent.is_root() {
-                break;
-            }
-            match self.entries.get(&parent).map(|e| &e.kind) {
-                None => missing.push(parent.clone()),
-                Some(Kind::Dir) => break,
-                Some(other) => {
-                    return Err(format!(
-                        "{parent} is a {}, so {path} cannot be created under it",
-                        describe(other)
-                    ))
-                }
-            }
-            p = parent.parent();
-        }
-        for dir in missing {
+        let text = path.as_str();
+        // Where the existing ancestors end: every parent below that one is missing.
+        let ends: Vec<usize> = text.match_indices('/').map(|(i, _)| i).collect();
+        let present = ends.iter().rposition(|&i| self.entries.contains_key(&text[..i]));
+        let first_missing = present.map_or(0, |k| k + 1);
+        for &end in &ends[first_missing..] {
+            let dir = ImagePath::new(&text[..end])?;
             self.entries.insert(dir, Entry::dir(0o755, mtime, element));
         }
         Ok(())
@@ -406,6 +484,6 @@ mod tests {
         t.insert(&p("etc/motd"), Entry::bytes(b"a".to_vec(), 0o644, 0, "a")).unwrap();
         t.insert(&p("etc/motd"), Entry::bytes(b"bb".to_vec(), 0o600, 0, "b")).unwrap();
         let e = t.get(&p("etc/motd")).unwrap();
-        assert_eq!((e.size(), e.mode, e.element.as_str()), (2, 0o600, "b"));
+        assert_eq!((e.size(), e.mode, &*e.element), (2, 0o600, "b"));
     }
 }

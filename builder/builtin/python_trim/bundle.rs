@@ -134,11 +134,12 @@ pub fn add(
     tree.insert(&exe, entry).map_err(fail)?;
     let locale = Path::new(LOCALE);
     if locale.is_dir() {
-        crate::tree::disk::add_dir_as_root(
+        crate::tree::disk::add_dir(
             tree,
             locale,
             &runtime.join("locale/C.utf8").map_err(fail)?,
             element,
+            crate::tree::disk::Owners::Root,
         )?;
     } else {
         crate::ui::warning(&format!(
