@@ -18,6 +18,7 @@ use crate::io::atomic::Pending;
 use crate::io::compress::{Compression, Compressor};
 use crate::io::count::CountingWriter;
 use crate::io::prefetch::{Prefetch, Span};
+use crate::io::source::Source;
 use crate::tree::disk::write_entry;
 use crate::tree::Tree;
 use crate::tree::{Entry, Kind};
@@ -41,7 +42,9 @@ pub fn initramfs(
     dest: &Path,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Written> {
-    let ahead = Prefetch::start(host_spans(tree.iter().map(|(_, e)| e)));
+    let ahead = Prefetch::start(host_files(tree.iter().map(|(_, e)| e)), || {
+        host_files(tree.iter().map(|(_, e)| e)).filter_map(|(s, n)| Span::of(s, n)).collect()
+    });
     let progress = |n| {
         progress(n);
         if let Some(p) = &ahead {
@@ -61,20 +64,23 @@ pub fn initramfs(
     Ok(Written { pending, bytes, sha256, skipped: 0 })
 }
 
-/// The host bytes behind `entries`' files, in their order.
-fn host_spans<'t>(entries: impl Iterator<Item = &'t Entry>) -> Vec<Span> {
-    entries
-        .filter_map(|e| match &e.kind {
-            Kind::File { source, size, .. } => Span::of(source, *size),
-            _ => None,
-        })
-        .collect()
+/// The sources and sizes of `entries`' files, in their order.
+fn host_files<'t>(
+    entries: impl Iterator<Item = &'t Entry> + Clone,
+) -> impl Iterator<Item = (&'t Source, u64)> + Clone {
+    entries.filter_map(|e| match &e.kind {
+        Kind::File { source, size, .. } => Some((source, *size)),
+        _ => None,
+    })
 }
 
 /// Writes the trees, one over the other, as a directory. Ownership cannot be set
 /// without privilege, and device nodes cannot be made: they are counted in `skipped`.
 pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
-    let ahead = Prefetch::start(host_spans(layers.iter().flat_map(|t| t.iter().map(|(_, e)| e))));
+    let entries = || layers.iter().flat_map(|t| t.iter().map(|(_, e)| e));
+    let ahead = Prefetch::start(host_files(entries()), || {
+        host_files(entries()).filter_map(|(s, n)| Span::of(s, n)).collect()
+    });
     let pending = Pending::new(dest);
     let root = pending.temp_path().to_path_buf();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;

@@ -3,11 +3,12 @@
 //! read are asked of the disk several at a time (`posix_fadvise(WILLNEED)`, which
 //! queues the reads and returns), up to a window ahead of the writer, so a cold build
 //! waits on the disk's parallel throughput instead. When a sample of the files is in
-//! the cache already, nothing is started: a warm build pays a few reads of one byte.
+//! the cache already, nothing is started and nothing is listed: a warm build pays a few
+//! reads of one byte.
 
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,13 +34,17 @@ pub struct Span {
 impl Span {
     /// The host bytes behind `source` of `size` bytes, if it has any.
     pub fn of(source: &Source, size: u64) -> Option<Span> {
-        match source {
-            Source::Host(p) => Some(Span { path: p.clone(), offset: 0, len: size }),
-            Source::Range { file, offset, len } => {
-                Some(Span { path: file.to_path_buf(), offset: *offset, len: *len })
-            }
-            Source::Static(_) | Source::Bytes(_) => None,
-        }
+        let (path, offset, len) = host_bytes(source, size)?;
+        Some(Span { path: path.to_path_buf(), offset, len })
+    }
+}
+
+/// Where the bytes of `source` (`size` of them) are on the host: path, offset, length.
+fn host_bytes(source: &Source, size: u64) -> Option<(&Path, u64, u64)> {
+    match source {
+        Source::Host(p) => Some((p, 0, size)),
+        Source::Range { file, offset, len } => Some((file, *offset, *len)),
+        Source::Static(_) | Source::Bytes(_) => None,
     }
 }
 
@@ -60,9 +65,18 @@ struct Shared {
 }
 
 impl Prefetch {
-    /// Reads ahead `spans`, in the order the writer reads them, unless they look cached.
-    pub fn start(spans: Vec<Span>) -> Option<Prefetch> {
-        if spans.is_empty() || looks_cached(&spans) {
+    /// Reads ahead what the writer will read — `files`' host bytes (sources and their
+    /// sizes), in the order `order` lists them — unless a sample of `files` is cached;
+    /// only then are they listed (`order`), a few hundred bytes a file.
+    pub fn start<'t>(
+        files: impl Iterator<Item = (&'t Source, u64)> + Clone,
+        order: impl FnOnce() -> Vec<Span>,
+    ) -> Option<Prefetch> {
+        if looks_cached(files) {
+            return None;
+        }
+        let spans = order();
+        if spans.is_empty() {
             return None;
         }
         let mut starts = Vec::with_capacity(spans.len());
@@ -131,15 +145,13 @@ fn ask(s: &Shared) {
     }
 }
 
-/// Whether files spread over `spans` are in the page cache.
-fn looks_cached(spans: &[Span]) -> bool {
-    let step = (spans.len() / SAMPLE).max(1);
-    spans
-        .iter()
-        .step_by(step)
-        .filter(|span| span.len > 0)
+/// Whether files spread over `files` are in the page cache (yes when there are none).
+fn looks_cached<'t>(files: impl Iterator<Item = (&'t Source, u64)> + Clone) -> bool {
+    let host = files.filter_map(|(source, size)| host_bytes(source, size)).filter(|(_, _, len)| *len > 0);
+    let step = (host.clone().count() / SAMPLE).max(1);
+    host.step_by(step)
         .take(SAMPLE)
-        .all(|span| File::open(&span.path).is_ok_and(|file| in_cache(&file, span.offset)))
+        .all(|(path, offset, _)| File::open(path).is_ok_and(|file| in_cache(&file, offset)))
 }
 
 /// Whether the byte at `offset` of `file` is in the page cache: a one-byte read that
@@ -162,14 +174,17 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 100_000]).unwrap();
         // Just written: in the cache.
-        let spans = vec![Span { path: path.clone(), offset: 0, len: 100_000 }];
-        assert!(looks_cached(&spans));
-        assert!(Prefetch::start(spans).is_none());
+        let cached = [Source::Host(path.clone())];
+        let files = || cached.iter().map(|s| (s, 100_000));
+        assert!(looks_cached(files()));
+        assert!(Prefetch::start(files(), || panic!("a cached file is not listed")).is_none());
 
         // Files that cannot be read count as not cached; the readers pass them by.
-        let missing =
-            (0..100).map(|i| Span { path: dir.path().join(format!("gone{i}")), offset: 0, len: 10 });
-        let p = Prefetch::start(missing.collect()).expect("nothing cached, so readers start");
+        let missing: Vec<Source> =
+            (0..100).map(|i| Source::Host(dir.path().join(format!("gone{i}")))).collect();
+        let files = || missing.iter().map(|s| (s, 10));
+        let spans = || files().filter_map(|(s, n)| Span::of(s, n)).collect();
+        let p = Prefetch::start(files(), spans).expect("nothing cached, so readers start");
         p.advance(1000);
         drop(p);
     }

@@ -213,7 +213,7 @@ pub struct Tree {
 const MAX_LINK_DEPTH: usize = 40;
 
 impl Tree {
-    pub fn iter(&self) -> impl Iterator<Item = (&ImagePath, &Entry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&ImagePath, &Entry)> + Clone {
         self.entries.iter()
     }
 

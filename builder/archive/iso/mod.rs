@@ -87,7 +87,13 @@ pub fn prepare(
     // From a cold cache, the disk starts on the files while the tree is made and laid
     // out. Compressed files are read while the tree is made, on every core.
     let ahead = match compression {
-        FileCompression::None => Prefetch::start(reads(layers)),
+        FileCompression::None => {
+            let files = layers.iter().flat_map(|l| l.iter()).filter_map(|(_, e)| match &e.kind {
+                Kind::File { source, size, .. } => Some((source, *size)),
+                _ => None,
+            });
+            Prefetch::start(files, || reads(layers))
+        }
         FileCompression::Zisofs => None,
     };
     let mut htree = hadris_fs::Tree::new();
