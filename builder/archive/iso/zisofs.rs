@@ -89,6 +89,10 @@ pub fn encode(input: &mut impl Read, len: u64, out: &mut (impl Write + Seek)) ->
 /// when it would not take a sector less than the plain file (stored plain). Cached by
 /// content: a rebuild reads each file once, to hash it, and compresses nothing again.
 pub fn cached(source: &Source, size: u64) -> anyhow::Result<Option<PathBuf>> {
+    cached_in(&crate::cache::dir(), source, size)
+}
+
+fn cached_in(cache: &std::path::Path, source: &Source, size: u64) -> anyhow::Result<Option<PathBuf>> {
     if !worth_trying(size) {
         return Ok(None);
     }
@@ -99,7 +103,7 @@ pub fn cached(source: &Source, size: u64) -> anyhow::Result<Option<PathBuf>> {
         bail!("{} changed size while the image was built", source.describe());
     }
     let digest = digest.expect("a hashing writer");
-    let dir = crate::cache::dir().join(format!("zisofs/{BLOCK_LOG2}-{LEVEL}")).join(&digest[..2]);
+    let dir = cache.join(format!("zisofs/{BLOCK_LOG2}-{LEVEL}")).join(&digest[..2]);
     let (packed, plain) = (dir.join(&digest), dir.join(format!("{digest}.plain")));
     if packed.exists() {
         return Ok(Some(packed));
@@ -108,7 +112,10 @@ pub fn cached(source: &Source, size: u64) -> anyhow::Result<Option<PathBuf>> {
         return Ok(None);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let partial = dir.join(format!("{digest}.partial-{}", std::process::id()));
+    // Unique per call: two threads may compress the same content (duplicate files).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = dir.join(format!("{digest}.partial-{}-{call}", std::process::id()));
     crate::cleanup::track(&partial);
     let written = (|| -> io::Result<u64> {
         let mut out = io::BufWriter::new(File::create(&partial)?);
@@ -373,6 +380,28 @@ mod tests {
             })
             .collect();
         assert!(!saves(noise.len() as u64, roundtrip(&noise)));
+    }
+
+    /// Regression: two threads compressing the same content (duplicate files in a
+    /// tree) shared one temporary name, and one of them failed.
+    #[test]
+    fn the_same_content_compressed_at_once_on_many_threads() {
+        let cache = tempfile::tempdir().unwrap();
+        let text: std::sync::Arc<[u8]> = b"the same line again\n".repeat(5000).into();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (source, len) = (Source::Bytes(text.clone()), text.len() as u64);
+                    let cache = cache.path();
+                    s.spawn(move || cached_in(cache, &source, len))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            let packed = r.unwrap().expect("text shrinks");
+            assert_eq!(decode(&std::fs::read(packed).unwrap()).unwrap(), &text[..]);
+        }
     }
 
     #[test]
