@@ -105,15 +105,9 @@ fn data_image_stored(dir: &Dir, compression: &str) {
     let conf: String = (0..3000).map(|i| format!("key{i} = {}\n", i * 7)).collect();
     dir.write(&format!("elements/payload/root/opt/kit/{}.conf", "long-name-".repeat(7)), &conf);
     dir.write("elements/payload/root/a/b/c/d/e/f/g/h/i/deep-lines.txt", &text[..60_000]);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..40_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    // Bytes that do not compress, the same on every run: a chain of SHA-256 digests.
+    use sha2::Digest as _;
+    let noise: Vec<u8> = (0..1250u32).flat_map(|i| sha2::Sha256::digest(i.to_le_bytes())).collect();
     std::fs::write(dir.path("elements/payload/root/opt/kit/data/noise.bin"), noise).unwrap();
     std::fs::hard_link(
         dir.path("elements/payload/root/opt/kit/data/lines.txt"),
