@@ -174,7 +174,7 @@ fn merge_params(
         let (element, param) =
             key.split_once('.').ok_or_else(|| bad("write it as ELEMENT.PARAM=VALUE".into()))?;
         let Some(e) = resolved.get(element) else {
-            let hint = suggest(element, resolved.names().into_iter())
+            let hint = suggest(element, resolved.names())
                 .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
             return Err(bad(format!("element `{element}` is not in this image{hint}")).into());
         };

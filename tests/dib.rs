@@ -135,7 +135,9 @@ fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
     ];
     let dib = dib_elements();
     let args = ["--elements-path", "elements", "--elements-path", dib.as_str()];
-    let r = dir.smelt_env(&[&["build", "image.toml", "-o", "out", "-v"], &args[..]].concat(), &env).ok();
+    let r = dir
+        .smelt_env(&[&["build", "image.toml", "-o", "out", "-v", "--manifest"], &args[..]].concat(), &env)
+        .ok();
     // DIB's per-phase table: script, element, seconds.
     assert!(r.stderr.contains("phase install.d:\n  01-package-installs"), "{}", r.stderr);
     assert!(r.stderr.contains("50-devuser                   devuser"), "{}", r.stderr);

@@ -99,7 +99,10 @@ fn the_next_build_sweeps_what_a_killed_build_left() {
         "{}",
         r.stderr
     );
-    assert_eq!(contents(&dir.path("out")), [live.as_str(), "report.json", "s.cpio.zst"]);
+    assert_eq!(
+        contents(&dir.path("out")),
+        [live.as_str(), "manifest.jsonl.zst", "report.json", "s.cpio.zst"]
+    );
 }
 
 #[test]

@@ -84,7 +84,7 @@ fn strip_escapes(text: &str) -> String {
                 // CSI: ESC [ parameters, then a final letter.
                 if chars.peek() == Some(&'[') {
                     chars.next();
-                    while let Some(p) = chars.next() {
+                    for p in chars.by_ref() {
                         if p.is_ascii_alphabetic() {
                             break;
                         }
@@ -291,6 +291,13 @@ fn the_dhcp_configs_pass_their_servers_checks_and_each_node_has_its_kickstart() 
     // The same inputs give the same tree.
     dir.build_into("again", &["--client", "client.toml", "--source-date-epoch", "1700000000"], &[]).ok();
     sh(&format!("diff -r {} {}", tree.display(), dir.path("again/acme.netboot").display()));
+
+    // Budgeted like every output: over it, nothing is published.
+    dir.write("size-budget.toml", "[output.netboot]\nmax = \"1MiB\"\n");
+    let r = dir.build_into("small", &["--client", "client.toml"], &[]).fails(3);
+    assert!(r.stderr.contains("output netboot: "), "{}", r.stderr);
+    assert!(!dir.path("small/acme.netboot").exists(), "an over-budget tree was published");
+    std::fs::remove_file(dir.path("size-budget.toml")).unwrap();
 
     // Per node: each node's own initramfs, stamped, named by its configs.
     dir.build_into("pn", &["--client", "client.toml", "--per-node"], &[]).ok();
