@@ -1,7 +1,7 @@
 //! Writing a build's outputs, one function per kind over one [`Outputs`] context: every
 //! output of every variant (see [`variants`]) goes under a temporary name, with its
 //! report line and budget check, for the build to publish only when all are within
-//! budget. The initramfs comes first, since a bootable ISO, the ramdisk tarball and the
+//! budget. Per node, variants are written on every core, and recorded in their order. The initramfs comes first, since a bootable ISO, the ramdisk tarball and the
 //! network-boot tree carry it; the network-boot tree (all variants' initramfs) and
 //! config drives, one per node, come last.
 
@@ -63,39 +63,64 @@ pub fn write(
     ui: &Ui,
 ) -> anyhow::Result<Produced> {
     let wants = |kind| plan.image.outputs.contains(&kind);
+    let kernel = match image_kernel {
+        Some(k) => Some(k.to_path_buf()),
+        None => plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?,
+    };
+    let needs_initramfs = wants(OutputKind::Initramfs)
+        || wants(OutputKind::RamdiskTar)
+        || wants(OutputKind::Netboot)
+        || (wants(OutputKind::Iso) && kernel.is_some());
+    // What every variant shares, made once before any is written.
+    let loaders = match (&kernel, wants(OutputKind::Iso)) {
+        (Some(_), true) => Some(boot::Loaders::prepare(&plan.image, work)?),
+        _ => None,
+    };
+    let shared = match variants.first().map(|v| v.layers.as_slice()) {
+        Some([shared, _]) if needs_initramfs => {
+            let compression = plan.image.compression;
+            let at = work.join(format!("shared.cpio{}", compression.suffix()));
+            let written =
+                ui.step("shared", || archive::initramfs(shared, plan.epoch, compression, &at, |_| {}))?;
+            let part = archive::SharedPart::new(written.pending.temp_path())?;
+            Some((written, part))
+        }
+        _ => None,
+    };
     let mut out = Outputs {
         plan,
         outdir,
         work,
         ui,
-        kernel: match image_kernel {
-            Some(k) => Some(k.to_path_buf()),
-            None => plan.image.kernel.as_ref().map(boot::kernel_path).transpose()?,
-        },
+        kernel,
         iso_extras: if wants(OutputKind::Iso) { Some(crate::stage::iso_extras(plan)?) } else { None },
-        loaders: None,
-        shared: None,
+        loaders,
+        shared,
         produced: Produced::default(),
     };
-    let needs_initramfs = wants(OutputKind::Initramfs)
-        || wants(OutputKind::RamdiskTar)
-        || wants(OutputKind::Netboot)
-        || (wants(OutputKind::Iso) && out.kernel.is_some());
     // Every variant's initramfs, for the network-boot tree; those that are not an output
     // themselves are kept (and removed when dropped) until it is written.
     let mut for_netboot: Vec<(Option<&str>, PathBuf)> = Vec::new();
     let mut carried: Vec<Written> = Vec::new();
-    for v in variants {
-        let initramfs = if needs_initramfs { Some(out.initramfs(v)?) } else { None };
-        let packed = initramfs.as_ref().map(|w| w.pending.temp_path());
-        for kind in &plan.image.outputs {
-            match kind {
-                OutputKind::Iso => out.iso(v, packed)?,
-                OutputKind::RamdiskTar => out.ramdisk_tar(v, packed)?,
-                OutputKind::Dir => out.dir(v)?,
-                // Written above; the network-boot tree and config drives are for every
-                // node, after the images.
-                OutputKind::Initramfs | OutputKind::ConfigDrive | OutputKind::Netboot => {}
+    let mut made_all: Vec<(&Variant, VariantMade)> = Vec::new();
+    // One variant a job: two nodes' images are written at once on two cores (hashing
+    // each output is most of the work), and recorded in the inventory's order; the
+    // first failure stops the rest.
+    crate::io::ahead::map_in_batches(
+        1,
+        variants.iter(),
+        |v| out.variant(v, needs_initramfs).map(|made| (v, made)),
+        |made| {
+            made_all.push(made?);
+            Ok::<(), anyhow::Error>(())
+        },
+    )?;
+    for (v, made) in made_all {
+        let VariantMade { initramfs, outputs } = made;
+        for m in outputs {
+            match m {
+                Made::Written(kind, written) => out.record(kind, written),
+                Made::Refused { kind, dest, bytes, check } => out.refuse(kind, &dest, bytes, check),
             }
         }
         let Some(initramfs) = initramfs else { continue };
@@ -123,15 +148,47 @@ pub fn write(
     Ok(produced)
 }
 
+/// What writing one variant made: its initramfs (an output, or carried by others), and
+/// its other outputs.
+struct VariantMade {
+    initramfs: Option<Written>,
+    outputs: Vec<Made>,
+}
+
+/// One output of a variant: written under a temporary name, or refused for its budget
+/// before it was written.
+enum Made {
+    Written(OutputKind, Written),
+    Refused { kind: OutputKind, dest: PathBuf, bytes: u64, check: budget::Check },
+}
+
 impl Outputs<'_> {
     fn wants(&self, kind: OutputKind) -> bool {
         self.plan.image.outputs.contains(&kind)
     }
 
+    /// Every output of one variant, under temporary names, not yet recorded.
+    fn variant(&self, v: &Variant, needs_initramfs: bool) -> anyhow::Result<VariantMade> {
+        let initramfs = if needs_initramfs { Some(self.initramfs(v)?) } else { None };
+        let packed = initramfs.as_ref().map(|w| w.pending.temp_path());
+        let mut outputs = Vec::new();
+        for kind in &self.plan.image.outputs {
+            match kind {
+                OutputKind::Iso => outputs.push(self.iso(v, packed)?),
+                OutputKind::RamdiskTar => outputs.push(self.ramdisk_tar(v, packed)?),
+                OutputKind::Dir => outputs.push(self.dir(v)?),
+                // Written above; the network-boot tree and config drives are for every
+                // node, after the images.
+                OutputKind::Initramfs | OutputKind::ConfigDrive | OutputKind::Netboot => {}
+            }
+        }
+        Ok(VariantMade { initramfs, outputs })
+    }
+
     /// The variant as a compressed newc archive: in the output directory when it is an
     /// output, else in the work directory for the ISO or tarball that carries it. Per
     /// node, the shared part is compressed once and each node's archive appended to it.
-    fn initramfs(&mut self, v: &Variant) -> anyhow::Result<Written> {
+    fn initramfs(&self, v: &Variant) -> anyhow::Result<Written> {
         let (plan, ui) = (self.plan, self.ui);
         let compression = plan.image.compression;
         let file = format!("{}.cpio{}", v.stem, compression.suffix());
@@ -146,18 +203,10 @@ impl Outputs<'_> {
                 bar.finish_and_clear();
                 Ok(out)
             }
-            [shared, own] => {
-                if self.shared.is_none() {
-                    let at = self.work.join(format!("shared.cpio{}", compression.suffix()));
-                    let written = ui.step("shared", || {
-                        archive::initramfs(shared, plan.epoch, compression, &at, |_| {})
-                    })?;
-                    let part = archive::SharedPart::new(written.pending.temp_path())?;
-                    self.shared = Some((written, part));
-                }
+            [_, own] => {
                 let own_at = self.work.join(format!("{}.own.cpio{}", v.stem, compression.suffix()));
                 let own = archive::initramfs(own, plan.epoch, compression, &own_at, |_| {})?;
-                let (_, shared) = self.shared.as_ref().expect("made above");
+                let (_, shared) = self.shared.as_ref().expect("made before the variants");
                 ui.step(&v.stem, || shared.then(own.pending.temp_path(), &dest))
             }
             _ => unreachable!("a variant has one or two layers"),
@@ -166,17 +215,15 @@ impl Outputs<'_> {
 
     /// A data ISO of the variant's tree, or with a kernel a bootable one carrying the
     /// initramfs. Laid out and checked against the budget before its data is written.
-    fn iso(&mut self, v: &Variant, initramfs: Option<&Path>) -> anyhow::Result<()> {
+    fn iso(&self, v: &Variant, initramfs: Option<&Path>) -> anyhow::Result<Made> {
         let (plan, ui, work) = (self.plan, self.ui, self.work);
         let epoch = plan.time;
         let extras = self.iso_extras.as_ref().expect("made for ISOs");
-        let spill = work.join("iso-spill");
+        // Its own: two variants' ISOs may be prepared at once.
+        let spill = work.join(format!("iso-spill-{}", v.stem));
         let image = match (&self.kernel, initramfs) {
             (Some(kernel), Some(initramfs)) => {
-                if self.loaders.is_none() {
-                    self.loaders = Some(boot::Loaders::prepare(&plan.image, work)?);
-                }
-                let loaders = self.loaders.as_ref().expect("prepared above");
+                let loaders = self.loaders.as_ref().expect("prepared for a bootable ISO");
                 ui.step("iso tree", || {
                     let iso_tree = loaders.iso_tree(kernel, initramfs, extras, epoch)?;
                     iso::prepare(
@@ -203,19 +250,18 @@ impl Outputs<'_> {
         for line in summarize(&layout.warnings, ui.verbosity == Verbosity::Verbose) {
             ui.warn(&format!("iso: {line}"));
         }
-        match out {
-            Some(out) => self.record(OutputKind::Iso, out),
+        Ok(match out {
+            Some(out) => Made::Written(OutputKind::Iso, out),
             // Failed fast: the layout gave the size, and the write stopped.
             None => {
                 let check = check(layout.size).expect("refused for its budget");
-                self.refuse(OutputKind::Iso, &dest, layout.size, check);
+                Made::Refused { kind: OutputKind::Iso, dest, bytes: layout.size, check }
             }
-        }
-        Ok(())
+        })
     }
 
     /// The kernel and the initramfs in a tarball, as Ironic and Metal3 take them.
-    fn ramdisk_tar(&mut self, v: &Variant, initramfs: Option<&Path>) -> anyhow::Result<()> {
+    fn ramdisk_tar(&self, v: &Variant, initramfs: Option<&Path>) -> anyhow::Result<Made> {
         let (Some(kernel), Some(initramfs)) = (&self.kernel, initramfs) else {
             bail!("output `ramdisk-tar` needs a kernel: set kernel = \"auto\" or a vmlinuz path in [image]");
         };
@@ -223,12 +269,11 @@ impl Outputs<'_> {
         let epoch = self.plan.time;
         let out =
             self.ui.step("ramdisk-tar", || ramdisk_tar::write(&v.stem, kernel, initramfs, epoch, &dest))?;
-        self.record(OutputKind::RamdiskTar, out);
-        Ok(())
+        Ok(Made::Written(OutputKind::RamdiskTar, out))
     }
 
     /// The tree as a directory; device nodes need privilege and are left out.
-    fn dir(&mut self, v: &Variant) -> anyhow::Result<()> {
+    fn dir(&self, v: &Variant) -> anyhow::Result<Made> {
         let dest = self.outdir.join(format!("{}.dir", v.stem));
         let out = self.ui.step("dir", || archive::dir(&v.layers, &dest))?;
         if out.skipped > 0 {
@@ -237,8 +282,7 @@ impl Outputs<'_> {
                 out.skipped
             ));
         }
-        self.record(OutputKind::Dir, out);
-        Ok(())
+        Ok(Made::Written(OutputKind::Dir, out))
     }
 
     /// `NAME.netboot/`: the loaders, the kernel, every variant's initramfs and the
