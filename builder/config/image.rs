@@ -205,6 +205,20 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         "image" => Kernel::Image,
         p => Kernel::Path(dir.join(p)),
     });
+    // Outputs that boot a kernel name one.
+    for (i, name) in named.iter().enumerate() {
+        let needs = matches!(OutputKind::from_name(name), Some(OutputKind::RamdiskTar | OutputKind::Netboot));
+        if needs && kernel.is_none() {
+            errs.push(file.error_at(
+                &["image", "outputs", &i.to_string()],
+                format!("output `{name}` boots a kernel, but the image names none"),
+                Some(
+                    "set kernel = \"auto\" (the host's), \"image\" (the one the image installs) or a vmlinuz path"
+                        .into(),
+                ),
+            ));
+        }
+    }
     let iso_compression = match r.iso_compression.as_deref().map(FileCompression::from_name) {
         None => FileCompression::None,
         Some(Some(c)) => c,
@@ -359,6 +373,21 @@ mod tests {
         let e = parse(&format!("{base}iso-compression = \"zstd\"\n")).unwrap_err();
         assert_eq!(e.0[0].message, "unknown iso-compression `zstd`");
         assert_eq!(e.0[0].help.as_deref(), Some("use one of none, zisofs"));
+    }
+
+    #[test]
+    fn outputs_that_boot_need_a_kernel() {
+        let e =
+            parse("[image]\nname = \"a\"\nelements = [\"init\"]\noutputs = [\"initramfs\", \"netboot\"]\n")
+                .unwrap_err();
+        assert_eq!(
+            (e.0[0].message.as_str(), e.0[0].at),
+            ("output `netboot` boots a kernel, but the image names none", Some((4, 25)))
+        );
+        assert!(parse(
+            "[image]\nname = \"a\"\nelements = [\"init\"]\noutputs = [\"ramdisk-tar\"]\nkernel = \"auto\"\n"
+        )
+        .is_ok());
     }
 
     #[test]

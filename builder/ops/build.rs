@@ -138,12 +138,6 @@ fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
             plan.image.file.display()
         );
     }
-    if plan.image.outputs.contains(&OutputKind::Netboot) && plan.image.kernel.is_none() {
-        bail!(
-            "output `netboot` (in {}) boots a kernel: set kernel = \"auto\", \"image\" or a vmlinuz path in [image]",
-            plan.image.file.display()
-        );
-    }
     if plan.image.outputs.contains(&OutputKind::ConfigDrive) && plan.nodes.is_empty() {
         bail!(
             "output `config-drive` (in {}) makes one drive per node: add --client CLIENT.toml with its nodes",
