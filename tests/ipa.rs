@@ -253,6 +253,17 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     let has = |p: &str| entries.iter().any(|e| e["path"].as_str().unwrap().ends_with(p));
     assert!(has("/kernel/drivers/net/virtio_net.ko") && has("/kernel/drivers/net/bonding/bonding.ko"));
     assert!(has("/modules.dep.bin"), "depmod ran in the image after the trim");
+    // The kernel for bare metal: physical NICs and RAID controllers stay, wireless goes.
+    for module in
+        ["/ethernet/intel/ixgbe/ixgbe.ko", "/ethernet/broadcom/bnxt/bnxt_en.ko", "/megaraid/megaraid_sas.ko"]
+    {
+        assert!(has(module), "{module} is not in the bare-metal ramdisk");
+    }
+    assert!(!entries.iter().any(|e| e["path"].as_str().unwrap().contains("/kernel/drivers/net/wireless/")));
+    assert!(
+        !entries.iter().any(|e| e["path"].as_str().unwrap().contains("-cloud-amd64/")),
+        "the cloud kernel"
+    );
     // The modules not listed are gone, and the report names them.
     let dropped = report["trim"].as_array().unwrap().iter().find(|t| t["element"] == "kernel-modules");
     let dropped = dropped.expect("kernel-modules' trim in report.json");
