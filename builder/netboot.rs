@@ -4,8 +4,8 @@
 //! own), the loaders users have — PXELINUX for BIOS, GRUB for UEFI, iPXE scripts, and
 //! iPXE itself to chain-load from plain PXE firmware — with per-MAC configs, rendered
 //! from `templates/netboot/`, that boot each node with `smelt.node=NAME` on its command
-//! line and tell any other machine it is unknown; the elements' `netboot/` files, their
-//! templates rendered per node under `nodes/NODE/` (a kickstart, a preseed, an
+//! line and tell any other machine it is unknown (then booting its own disk, or the
+//! image to find out what it is); the elements' `netboot/` files, their templates rendered per node under `nodes/NODE/` (a kickstart, a preseed, an
 //! autoinstall user-data); DHCP configs for dnsmasq and ISC dhcpd; and `netboot.json`,
 //! the index `smelt serve` reads.
 
@@ -148,9 +148,30 @@ pub fn tree(
         view.as_object_mut().expect("a node is an object").extend(extra.as_object().expect("object").clone());
         nodes.push(view);
     }
+    let unknown = if client.netboot.unknown_boots_image {
+        if shared.is_none() {
+            anyhow::bail!(
+                "client.toml: [netboot] unknown = \"image\" boots strangers with the shared initramfs, \
+                 and --per-node makes only each node's: build without --per-node, or set unknown = \"local\""
+            );
+        }
+        // No node: the image's command line rendered with the client alone.
+        let ctx = with(&base, &[("nodes", Value::Array(plan.nodes.clone()))]);
+        let cmdline = crate::render::render_str(&plan.image.cmdline, &ctx).map_err(|e| {
+            anyhow!(
+                "{}: cmdline, rendered for machines no node has ([netboot] unknown = \"image\"): {e}\n  \
+                 help: wrap what names a node in {{% if node %}}…{{% endif %}}",
+                plan.image.file.display()
+            )
+        })?;
+        json!({ "cmdline": cmdline.trim(), "initrd": "initrd.img" })
+    } else {
+        Value::Null
+    };
     let ctx = with(
         &base,
         &[
+            ("unknown", unknown),
             ("nodes", Value::Array(nodes.clone())),
             ("kernel", json!(KERNEL)),
             ("fetch", fetch_prefixes(client.netboot.http.as_deref())),
@@ -243,9 +264,10 @@ fn fetch_prefixes(http: Option<&str>) -> Value {
             // GRUB names an HTTP server as a device: (http,HOST:PORT)/PATH.
             let rest = url.trim_start_matches("http://");
             let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-            json!({ "pxelinux": url, "ipxe": url, "grub": format!("(http,{host})/{path}") })
+            json!({ "pxelinux": url, "ipxe": url, "ipxe_root": url, "grub": format!("(http,{host})/{path}") })
         }
-        None => json!({ "pxelinux": "", "ipxe": "../", "grub": "/" }),
+        // iPXE's node scripts sit in ipxe/, boot.ipxe at the root.
+        None => json!({ "pxelinux": "", "ipxe": "../", "ipxe_root": "", "grub": "/" }),
     }
 }
 

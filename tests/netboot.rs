@@ -382,3 +382,82 @@ fn check_warns_where_dhcp_would_hand_out_an_address_twice_or_none() {
     let r = dir.build(&["--client", "client.toml", "-q"]).ok();
     assert!(r.stderr.contains("smelt: warning: client.toml:"), "{}", r.stderr);
 }
+
+#[test]
+fn with_unknown_image_a_stranger_boots_the_image_and_says_what_it_sees() {
+    let dir = Dir::new();
+    netboot_image(&dir, None);
+    let client = std::fs::read_to_string(dir.path("client.toml")).unwrap();
+    dir.write("client.toml", &format!("{client}unknown = \"discover\"\n"));
+    let r = dir.smelt(&["check", "client.toml"]).fails(1);
+    assert!(
+        r.stderr.contains(
+            "[netboot] unknown = `discover`: machines not in the inventory boot `local` or `image`"
+        ),
+        "{}",
+        r.stderr
+    );
+    dir.write("client.toml", &format!("{client}unknown = \"image\"\n"));
+    // The command line names a node's kickstart: a stranger has none, which the build says.
+    let r = dir.build(&["--client", "client.toml"]).fails(1);
+    assert!(
+        r.stderr.contains(
+            "image.toml: cmdline, rendered for machines no node has ([netboot] unknown = \"image\"):"
+        ),
+        "{}",
+        r.stderr
+    );
+    let image = std::fs::read_to_string(dir.path("image.toml")).unwrap().replace(
+        "inst.ks={{ netboot.url }}nodes/{{ node.name }}/ks.cfg",
+        "{% if node %}inst.ks={{ netboot.url }}nodes/{{ node.name }}/ks.cfg{% endif %}",
+    );
+    dir.write("image.toml", &image);
+    dir.build(&["--client", "client.toml"]).ok();
+    let tree = dir.path("out/acme.netboot");
+    let default = std::fs::read_to_string(tree.join("pxelinux.cfg/default")).unwrap();
+    assert!(
+        default.contains("APPEND console=ttyS0 panic=-1\n")
+            || default.ends_with("APPEND console=ttyS0 panic=-1"),
+        "{default}"
+    );
+    // The same machine unknown to BIOS iPXE and to UEFI GRUB boots the ramdisk, which finds no node.
+    let stranger = ["52:54:00:00:09:01"];
+    let seen = "smelt-network: no node matches this machine (MACs: 52:54:00:00:09:01)";
+    let ways = [("ipxe-stranger", "boot.ipxe", false), ("grub-stranger", "bootx64.efi", true)];
+    let consoles: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = ways
+            .iter()
+            .map(|(name, bootfile, uefi)| {
+                let args = pxe(&dir, &tree, bootfile, &stranger, *uefi);
+                let dir = &dir;
+                s.spawn(move || boot_until(dir, name, &args, seen, 300))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((name, _, _), console) in ways.iter().zip(&consoles) {
+        assert!(
+            // Loaders fold their lines, mid-word or at a space: compared without whitespace.
+            squeeze(console).contains(&squeeze(
+                "is not in client acme's inventory; booting the image to find out what it is"
+            )),
+            "{name}:\n{console}"
+        );
+        assert!(console.contains(seen), "{name}: no `{seen}`:\n{console}");
+        assert!(!console.contains("smelt.node="), "{name}: a stranger was given a node:\n{console}");
+    }
+    // Per node there is no shared ramdisk to boot strangers with.
+    let r = dir.build_into("pn", &["--client", "client.toml", "--per-node"], &[]).fails(1);
+    assert!(
+        r.stderr.contains(
+            "--per-node makes only each node's: build without --per-node, or set unknown = \"local\""
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path("pn/acme.netboot").exists());
+}
+
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect()
+}

@@ -51,6 +51,9 @@ pub struct Netboot {
     /// Where the tree is served over HTTP, ending in `/`: loaders fetch the kernel and
     /// initramfs from there instead of by TFTP.
     pub http: Option<String>,
+    /// What a machine whose MAC no node has boots: its local disk (`false`), or the
+    /// image, to find out what it is (`true`).
+    pub unknown_boots_image: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -19,6 +19,7 @@ pub(super) struct RawNetboot {
     pub(super) range: Option<Vec<String>>,
     pub(super) router: Option<String>,
     pub(super) http: Option<String>,
+    pub(super) unknown: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -62,6 +62,19 @@ impl Checker<'_> {
             }
         });
 
+        let unknown_boots_image = match raw.unknown.as_deref() {
+            None | Some("local") => false,
+            Some("image") => true,
+            Some(other) => {
+                let msg = format!(
+                    "[netboot] unknown = `{other}`: machines not in the inventory boot `local` or `image`"
+                );
+                let help =
+                    "local: their own disk; image: the image, which finds no node and says what it sees";
+                self.err(&with(&at, "unknown"), msg, Some(help));
+                false
+            }
+        };
         let mut taken: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         for (i, (raw, node)) in raw_nodes.iter().zip(nodes.iter_mut()).enumerate() {
             let at = keys(&["nodes", &i.to_string(), "netboot-address"]);
@@ -104,7 +117,7 @@ impl Checker<'_> {
             }
             node.netboot_address = Some(ip);
         }
-        Netboot { server, subnet, range, router, http }
+        Netboot { server, subnet, range, router, http, unknown_boots_image }
     }
 
     /// `text` as an IPv4 address; an error at `at` naming `what` when it is not one.
