@@ -6,7 +6,7 @@
 # size, entries, the largest contributors, cold and warm build time, and an --offline
 # rebuild. The IPA-builder row is rebuilt here when `ironic-python-agent-builder` is on
 # PATH, else the figures measured on this machine (2026-12) are printed, marked so.
-# Needs root (the first debootstrap). Caches go to ~/.cache/smelt-bench.
+# Needs root (the first bootstrap). Caches go to ~/.cache/smelt-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v jq >/dev/null || { echo "bench/ipa.sh reads report.json with jq: apt-get install jq" >&2; exit 1; }
@@ -23,7 +23,7 @@ build() { # cache dir, output dir, extra args: prints wall seconds
     --elements-path "$work/elements" -o "$work/$2" -q --source-date-epoch 1700000000 "${@:3}" 2>/dev/null
   cat "$work/t"
 }
-cold=$(build "$work/cold-cache" cold)         # an empty cache: debootstrap, apt, pip
+cold=$(build "$work/cold-cache" cold)         # an empty cache: mmdebstrap, apt, pip
 build "$cache" warm >/dev/null                # fills the kept cache once
 warm=$(build "$cache" warm)
 offline=$(unshare -n true 2>/dev/null && SMELT_CACHE_DIR="$cache" /usr/bin/time -f '%e' -o "$work/t" \

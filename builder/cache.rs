@@ -1,4 +1,4 @@
-//! Where smelt keeps what it fetched or unpacked between builds (debootstrap tarballs,
+//! Where smelt keeps what it fetched or unpacked between builds (bootstrap tarballs,
 //! unpacked rootfs tarballs, apt's lists and downloads): `SMELT_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/smelt`, else `~/.cache/smelt`. Never part of an image.
 

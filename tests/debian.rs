@@ -1,7 +1,7 @@
 //! base-debian: bootstrapped once (root and the Debian mirror needed), then rebuilt
 //! with --offline inside a network namespace that has no network: the same bytes.
 
-use crate::util::{member, Dir, Image};
+use crate::util::{member, sh, Dir, Image};
 
 #[test]
 fn an_offline_rebuild_without_network_gives_the_same_bytes() {
@@ -29,6 +29,20 @@ fn an_offline_rebuild_without_network_gives_the_same_bytes() {
     let archive = dir.path("online/deb.cpio.zst");
     assert!(member(&archive, "etc/debian_version").starts_with("12."));
     assert!(member(&archive, "var/lib/dpkg/status").contains("Package: iproute2\n"));
+    // The security suite is among the image's sources, through the mirror param's sibling.
+    let sources = member(&archive, "etc/apt/sources.list");
+    assert!(sources.contains("http://deb.debian.org/debian-security bookworm-security main"), "{sources}");
+    // The report says which package each byte came from, the table the largest.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("online/report.json")).unwrap()).unwrap();
+    let packages = report["packages"].as_array().expect("a packages table");
+    let share =
+        |name: &str| packages.iter().find(|p| p["name"] == name).map(|p| p["bytes"].as_u64().unwrap());
+    let ip = sh(&format!("bsdtar -xOf {} usr/bin/ip | wc -c", archive.display()));
+    assert!(share("iproute2").unwrap() >= ip.trim().parse::<u64>().unwrap(), "{packages:?}");
+    assert!(share("libc6").unwrap() > 10 << 20, "{packages:?}");
+    let files: u64 = packages.iter().map(|p| p["files"].as_u64().unwrap()).sum();
+    assert_eq!(files, report["tree"]["files"].as_u64().unwrap(), "every file counted once: {packages:?}");
 
     // The rebuild runs where there is no network at all.
     dir.build_offline(&[], &env);

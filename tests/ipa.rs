@@ -212,7 +212,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The test set-up's cache for smelt (debootstrap's tarball, apt's and pip's downloads),
+/// The test set-up's cache for smelt (the bootstrap tarball, apt's and pip's downloads),
 /// kept between runs so a second run fetches nothing; one per build, since two apt runs
 /// cannot share one download directory at once.
 fn smelt_cache(which: &str) -> String {
@@ -310,7 +310,7 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     drop(booted);
 
     // Offline, in a namespace with no network: pip installs from the wheelhouse the first
-    // build filled, apt and debootstrap from the cache; the same bytes.
+    // build filled, apt and the bootstrap from the cache; the same bytes.
     dir.build_offline(&["--elements-path", "elements"], &env);
     assert_same_bytes(&out.join("ipa.tar"), &dir.path("offline/ipa.tar"), "the offline rebuild");
 }

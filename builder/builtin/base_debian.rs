@@ -1,6 +1,6 @@
-//! `base-debian`: a Debian minbase root made by debootstrap once (as root, with the
-//! network), kept as a tarball in the cache, and staged from that tarball by every
-//! build, so `--offline` rebuilds give the same bytes and need neither.
+//! `base-debian`: a Debian minbase root made by mmdebstrap once (with the network; as
+//! root, or in a user namespace), kept as a tarball in the cache, and staged from that
+//! tarball by every build, so `--offline` rebuilds give the same bytes and need neither.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,97 +10,139 @@ use serde_json::{json, Value};
 
 use crate::tree::Tree;
 
-/// `base-debian`: debootstrap minbase of `suite` from `mirror` with `packages`, run
-/// once and kept as a tarball in the cache; every build, the first included, stages
-/// from that tarball, so a rebuild with `--offline` gives the same bytes.
-pub fn apply(tree: &mut Tree, element: &str, params: &Value, offline: bool) -> anyhow::Result<usize> {
-    let suite = params.get("suite").and_then(Value::as_str).unwrap_or("bookworm").to_string();
-    let mirror =
-        params.get("mirror").and_then(Value::as_str).unwrap_or("http://deb.debian.org/debian").to_string();
-    let mut packages: Vec<String> = super::list_param(params, "packages");
-    packages.sort();
-    packages.dedup();
+/// What a bootstrap is made of; its cached tarball is named by a hash of it.
+#[derive(serde::Serialize)]
+struct Bootstrap {
+    suite: String,
+    mirror: String,
+    /// Where `SUITE-security` comes from, when the updates are wanted (`None`: not).
+    security: Option<String>,
+    components: Vec<String>,
+    packages: Vec<String>,
+    /// Whether a kernel the bootstrap installs gets its initramfs in /boot, as
+    /// diskimage-builder's elements expect; smelt's own leave /boot out, so none is
+    /// made for them (it costs a bootstrap tens of seconds).
+    initrd: bool,
+}
+
+/// `base-debian`: mmdebstrap minbase of `suite` from `mirror` with `packages`, run once
+/// and kept as a tarball in the cache; every build, the first included, stages from
+/// that tarball, so a rebuild with `--offline` gives the same bytes.
+pub fn apply(
+    tree: &mut Tree,
+    element: &str,
+    params: &Value,
+    offline: bool,
+    initrd: bool,
+) -> anyhow::Result<usize> {
+    let text =
+        |key: &str, default: &str| params.get(key).and_then(Value::as_str).unwrap_or(default).to_string();
+    let sorted = |key: &str| {
+        let mut list = super::list_param(params, key);
+        list.sort();
+        list.dedup();
+        list
+    };
+    let mut want = Bootstrap {
+        suite: text("suite", "bookworm"),
+        mirror: text("mirror", "http://deb.debian.org/debian"),
+        security: params
+            .get("updates")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+            .then(|| text("security-mirror", "http://deb.debian.org/debian-security")),
+        components: sorted("components"),
+        packages: sorted("packages"),
+        initrd,
+    };
+    if want.components.is_empty() {
+        want.components.push("main".into());
+    }
     let arch = crate::platform::arch();
-    let wanted =
-        json!({ "suite": suite, "mirror": mirror, "packages": packages, "arch": arch, "variant": "minbase" });
+    // `tool` names how the tarball was made: one made by another tool is not reused.
+    let wanted = json!({ "want": want, "arch": arch, "variant": "minbase", "tool": "mmdebstrap" });
     let key = {
         use sha2::{Digest, Sha256};
         let h = Sha256::digest(wanted.to_string().as_bytes());
         h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
     };
+    let suite = &want.suite;
     let cached = crate::cache::dir().join("base-debian").join(format!("{suite}-{arch}-{key}.tar"));
     if !cached.exists() {
         if offline {
+            let what = match want.packages.is_empty() {
+                true => "minbase".to_string(),
+                false => format!("minbase + {}", want.packages.join(", ")),
+            };
             bail!(
-                "element `{element}`: no cached bootstrap of {suite} ({}) at {}; build once without --offline to fetch it",
-                if packages.is_empty() { "minbase".to_string() } else { format!("minbase + {}", packages.join(", ")) },
+                "element `{element}`: no cached bootstrap of {suite} ({what}) at {}; build once without --offline to fetch it",
                 cached.display()
             );
         }
-        bootstrap(element, &suite, &mirror, &packages, &cached)?;
+        bootstrap(element, &want, &cached)?;
     }
     super::base_rootfs::add_tar(tree, &cached, element)
 }
 
-fn bootstrap(
-    element: &str,
-    suite: &str,
-    mirror: &str,
-    packages: &[String],
-    cached: &Path,
-) -> anyhow::Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "element `{element}`: the first bootstrap of {suite} needs root (debootstrap makes device nodes and \
-             chowns files): run this build once as root; later builds use the cached tarball and need neither root nor network"
-        );
-    }
+fn bootstrap(element: &str, want: &Bootstrap, cached: &Path) -> anyhow::Result<()> {
+    let Bootstrap { suite, mirror, packages, initrd, .. } = want;
     let dir = cached.parent().expect("has a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::io::atomic::sweep(dir);
-    let scratch = crate::io::atomic::Scratch::new(dir, "bootstrap")?;
-    let root = scratch.path();
-    let log = dir.join(format!("{suite}.debootstrap.log"));
-    let mut cmd = Command::new("debootstrap");
-    cmd.arg("--variant=minbase");
+    let log = dir.join(format!("{suite}.mmdebstrap.log"));
+    let pending = crate::io::atomic::Pending::new(cached);
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg("--variant=minbase").arg("--format=tar");
     if !packages.is_empty() {
         cmd.arg(format!("--include={}", packages.join(",")));
     }
+    if !initrd {
+        // The image is the initramfs: one made inside it by initramfs-tools (or dracut)
+        // for a kernel it installs would be left out with /boot, so none is made.
+        cmd.env("INITRD", "No");
+    }
+    let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     cmd.arg(suite)
-        .arg(root)
-        .arg(mirror)
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(&log)?.try_clone()?);
+        .arg(pending.temp_path())
+        .args(sources(want))
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
     crate::ui::warning(&format!(
         "element `{element}`: bootstrapping {suite} from {mirror} (once; kept in {})",
         cached.display()
     ));
     let status = crate::cleanup::status(&mut cmd).with_context(|| {
-        format!("element `{element}`: running debootstrap; install it (Debian/Ubuntu: debootstrap)")
+        format!("element `{element}`: running mmdebstrap; install it (Debian/Ubuntu: mmdebstrap)")
     })?;
     if !status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let hint = if unsafe { libc::geteuid() } != 0 {
+            "\n  without root, mmdebstrap works in a user namespace, which needs ranges for you in /etc/subuid \
+             and /etc/subgid; or run this first build as root (later ones use the cached tarball)"
+        } else {
+            ""
+        };
         bail!(
-            "element `{element}`: debootstrap of {suite} failed ({status}):\n    {}\n  full log: {}",
+            "element `{element}`: mmdebstrap of {suite} failed ({status}):\n    {}\n  full log: {}{hint}",
             tail.join("\n    "),
             log.display()
         );
     }
-    // What the bootstrap downloaded is not part of the system.
-    for junk in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        if let Ok(rd) = std::fs::read_dir(root.join(junk)) {
-            for e in rd.flatten().filter(|e| e.path().is_file()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let pending = crate::io::atomic::Pending::new(cached);
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(pending.create_file()?));
-    builder.follow_symlinks(false);
-    builder
-        .append_dir_all(".", root)
-        .with_context(|| format!("element `{element}`: packing {}", root.display()))?;
-    builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     pending.publish()
+}
+
+/// The archive's lines for apt (`deb URI SUITE COMPONENTS`), as mmdebstrap takes them:
+/// the suite, and with the updates its `-updates` and `-security` suites, which a
+/// development suite (sid, unstable, experimental) has neither of.
+fn sources(want: &Bootstrap) -> Vec<String> {
+    let Bootstrap { suite, mirror, security, components, .. } = want;
+    let components = components.join(" ");
+    let mut lines = vec![format!("deb {mirror} {suite} {components}")];
+    let development = ["sid", "unstable", "experimental"].contains(&suite.as_str());
+    if let (Some(security), false) = (security, development) {
+        lines.push(format!("deb {mirror} {suite}-updates {components}"));
+        lines.push(format!("deb {security} {suite}-security {components}"));
+    }
+    lines
 }

@@ -65,7 +65,11 @@ pub fn apply(
             agent::apply(tree, name, params, image_dir, &context, plan.image.boots(), mtime)?
         }
         "base-busybox" => base_busybox::apply(tree, name, params)?,
-        "base-debian" => base_debian::apply(tree, name, params, plan.offline)?,
+        "base-debian" => {
+            // diskimage-builder's scripts pick the kernel by its /boot/initrd* beside it.
+            let dib = plan.resolved.elements.iter().any(|e| e.manifest.form == crate::element::Form::Dib);
+            base_debian::apply(tree, name, params, plan.offline, dib)?
+        }
         "base-host" => base_host::apply(tree, name, params)?,
         "base-rootfs" => base_rootfs::apply(tree, name, params, image_dir)?,
         "dev-user" => dev_user::apply(tree, name, params, mtime)?,

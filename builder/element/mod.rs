@@ -17,7 +17,7 @@ use anyhow::Context as _;
 
 use crate::io::count::CountingWriter;
 use crate::io::source::Source;
-pub use manifest::Manifest;
+pub use manifest::{Form, Manifest};
 
 /// Where an element was found.
 #[derive(Debug, Clone, PartialEq, Eq)]

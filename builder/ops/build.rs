@@ -63,6 +63,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
             .into_iter()
             .map(|(path, bytes, element)| Largest { path, bytes, element })
             .collect(),
+        packages: report::by_package(&tree),
         tree: measure,
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
         certificates: report::certificates(&tree),

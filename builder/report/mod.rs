@@ -1,7 +1,9 @@
 //! `report.json` and the closing table on stderr: every output with its size and
-//! checksum, the tree's totals, each element's share, the largest paths, every budget
-//! check, what trims removed; and with `--manifest` the manifest, every entry as the
+//! checksum, the tree's totals, each element's share, each package's (see
+//! [`packages`]), the largest paths, every budget check, what trims removed; and with `--manifest` the manifest, every entry as the
 //! archive holds it, one JSON line each, zstd-compressed.
+
+mod packages;
 
 use std::io::Write as _;
 
@@ -13,6 +15,8 @@ use crate::inspect::Item;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Kind, Tree};
 
+pub use packages::{by_package, PackageShare};
+
 #[derive(Serialize)]
 pub struct Report {
     pub image: String,
@@ -21,6 +25,10 @@ pub struct Report {
     pub outputs: Vec<OutputReport>,
     pub tree: Measure,
     pub largest: Vec<Largest>,
+    /// The tree's regular files by the distribution package that installed them,
+    /// largest first (empty without a package database in the image).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageShare>,
     pub budget: BudgetReport,
     /// Every PEM certificate in the image, by SHA-256 fingerprint (keys are never listed).
     pub certificates: Vec<CertReport>,
@@ -160,6 +168,20 @@ impl Report {
         s.push_str(&format!("\n{:<w$} {:>10}  {}\n", "largest paths", "bytes", "element"));
         for l in largest {
             s.push_str(&format!("{:<w$} {:>10}  {}\n", l.path, human(l.bytes), l.element));
+        }
+        if !self.packages.is_empty() {
+            let top: Vec<&PackageShare> = self.packages.iter().take(10).collect();
+            let w = top.iter().map(|p| p.name.len()).max().unwrap_or(0).max(16);
+            s.push_str(&format!(
+                "\n{:<w$} {:>10} {:>8}   (of {} packages; all in report.json)\n",
+                "largest packages",
+                "bytes",
+                "files",
+                self.packages.iter().filter(|p| !p.name.starts_with('(')).count()
+            ));
+            for p in top {
+                s.push_str(&format!("{:<w$} {:>10} {:>8}\n", p.name, human(p.bytes), p.files));
+            }
         }
         s.push_str(&format!("\nbudget ({}):\n", self.budget.source));
         for c in &self.budget.checks {
