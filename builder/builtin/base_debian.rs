@@ -60,7 +60,7 @@ pub fn apply(
     }
     let arch = crate::platform::arch();
     // `tool` names how the tarball was made: one made by another tool is not reused.
-    let wanted = json!({ "want": want, "arch": arch, "variant": "minbase", "tool": "mmdebstrap" });
+    let wanted = json!({ "want": want, "arch": arch, "variant": "minbase", "tool": "mmdebstrap", "recommends": false });
     let key = {
         use sha2::{Digest, Sha256};
         let h = Sha256::digest(wanted.to_string().as_bytes());
@@ -92,7 +92,12 @@ fn bootstrap(element: &str, want: &Bootstrap, cached: &Path) -> anyhow::Result<(
     let log = dir.join(format!("{suite}.mmdebstrap.log"));
     let pending = crate::io::atomic::Pending::new(cached);
     let mut cmd = Command::new("mmdebstrap");
-    cmd.arg("--variant=minbase").arg("--format=tar");
+    // Only what was asked for and what it depends on, as debootstrap installs; the
+    // setting is not left in the image, so hooks' apt-get keeps apt's defaults.
+    cmd.arg("--variant=minbase")
+        .arg("--format=tar")
+        .arg("--aptopt=APT::Install-Recommends \"false\"")
+        .arg("--customize-hook=rm -f \"$1/etc/apt/apt.conf.d/99mmdebstrap\"");
     if !packages.is_empty() {
         cmd.arg(format!("--include={}", packages.join(",")));
     }

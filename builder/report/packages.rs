@@ -21,9 +21,9 @@ pub struct PackageShare {
     pub files: u64,
 }
 
-/// The packages by the bytes of their files in `tree`, largest first, with the bytes
-/// of regular files no package lists (a virtualenv, what hooks wrote) as a last row
-/// named `(no package)`; empty when the image has no dpkg database. A file listed
+/// The packages by the bytes of their files in `tree`, largest first, the regular
+/// files no package lists (a virtualenv, what hooks wrote) among them as a row named
+/// `(no package)`; empty when the image has no dpkg database. A file listed
 /// by two packages (a diversion) counts for the first, by name; hard links' bytes
 /// count once.
 pub fn by_package(tree: &Tree) -> Vec<PackageShare> {
@@ -65,11 +65,9 @@ pub fn by_package(tree: &Tree) -> Vec<PackageShare> {
             }
         }
     }
+    shares.push(loose);
     shares.retain(|s| s.files > 0);
     shares.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
-    if loose.files > 0 {
-        shares.push(loose);
-    }
     shares
 }
 
@@ -107,7 +105,8 @@ mod tests {
         let lists = ("/.\n/bin\n/bin/bash\n/usr/share/doc/bash/gone\n".len() + 16 + 22) as u64;
         assert_eq!(
             shares,
-            vec![row("gcc-12", 5000, 1), row("bash", 1000, 1), row("(no package)", 300 + lists, 4)]
+            vec![row("gcc-12", 5000, 1), row("bash", 1000, 1), row("(no package)", 300 + lists, 4)],
+            "largest first, what no package installed among them"
         );
     }
 
