@@ -60,7 +60,8 @@ pub fn apply(
     }
     let arch = crate::platform::arch();
     // `tool` names how the tarball was made: one made by another tool is not reused.
-    let wanted = json!({ "want": want, "arch": arch, "variant": "minbase", "tool": "mmdebstrap", "recommends": false });
+    let how = json!({ "tool": "mmdebstrap", "variant": "minbase", "recommends": false, "merged-usr": "hook" });
+    let wanted = json!({ "want": want, "arch": arch, "how": how });
     let key = {
         use sha2::{Digest, Sha256};
         let h = Sha256::digest(wanted.to_string().as_bytes());
@@ -97,7 +98,11 @@ fn bootstrap(element: &str, want: &Bootstrap, cached: &Path) -> anyhow::Result<(
     cmd.arg("--variant=minbase")
         .arg("--format=tar")
         .arg("--aptopt=APT::Install-Recommends \"false\"")
-        .arg("--customize-hook=rm -f \"$1/etc/apt/apt.conf.d/99mmdebstrap\"");
+        .arg("--customize-hook=rm -f \"$1/etc/apt/apt.conf.d/99mmdebstrap\"")
+        // /usr merged by symlinks made up front, as debootstrap does: without it
+        // bookworm's init-system-helpers pulls in the usrmerge package, and with it
+        // perl (55 MiB).
+        .arg("--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr");
     if !packages.is_empty() {
         cmd.arg(format!("--include={}", packages.join(",")));
     }
