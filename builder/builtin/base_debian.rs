@@ -59,8 +59,9 @@ pub fn apply(
         want.components.push("main".into());
     }
     let arch = crate::platform::arch();
-    // `tool` names how the tarball was made: one made by another tool is not reused.
-    let how = json!({ "tool": "mmdebstrap", "variant": "minbase", "recommends": false, "merged-usr": "hook" });
+    // `how` the tarball was made is in its key: one made another way is not reused.
+    let how =
+        json!({ "tool": "mmdebstrap", "variant": "minbase", "recommends": false, "merged-usr": "hook" });
     let wanted = json!({ "want": want, "arch": arch, "how": how });
     let key = {
         use sha2::{Digest, Sha256};
