@@ -5,9 +5,10 @@
 //! iPXE itself to chain-load from plain PXE firmware — with per-MAC configs, rendered
 //! from `templates/netboot/`, that boot each node with `smelt.node=NAME` on its command
 //! line and tell any other machine it is unknown (then booting its own disk, or the
-//! image to find out what it is); the elements' `netboot/` files, their templates rendered per node under `nodes/NODE/` (a kickstart, a preseed, an
-//! autoinstall user-data); DHCP configs for dnsmasq and ISC dhcpd; and `netboot.json`,
-//! the index `smelt serve` reads.
+//! image to find out what it is); the elements' `netboot/` files, their templates
+//! rendered per node under `nodes/NODE/` (a kickstart, a preseed, an autoinstall
+//! user-data); DHCP configs for dnsmasq and ISC dhcpd; and `netboot.json`, the index
+//! `smelt serve` reads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -149,12 +150,8 @@ pub fn tree(
         nodes.push(view);
     }
     let unknown = if client.netboot.unknown_boots_image {
-        if shared.is_none() {
-            anyhow::bail!(
-                "client.toml: [netboot] unknown = \"image\" boots strangers with the shared initramfs, \
-                 and --per-node makes only each node's: build without --per-node, or set unknown = \"local\""
-            );
-        }
+        // Refused before the build when there is none (--per-node): see ops::build.
+        anyhow::ensure!(shared.is_some(), "[netboot] unknown = \"image\" needs the shared initramfs");
         // No node: the image's command line rendered with the client alone.
         let ctx = with(&base, &[("nodes", Value::Array(plan.nodes.clone()))]);
         let cmdline = crate::render::render_str(&plan.image.cmdline, &ctx).map_err(|e| {

@@ -139,6 +139,13 @@ fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
             plan.image.file.display()
         );
     }
+    let strangers_boot_image = plan.inventory.as_ref().is_some_and(|c| c.netboot.unknown_boots_image);
+    if plan.image.outputs.contains(&OutputKind::Netboot) && opts.per_node && strangers_boot_image {
+        bail!(
+            "client.toml: [netboot] unknown = \"image\" boots strangers with the shared initramfs, and \
+             --per-node makes only each node's: build without --per-node, or set unknown = \"local\""
+        );
+    }
     if plan.image.outputs.contains(&OutputKind::ConfigDrive) && plan.nodes.is_empty() {
         bail!(
             "output `config-drive` (in {}) makes one drive per node: add --client CLIENT.toml with its nodes",

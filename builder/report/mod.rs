@@ -1,7 +1,8 @@
 //! `report.json` and the closing table on stderr: every output with its size and
 //! checksum, the tree's totals, each element's share, each package's (see
-//! [`packages`]), the largest paths, every budget check, what trims removed; and with `--manifest` the manifest, every entry as the
-//! archive holds it, one JSON line each, zstd-compressed.
+//! [`packages`]), the largest paths, every budget check, what trims removed; and with
+//! `--manifest` the manifest, every entry as the archive holds it, one JSON line each,
+//! zstd-compressed.
 
 mod packages;
 
@@ -15,7 +16,7 @@ use crate::inspect::Item;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Kind, Tree};
 
-pub use packages::{by_package, PackageShare};
+pub use packages::{by_package, PackageShare, NO_PACKAGE};
 
 #[derive(Serialize)]
 pub struct Report {
@@ -177,7 +178,7 @@ impl Report {
                 "largest packages",
                 "bytes",
                 "files",
-                self.packages.iter().filter(|p| !p.name.starts_with('(')).count()
+                self.packages.iter().filter(|p| p.name != NO_PACKAGE).count()
             ));
             for p in top {
                 s.push_str(&format!("{:<w$} {:>10} {:>8}\n", p.name, human(p.bytes), p.files));

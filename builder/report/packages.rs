@@ -13,6 +13,9 @@ use crate::tree::{Kind, Tree};
 /// Where dpkg lists each installed package's files, one absolute path a line.
 const DPKG_INFO: &str = "var/lib/dpkg/info";
 
+/// The row of the regular files no package installed.
+pub const NO_PACKAGE: &str = "(no package)";
+
 #[derive(Serialize, Debug, PartialEq)]
 pub struct PackageShare {
     pub name: String,
@@ -45,7 +48,7 @@ pub fn by_package(tree: &Tree) -> Vec<PackageShare> {
             // Lists name paths as dpkg unpacked them: /bin/sh is /usr/bin/sh when /bin
             // links to /usr/bin.
             let Ok(at) = tree.resolve_parents(&listed) else { continue };
-            if let Some(Kind::File { .. }) = tree.get(&at).map(|e| &e.kind) {
+            if matches!(tree.get(&at).map(|e| &e.kind), Some(Kind::File { .. })) {
                 owner.entry(at).or_insert(index);
             }
         }
@@ -53,7 +56,7 @@ pub fn by_package(tree: &Tree) -> Vec<PackageShare> {
     if shares.is_empty() {
         return shares;
     }
-    let mut loose = PackageShare { name: "(no package)".into(), bytes: 0, files: 0 };
+    let mut loose = PackageShare { name: NO_PACKAGE.into(), bytes: 0, files: 0 };
     let mut linked = HashSet::new();
     for (path, entry) in tree.iter() {
         if let Kind::File { size, link, .. } = entry.kind {
