@@ -118,7 +118,7 @@ pub fn take_image_kernel(tree: &mut Tree, work: &Path) -> anyhow::Result<ImageKe
     // A hook's kernel is already a file of the staging tree, there until the build ends;
     // one from bytes or a tarball member is written out once.
     let path = match source {
-        Source::Host(p) => p.clone(),
+        Source::Host(p) => p.to_path_buf(),
         other => {
             let path = work.join(format!("vmlinuz-{release}"));
             std::io::copy(&mut other.open()?, &mut std::fs::File::create(&path)?)
@@ -254,10 +254,10 @@ impl Loaders {
                 .map_err(|e| anyhow::anyhow!("ISO path {path}: {e}"))?;
             Ok(())
         };
-        put(KERNEL, Source::Host(kernel.to_path_buf()))?;
-        put(INITRD, Source::Host(initramfs.to_path_buf()))?;
-        put("isolinux/isolinux.bin", Source::Host(self.isolinux.clone()))?;
-        put("isolinux/ldlinux.c32", Source::Host(self.ldlinux.clone()))?;
+        put(KERNEL, Source::Host(kernel.to_path_buf().into()))?;
+        put(INITRD, Source::Host(initramfs.to_path_buf().into()))?;
+        put("isolinux/isolinux.bin", Source::Host(self.isolinux.clone().into()))?;
+        put("isolinux/ldlinux.c32", Source::Host(self.ldlinux.clone().into()))?;
         put("isolinux/isolinux.cfg", Source::Bytes(self.isolinux_cfg.clone().into()))?;
         put("boot/grub/grub.cfg", Source::Bytes(self.grub_cfg.clone().into()))?;
         Ok(tree)

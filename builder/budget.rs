@@ -66,7 +66,7 @@ pub fn largest(tree: &Tree, n: usize) -> Vec<(String, u64, String)> {
     // The n largest so far, smallest on top: one pass, n entries held.
     let mut top = std::collections::BinaryHeap::new();
     for (p, e) in tree.iter().filter(|(_, e)| matches!(e.kind, Kind::File { .. })) {
-        top.push(Reverse((e.size(), Reverse(p), &e.element)));
+        top.push(Reverse((e.size(), Reverse(p), e.element.clone())));
         if top.len() > n {
             top.pop();
         }

@@ -35,6 +35,7 @@
 //! `stage`, `ops` or `cli`.
 
 mod archive;
+mod arena;
 mod boot;
 pub mod budget;
 mod builtin;

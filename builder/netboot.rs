@@ -111,19 +111,19 @@ pub fn tree(
             .map_err(|e| anyhow!("netboot {path}: {e}"))?;
         Ok(())
     };
-    put("pxelinux.0", Source::Host(loaders.pxelinux.clone()), "smelt")?;
-    put("ldlinux.c32", Source::Host(loaders.ldlinux.clone()), "smelt")?;
-    put("undionly.kpxe", Source::Host(loaders.undionly.clone()), "smelt")?;
-    put("ipxe.efi", Source::Host(loaders.ipxe_efi.clone()), "smelt")?;
+    put("pxelinux.0", Source::Host(loaders.pxelinux.clone().into()), "smelt")?;
+    put("ldlinux.c32", Source::Host(loaders.ldlinux.clone().into()), "smelt")?;
+    put("undionly.kpxe", Source::Host(loaders.undionly.clone().into()), "smelt")?;
+    put("ipxe.efi", Source::Host(loaders.ipxe_efi.clone().into()), "smelt")?;
     put("bootx64.efi", Source::Bytes(loaders.grub.clone().into()), "smelt")?;
-    put(KERNEL, Source::Host(kernel.to_path_buf()), "smelt")?;
+    put(KERNEL, Source::Host(kernel.to_path_buf().into()), "smelt")?;
     let shared = initramfs.iter().find(|i| i.node.is_none());
     if let Some(i) = shared {
-        put("initrd.img", Source::Host(i.path.to_path_buf()), "smelt")?;
+        put("initrd.img", Source::Host(i.path.to_path_buf().into()), "smelt")?;
     }
     for i in initramfs {
         if let Some(node) = i.node {
-            put(&format!("initrd-{node}.img"), Source::Host(i.path.to_path_buf()), "smelt")?;
+            put(&format!("initrd-{node}.img"), Source::Host(i.path.to_path_buf().into()), "smelt")?;
         }
     }
 

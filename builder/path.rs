@@ -2,15 +2,18 @@
 
 use std::fmt;
 
+use crate::arena::keep_str;
+
 /// A normalised path inside the image, without a leading `/` (`usr/bin/sh`). The root
-/// itself is the empty path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+/// itself is the empty path. Its bytes are kept for the life of the process
+/// ([`crate::arena`]), so it is copied freely; a parent or a file name is a slice of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
-pub struct ImagePath(String);
+pub struct ImagePath(&'static str);
 
 impl ImagePath {
     pub fn root() -> ImagePath {
-        ImagePath(String::new())
+        ImagePath("")
     }
 
     /// Accepts `/etc/x`, `etc/x`, `./etc//x/`; rejects `..` anywhere and NUL bytes: an
@@ -27,11 +30,15 @@ impl ImagePath {
                 p => parts.push(p),
             }
         }
-        Ok(ImagePath(parts.join("/")))
+        // Most paths come normalised: kept as they are, without joining them again.
+        if parts.iter().map(|p| p.len() + 1).sum::<usize>() == raw.len() + 1 {
+            return Ok(ImagePath(keep_str(raw)));
+        }
+        Ok(ImagePath(keep_str(&parts.join("/"))))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 
     pub fn is_root(&self) -> bool {
@@ -42,10 +49,10 @@ impl ImagePath {
         if self.is_root() {
             return None;
         }
-        Some(ImagePath(self.0.rsplit_once('/').map_or("", |(p, _)| p).to_string()))
+        Some(ImagePath(self.0.rsplit_once('/').map_or("", |(p, _)| p)))
     }
 
-    pub fn file_name(&self) -> &str {
+    pub fn file_name(&self) -> &'static str {
         self.0.rsplit('/').next().unwrap_or("")
     }
 
@@ -53,32 +60,18 @@ impl ImagePath {
         ImagePath::new(&format!("{}/{name}", self.0))
     }
 
-    /// The least path that can lie below `self` (`a/b/`), a bound for ranges over sorted
-    /// paths: `a/b-x` sorts between `a/b` and `a/b/c`, so the entries below `a/b` start
-    /// here, not right after `a/b`.
-    pub fn below_start(&self) -> ImagePath {
-        if self.is_root() {
-            return ImagePath::root();
-        }
-        ImagePath(format!("{}/", self.0))
-    }
-
     /// Whether `self` is `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &ImagePath) -> bool {
         prefix.is_root()
             || self.0 == prefix.0
-            || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+            || (self.0.starts_with(prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
     }
 
     /// Resolves a symlink target found at `self` to the image path it names, as the
     /// kernel would inside the image: absolute targets from the image root, `..` clamped
     /// at the root.
     pub fn resolve_link(&self, target: &str) -> ImagePath {
-        let base = if target.starts_with('/') {
-            String::new()
-        } else {
-            self.parent().map(|p| p.0).unwrap_or_default()
-        };
+        let base = if target.starts_with('/') { "" } else { self.parent().map_or("", |p| p.0) };
         let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
         for part in target.split('/') {
             match part {
@@ -89,14 +82,14 @@ impl ImagePath {
                 p => parts.push(p),
             }
         }
-        ImagePath(parts.join("/"))
+        ImagePath(keep_str(&parts.join("/")))
     }
 }
 
 /// Lookups by `&str` in maps keyed by image paths: the order is the string's.
 impl std::borrow::Borrow<str> for ImagePath {
     fn borrow(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 

@@ -87,7 +87,7 @@ pub fn find(tree: &Tree, expected: &Expected) -> Vec<Secret> {
                         first boot instead (DIB's runtime-ssh-host-keys)";
             out.push(found(SecretKind::SshHostKey, false, Some(note.into())));
         } else {
-            out.push(found(SecretKind::PrivateKey, e.element == "tls", readable(e)));
+            out.push(found(SecretKind::PrivateKey, e.element == "tls", readable(&e)));
         }
     }
     out

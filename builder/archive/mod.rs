@@ -18,7 +18,6 @@ use crate::io::atomic::Pending;
 use crate::io::compress::{Compression, Compressor};
 use crate::io::count::CountingWriter;
 use crate::io::prefetch::{Prefetch, Span};
-use crate::io::source::Source;
 use crate::tree::disk::write_entry;
 use crate::tree::Tree;
 use crate::tree::{Entry, Kind};
@@ -42,8 +41,8 @@ pub fn initramfs(
     dest: &Path,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Written> {
-    let ahead = Prefetch::start(host_files(tree.iter().map(|(_, e)| e)), || {
-        host_files(tree.iter().map(|(_, e)| e)).filter_map(|(s, n)| Span::of(s, n)).collect()
+    let ahead = Prefetch::start(host_spans(tree.iter().map(|(_, e)| e)), || {
+        host_spans(tree.iter().map(|(_, e)| e)).collect()
     });
     let progress = |n| {
         progress(n);
@@ -64,12 +63,10 @@ pub fn initramfs(
     Ok(Written { pending, bytes, sha256, skipped: 0 })
 }
 
-/// The sources and sizes of `entries`' files, in their order.
-fn host_files<'t>(
-    entries: impl Iterator<Item = &'t Entry> + Clone,
-) -> impl Iterator<Item = (&'t Source, u64)> + Clone {
+/// The host bytes of `entries`' files, in their order.
+fn host_spans(entries: impl Iterator<Item = Entry> + Clone) -> impl Iterator<Item = Span> + Clone {
     entries.filter_map(|e| match &e.kind {
-        Kind::File { source, size, .. } => Some((source, *size)),
+        Kind::File { source, size, .. } => Span::of(source, *size),
         _ => None,
     })
 }
@@ -78,9 +75,7 @@ fn host_files<'t>(
 /// without privilege, and device nodes cannot be made: they are counted in `skipped`.
 pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
     let entries = || layers.iter().flat_map(|t| t.iter().map(|(_, e)| e));
-    let ahead = Prefetch::start(host_files(entries()), || {
-        host_files(entries()).filter_map(|(s, n)| Span::of(s, n)).collect()
-    });
+    let ahead = Prefetch::start(host_spans(entries()), || host_spans(entries()).collect());
     let pending = Pending::new(dest);
     let root = pending.temp_path().to_path_buf();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
@@ -88,7 +83,7 @@ pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
     let mut bytes = 0;
     for tree in layers {
         for (path, entry) in tree.iter() {
-            if !write_entry(entry, &root.join(path.as_str()))? {
+            if !write_entry(&entry, &root.join(path.as_str()))? {
                 skipped += 1;
             }
             bytes += entry.size();

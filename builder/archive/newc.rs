@@ -144,9 +144,9 @@ impl<W: Write> Write for Counted<'_, W> {
 const SMALL: u64 = 16 << 10;
 
 /// An entry with its bytes when it is a small file, read on a mapper thread.
-type ReadAhead<'t> = (usize, &'t ImagePath, &'t Entry, Option<io::Result<Vec<u8>>>);
+type ReadAhead = (usize, ImagePath, Entry, Option<io::Result<Vec<u8>>>);
 
-fn read_small<'t>((i, (path, entry)): (usize, (&'t ImagePath, &'t Entry))) -> ReadAhead<'t> {
+fn read_small((i, (path, entry)): (usize, (ImagePath, Entry))) -> ReadAhead {
     let data = match &entry.kind {
         Kind::File { source, size, .. } if (1..=SMALL).contains(size) => Some(source.read_all()),
         _ => None,

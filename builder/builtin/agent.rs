@@ -40,7 +40,7 @@ pub fn apply(
         tree.insert(&dest_at, entry).map_err(|er| anyhow!("element `{element}`: {dest_at}: {er}"))?;
         count += 1;
     }
-    let dir = if meta.is_dir() { dest_at.clone() } else { dest_at.parent().unwrap_or_else(ImagePath::root) };
+    let dir = if meta.is_dir() { dest_at } else { dest_at.parent().unwrap_or_else(ImagePath::root) };
     if let Some(config) = s("config") {
         let path = image_dir.join(config);
         let text = std::fs::read_to_string(&path)

@@ -6,19 +6,18 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::io::source::Source;
+use crate::io::source::{HostPath, Source};
 use crate::path::ImagePath;
 use crate::tree::disk::{add_dir, Owners};
 use crate::tree::{Entry, Kind, Tree};
 
 /// Adds every member of an uncompressed tarball to the tree, by reference.
 pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Result<usize> {
-    let file: Arc<Path> = Arc::from(tar_path);
+    let file = HostPath::new(tar_path);
     let reader = std::fs::File::open(tar_path)
         .with_context(|| format!("element `{element}`: opening {}", tar_path.display()))?;
     let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, reader));
@@ -50,16 +49,15 @@ pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Resul
         };
         use tar::EntryType as T;
         let kind = match h.entry_type() {
-            T::Regular | T::Continuous => Kind::file(
-                Source::Range { file: file.clone(), offset: member.raw_file_position(), len: size },
-                size,
-            ),
+            T::Regular | T::Continuous => {
+                Kind::file(Source::Range { file, offset: member.raw_file_position(), len: size }, size)
+            }
             T::Directory => Kind::Dir,
             T::Symlink => Kind::Symlink(link_target()?),
             T::Link => {
                 // A hard link names an earlier member: share its data and link key.
                 let target = ImagePath::new(&link_target()?).map_err(|e| fail(&e))?;
-                let key = *links.entry(target.clone()).or_insert((u64::MAX, index as u64));
+                let key = *links.entry(target).or_insert((u64::MAX, index as u64));
                 let Some(Kind::File { source, size, alloc, .. }) = tree.get(&target).map(|e| e.kind.clone())
                 else {
                     bail!("element `{element}`: {}: {name} is a hard link to {target}, which is not a file before it", tar_path.display());

@@ -30,7 +30,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value, mtime: i64) -> anyh
     let mut append =
         |tree: &mut Tree, path: &str, base: &str, line: String, mode: u32| -> anyhow::Result<()> {
             let at = ImagePath::new(path).expect("valid");
-            let mut text = match tree.get(&at).map(|e| &e.kind) {
+            let mut text = match tree.get(&at).map(|e| e.kind) {
                 Some(Kind::File { source, .. }) => String::from_utf8_lossy(&source.read_all()?).into_owned(),
                 _ => base.to_string(),
             };

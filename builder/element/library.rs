@@ -109,7 +109,7 @@ pub(super) fn walked_file(
         let target = std::fs::read_link(entry.path())?;
         FileKind::Symlink(target.to_string_lossy().into_owned())
     } else if meta.is_file() {
-        FileKind::File(Source::Host(entry.path().to_path_buf()))
+        FileKind::File(Source::Host(entry.path().to_path_buf().into()))
     } else {
         use super::manifest::DeviceKind;
         use std::os::unix::fs::FileTypeExt;

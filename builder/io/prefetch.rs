@@ -8,13 +8,13 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::source::Source;
+use super::source::{HostPath, Source};
 
 /// Threads asking for files: enough requests in flight for a virtio disk or an SSD.
 const READERS: usize = 8;
@@ -24,9 +24,9 @@ const WINDOW: u64 = 128 << 20;
 const SAMPLE: usize = 32;
 
 /// Bytes a writer will read: `len` bytes at `offset` of a host file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Span {
-    pub path: PathBuf,
+    pub path: HostPath,
     pub offset: u64,
     pub len: u64,
 }
@@ -35,15 +35,15 @@ impl Span {
     /// The host bytes behind `source` of `size` bytes, if it has any.
     pub fn of(source: &Source, size: u64) -> Option<Span> {
         let (path, offset, len) = host_bytes(source, size)?;
-        Some(Span { path: path.to_path_buf(), offset, len })
+        Some(Span { path, offset, len })
     }
 }
 
 /// Where the bytes of `source` (`size` of them) are on the host: path, offset, length.
-fn host_bytes(source: &Source, size: u64) -> Option<(&Path, u64, u64)> {
+fn host_bytes(source: &Source, size: u64) -> Option<(HostPath, u64, u64)> {
     match source {
-        Source::Host(p) => Some((p, 0, size)),
-        Source::Range { file, offset, len } => Some((file, *offset, *len)),
+        Source::Host(p) => Some((*p, 0, size)),
+        Source::Range { file, offset, len } => Some((*file, *offset, *len)),
         Source::Static(_) | Source::Bytes(_) => None,
     }
 }
@@ -65,11 +65,11 @@ struct Shared {
 }
 
 impl Prefetch {
-    /// Reads ahead what the writer will read — `files`' host bytes (sources and their
-    /// sizes), in the order `order` lists them — unless a sample of `files` is cached;
-    /// only then are they listed (`order`), a few hundred bytes a file.
-    pub fn start<'t>(
-        files: impl Iterator<Item = (&'t Source, u64)> + Clone,
+    /// Reads ahead what the writer will read — `files`' host bytes, in the order
+    /// `order` lists them — unless a sample of `files` is cached; only then are they
+    /// listed (`order`), 32 bytes a file.
+    pub fn start(
+        files: impl Iterator<Item = Span> + Clone,
         order: impl FnOnce() -> Vec<Span>,
     ) -> Option<Prefetch> {
         if looks_cached(files) {
@@ -136,7 +136,7 @@ fn ask(s: &Shared) {
         if span.len == 0 {
             continue;
         }
-        let Ok(file) = File::open(&span.path) else { continue };
+        let Ok(file) = File::open(span.path.to_path_buf()) else { continue };
         if !in_cache(&file, span.offset) {
             let (offset, len) = (span.offset as i64, span.len as i64);
             // SAFETY: advice on a descriptor this function holds open; the result is a hint.
@@ -146,12 +146,12 @@ fn ask(s: &Shared) {
 }
 
 /// Whether files spread over `files` are in the page cache (yes when there are none).
-fn looks_cached<'t>(files: impl Iterator<Item = (&'t Source, u64)> + Clone) -> bool {
-    let host = files.filter_map(|(source, size)| host_bytes(source, size)).filter(|(_, _, len)| *len > 0);
+fn looks_cached(files: impl Iterator<Item = Span> + Clone) -> bool {
+    let host = files.filter(|span| span.len > 0);
     let step = (host.clone().count() / SAMPLE).max(1);
     host.step_by(step)
         .take(SAMPLE)
-        .all(|(path, offset, _)| File::open(path).is_ok_and(|file| in_cache(&file, offset)))
+        .all(|span| File::open(span.path.to_path_buf()).is_ok_and(|file| in_cache(&file, span.offset)))
 }
 
 /// Whether the byte at `offset` of `file` is in the page cache: a one-byte read that
@@ -174,16 +174,16 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 100_000]).unwrap();
         // Just written: in the cache.
-        let cached = [Source::Host(path.clone())];
-        let files = || cached.iter().map(|s| (s, 100_000));
+        let cached = [Source::Host(path.clone().into())];
+        let files = || cached.iter().filter_map(|s| Span::of(s, 100_000));
         assert!(looks_cached(files()));
         assert!(Prefetch::start(files(), || panic!("a cached file is not listed")).is_none());
 
         // Files that cannot be read count as not cached; the readers pass them by.
         let missing: Vec<Source> =
-            (0..100).map(|i| Source::Host(dir.path().join(format!("gone{i}")))).collect();
-        let files = || missing.iter().map(|s| (s, 10));
-        let spans = || files().filter_map(|(s, n)| Span::of(s, n)).collect();
+            (0..100).map(|i| Source::Host(dir.path().join(format!("gone{i}")).into())).collect();
+        let files = || missing.iter().filter_map(|s| Span::of(s, 10));
+        let spans = || files().collect();
         let p = Prefetch::start(files(), spans).expect("nothing cached, so readers start");
         p.advance(1000);
         drop(p);

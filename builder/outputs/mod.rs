@@ -358,7 +358,7 @@ fn data_iso_part(tree: &Tree) -> std::borrow::Cow<'_, Tree> {
     let steps = crate::path::ImagePath::new(INIT_STEPS).expect("valid");
     let start_up =
         |p: &crate::path::ImagePath, e: &crate::tree::Entry| e.element == "init" || p.starts_with(&steps);
-    if !tree.iter().any(|(p, e)| start_up(p, e)) {
+    if !tree.iter().any(|(p, e)| start_up(&p, &e)) {
         return std::borrow::Cow::Borrowed(tree);
     }
     let mut data = tree.clone();

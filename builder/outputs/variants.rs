@@ -12,7 +12,7 @@ use crate::tree::{Entry, Tree};
 /// The trees outputs are written from.
 pub enum Variants<'t> {
     Whole(&'t Tree),
-    PerNode { shared: Tree, nodes: BTreeMap<String, Tree>, order: Vec<String> },
+    PerNode { shared: Box<Tree>, nodes: BTreeMap<String, Tree>, order: Vec<String> },
 }
 
 /// One image to write: the stem of its file names and the trees it is made of, in
@@ -31,21 +31,23 @@ impl<'t> Variants<'t> {
         }
         let order: Vec<String> =
             plan.inventory.iter().flat_map(|c| c.nodes.iter().map(|n| n.name.clone())).collect();
-        let (shared, mut nodes) = tree.split_by_node(&order, |n| {
-            ImagePath::new(&format!("{}/{n}", crate::network::NETWORK_DIR)).expect("valid")
-        });
+        let (shared, mut nodes) = tree
+            .split_by_node(&order, |n| {
+                ImagePath::new(&format!("{}/{n}", crate::network::NETWORK_DIR)).expect("valid")
+            })
+            .expect("entries of a tree pack again");
         let stamp = ImagePath::new("etc/smelt/node").expect("valid");
         for (name, part) in nodes.iter_mut() {
             for dir in ["etc", "etc/smelt"] {
                 let at = ImagePath::new(dir).expect("valid");
                 if let Some(e) = tree.get(&at) {
-                    part.insert(&at, e.clone()).expect("a directory");
+                    part.insert(&at, e).expect("a directory");
                 }
             }
             part.insert(&stamp, Entry::bytes(format!("{name}\n").into_bytes(), 0o644, plan.time, "smelt"))
                 .expect("a file");
         }
-        Variants::PerNode { shared, nodes, order }
+        Variants::PerNode { shared: Box::new(shared), nodes, order }
     }
 
     /// Every variant, in the inventory's order of nodes.

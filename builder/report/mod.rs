@@ -78,7 +78,7 @@ pub fn write_manifest(tree: &Tree, out: impl std::io::Write) -> std::io::Result<
     {
         let mut lines = std::io::BufWriter::with_capacity(1 << 16, &mut z);
         for (p, e) in tree.iter() {
-            serde_json::to_writer(&mut lines, &entry(p, e))?;
+            serde_json::to_writer(&mut lines, &entry(&p, &e))?;
             lines.write_all(b"\n")?;
         }
         lines.flush()?;

@@ -48,7 +48,7 @@ pub fn by_package(tree: &Tree) -> Vec<PackageShare> {
             // Lists name paths as dpkg unpacked them: /bin/sh is /usr/bin/sh when /bin
             // links to /usr/bin.
             let Ok(at) = tree.resolve_parents(&listed) else { continue };
-            if matches!(tree.get(&at).map(|e| &e.kind), Some(Kind::File { .. })) {
+            if matches!(tree.get(&at).map(|e| e.kind), Some(Kind::File { .. })) {
                 owner.entry(at).or_insert(index);
             }
         }
@@ -60,7 +60,7 @@ pub fn by_package(tree: &Tree) -> Vec<PackageShare> {
     let mut linked = HashSet::new();
     for (path, entry) in tree.iter() {
         if let Kind::File { size, link, .. } = entry.kind {
-            let share = owner.get(path).map_or(&mut loose, |&i| &mut shares[i]);
+            let share = owner.get(&path).map_or(&mut loose, |&i| &mut shares[i]);
             share.files += 1;
             // Hard links take their bytes once, as the budget counts them.
             if link.is_none_or(|key| linked.insert(key)) {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::io::source::Source;
+use crate::io::source::{HostPath, Source};
 use crate::path::ImagePath;
 use crate::tree::disk::{host_entry, write_entry};
 use crate::tree::{Kind, Tree};
@@ -101,18 +101,19 @@ pub fn apply_changes(
 /// has them), never hard-linked: a hook writing in place must not change the sources.
 /// Afterwards each file's record points at its staged copy.
 pub fn materialise(tree: &mut Tree, root: &Path) -> anyhow::Result<()> {
-    for (path, entry) in tree.iter_mut() {
-        let dest = root.join(path.as_str());
+    let staged = HostPath::new(root);
+    tree.update(|path, entry| {
+        let here = HostPath::below(staged.root(), path.as_str());
         if let Kind::File { source: Source::Host(src), .. } = &entry.kind {
-            if src == &dest {
-                continue;
+            if src.root() == here.root() && src.rel() == here.rel() {
+                return Ok(());
             }
         }
-        write_entry(entry, &dest)?;
+        write_entry(entry, &root.join(path.as_str()))?;
         if let Kind::File { source, link, .. } = &mut entry.kind {
-            *source = Source::Host(dest.clone());
+            *source = Source::Host(here);
             *link = None;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -28,7 +28,7 @@ pub fn prune(tree: &mut Tree, elements: &[Element]) -> anyhow::Result<(usize, u6
     for (path, _) in tree.iter().filter(|(p, _)| !doomed(p)) {
         let mut parent = path.parent();
         while let Some(p) = parent.filter(|p| !p.is_root()) {
-            if !needed.insert(p.clone()) {
+            if !needed.insert(p) {
                 break;
             }
             parent = p.parent();
@@ -50,17 +50,14 @@ pub fn permissions(tree: &mut Tree, elements: &[Element]) -> anyhow::Result<()> 
     for e in elements {
         for perm in &e.manifest.permissions {
             let glob = Glob::new(&perm.glob)?.compile_matcher();
-            for (_, entry) in tree.iter_mut().filter(|(p, _)| glob.is_match(p.as_str())) {
-                if let Some(m) = perm.mode {
-                    entry.mode = m;
+            tree.update(|path, entry| {
+                if glob.is_match(path.as_str()) {
+                    entry.mode = perm.mode.unwrap_or(entry.mode);
+                    entry.uid = perm.uid.unwrap_or(entry.uid);
+                    entry.gid = perm.gid.unwrap_or(entry.gid);
                 }
-                if let Some(u) = perm.uid {
-                    entry.uid = u;
-                }
-                if let Some(g) = perm.gid {
-                    entry.gid = g;
-                }
-            }
+                Ok(())
+            })?;
         }
     }
     Ok(())

@@ -8,13 +8,19 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::{Entry, Kind, Tree};
-use crate::io::source::Source;
+use crate::io::source::{HostPath, Source};
 use crate::path::ImagePath;
 
 /// An entry for a host file, directory, symlink or device, by reference. Ownership is
 /// smelt's record, not the host's: a file owned by the user running smelt becomes
 /// root's; other owners (set by a hook running as real root) are kept.
 pub fn host_entry(path: &Path, meta: &Metadata, element: &str) -> anyhow::Result<Entry> {
+    host_entry_as(path, HostPath::new(path), meta, element)
+}
+
+/// [`host_entry`] for a file whose kept path `host` the caller has already (a walk's
+/// root and the tail of its image path).
+fn host_entry_as(path: &Path, host: HostPath, meta: &Metadata, element: &str) -> anyhow::Result<Entry> {
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
         Kind::Dir
@@ -23,7 +29,7 @@ pub fn host_entry(path: &Path, meta: &Metadata, element: &str) -> anyhow::Result
         Kind::Symlink(target.to_string_lossy().into_owned())
     } else if ft.is_file() {
         let link = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        Kind::File { source: Source::Host(path.into()), size: meta.len(), alloc: meta.blocks() * 512, link }
+        Kind::File { source: Source::Host(host), size: meta.len(), alloc: meta.blocks() * 512, link }
     } else {
         use std::os::unix::fs::FileTypeExt;
         let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
@@ -77,14 +83,23 @@ pub fn add_dir(
     owners: Owners,
 ) -> anyhow::Result<usize> {
     let mut count = 0;
+    let root = HostPath::new(dir).root();
     let walk = walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name();
     let walk = walk.into_iter().filter_entry(move |e| owners == Owners::Kept || e.file_name() != ".git");
     let read = |e: walkdir::Result<walkdir::DirEntry>| -> anyhow::Result<(ImagePath, Entry)> {
         let e = e.with_context(|| format!("element `{element}`: reading {}", dir.display()))?;
         let rel = e.path().strip_prefix(dir)?.to_string_lossy();
         let at = if under.is_root() { ImagePath::new(&rel) } else { under.join(&rel) };
-        let entry = host_entry(e.path(), &e.metadata()?, element)?;
-        Ok((at.map_err(anyhow::Error::msg)?, if owners == Owners::Root { entry.as_root() } else { entry }))
+        let at = at.map_err(anyhow::Error::msg)?;
+        // The file's host path is the walk's root and its image path's tail, kept once,
+        // unless the name is not UTF-8 and the image path holds it changed.
+        let tail = at.as_str().get(at.as_str().len().saturating_sub(rel.len())..);
+        let host = match (rel, tail) {
+            (std::borrow::Cow::Borrowed(rel), Some(tail)) if tail == rel => HostPath::below(root, tail),
+            _ => HostPath::new(e.path()),
+        };
+        let entry = host_entry_as(e.path(), host, &e.metadata()?, element)?;
+        Ok((at, if owners == Owners::Root { entry.as_root() } else { entry }))
     };
     crate::io::ahead::map_in_order(walk, read, |read| {
         let (at, entry) = read?;
@@ -112,8 +127,8 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
             remove_existing(dest)?;
             match source {
                 Source::Host(src) => {
-                    fs::copy(src, dest)
-                        .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+                    fs::copy(src.to_path_buf(), dest)
+                        .with_context(|| format!("copying {src} to {}", dest.display()))?;
                 }
                 other => fs::write(dest, other.read_all()?).with_context(ctx)?,
             }

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 pub mod disk;
+mod store;
+
+use store::{Peek, Store};
 
 use crate::io::source::Source;
 use crate::path::ImagePath;
@@ -203,7 +206,7 @@ impl Entry {
 
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
-    entries: BTreeMap<ImagePath, Entry>,
+    entries: Store,
     /// Paths that belong to one node of the client (rendered per node), for per-node
     /// images: `--per-node` stamps them onto the shared part, node by node.
     nodes: BTreeMap<ImagePath, String>,
@@ -213,12 +216,17 @@ pub struct Tree {
 const MAX_LINK_DEPTH: usize = 40;
 
 impl Tree {
-    pub fn iter(&self) -> impl Iterator<Item = (&ImagePath, &Entry)> + Clone {
+    /// Every entry in path order, unpacked from its record as it is read.
+    pub fn iter(&self) -> impl Iterator<Item = (ImagePath, Entry)> + Clone + '_ {
         self.entries.iter()
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ImagePath, &mut Entry)> {
-        self.entries.iter_mut()
+    /// Calls `change` on every entry in path order and keeps what it leaves.
+    pub fn update(
+        &mut self,
+        change: impl FnMut(ImagePath, &mut Entry) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.entries.update(change)
     }
 
     pub fn len(&self) -> usize {
@@ -226,22 +234,20 @@ impl Tree {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
-    pub fn get(&self, path: &ImagePath) -> Option<&Entry> {
-        self.entries.get(path)
+    pub fn get(&self, path: &ImagePath) -> Option<Entry> {
+        self.entries.get(path.as_str())
     }
 
     /// Makes the file at `path` one of a group of hard links.
     pub fn set_link(&mut self, path: &ImagePath, key: (u64, u64)) {
-        if let Some(Entry { kind: Kind::File { link, .. }, .. }) = self.entries.get_mut(path) {
-            *link = Some(key);
-        }
+        self.entries.set_link(path.as_str(), key);
     }
 
     pub fn remove(&mut self, path: &ImagePath) -> Option<Entry> {
-        self.entries.remove(path)
+        self.entries.remove(path.as_str())
     }
 
     /// Resolves symlinks among the parents of `path` as the image would, so that
@@ -249,10 +255,8 @@ impl Tree {
     /// is not followed.
     pub fn resolve_parents(&self, path: &ImagePath) -> Result<ImagePath, String> {
         // Most paths have no symlink among their parents: checked without allocating.
-        match self.first_linked_parent(path.as_str()) {
-            Ok(None) => return Ok(path.clone()),
-            Ok(Some(_)) => {}
-            Err(msg) => return Err(msg),
+        if self.first_linked_parent(path.as_str())?.is_none() {
+            return Ok(*path);
         }
         let mut depth = 0;
         let mut current = ImagePath::root();
@@ -264,8 +268,8 @@ impl Tree {
             if rest.is_empty() {
                 return Ok(next);
             }
-            match self.entries.get(&next).map(|e| &e.kind) {
-                Some(Kind::Symlink(target)) => {
+            match self.entries.peek(next.as_str()) {
+                Some(Peek::Symlink(target)) => {
                     depth += 1;
                     if depth > MAX_LINK_DEPTH {
                         return Err(format!("too many levels of symlinks resolving {path}"));
@@ -277,12 +281,9 @@ impl Tree {
                     rest.extend(parts);
                     current = ImagePath::root();
                 }
-                Some(Kind::Dir) | None => current = next,
-                Some(other) => {
-                    return Err(format!(
-                        "{next} is a {}, so {path} cannot be created under it",
-                        describe(other)
-                    ))
+                Some(Peek::Dir) | None => current = next,
+                Some(Peek::Other(what)) => {
+                    return Err(format!("{next} is a {what}, so {path} cannot be created under it"))
                 }
             }
         }
@@ -294,14 +295,11 @@ impl Tree {
     fn first_linked_parent<'p>(&self, path: &'p str) -> Result<Option<&'p str>, String> {
         for (i, _) in path.match_indices('/') {
             let parent = &path[..i];
-            match self.entries.get(parent).map(|e| &e.kind) {
-                Some(Kind::Symlink(_)) => return Ok(Some(parent)),
-                Some(Kind::Dir) | None => {}
-                Some(other) => {
-                    return Err(format!(
-                        "/{parent} is a {}, so /{path} cannot be created under it",
-                        describe(other)
-                    ))
+            match self.entries.peek(parent) {
+                Some(Peek::Symlink(_)) => return Ok(Some(parent)),
+                Some(Peek::Dir) | None => {}
+                Some(Peek::Other(what)) => {
+                    return Err(format!("/{parent} is a {what}, so /{path} cannot be created under it"))
                 }
             }
         }
@@ -321,40 +319,33 @@ impl Tree {
         }
         let path = self.resolve_parents(path)?;
         self.make_parents(&path, entry.mtime, &entry.element)?;
-        match (self.entries.get_mut(&path), &entry.kind) {
-            (Some(existing), Kind::Dir) if matches!(existing.kind, Kind::Dir) => {
-                existing.mode = entry.mode;
-                existing.uid = entry.uid;
-                existing.gid = entry.gid;
+        match (self.entries.peek(path.as_str()), &entry.kind) {
+            (Some(Peek::Dir), Kind::Dir) => {
+                self.entries.set_mode(path.as_str(), entry.mode, entry.uid, entry.gid)?
             }
-            (Some(existing), Kind::Dir) if matches!(existing.kind, Kind::Symlink(_)) => {}
-            (Some(existing), _) if matches!(existing.kind, Kind::Dir) => {
-                if self.has_children(&path) {
-                    return Err(format!(
-                        "{path} is a directory with contents and cannot be replaced by a {}",
-                        describe(&entry.kind)
-                    ));
-                }
-                self.entries.insert(path.clone(), entry);
+            (Some(Peek::Symlink(_)), Kind::Dir) => {}
+            (Some(Peek::Dir), _) if self.has_children(&path) => {
+                return Err(format!(
+                    "{path} is a directory with contents and cannot be replaced by a {}",
+                    describe(&entry.kind)
+                ));
             }
-            _ => {
-                self.entries.insert(path.clone(), entry);
-            }
+            _ => self.entries.put(path, &entry)?,
         }
         Ok(path)
     }
 
     /// Creates the missing parents of `path` (resolved already: its parents are
     /// directories or missing), nearest the root first.
-    fn make_parents(&mut self, path: &ImagePath, mtime: i64, element: &str) -> Result<(), String> {
+    fn make_parents(&mut self, path: &ImagePath, mtime: i64, element: &ElementName) -> Result<(), String> {
         let text = path.as_str();
         // Where the existing ancestors end: every parent below that one is missing.
         let ends: Vec<usize> = text.match_indices('/').map(|(i, _)| i).collect();
-        let present = ends.iter().rposition(|&i| self.entries.contains_key(&text[..i]));
+        let present = ends.iter().rposition(|&i| self.entries.contains(&text[..i]));
         let first_missing = present.map_or(0, |k| k + 1);
         for &end in &ends[first_missing..] {
-            let dir = ImagePath::new(&text[..end])?;
-            self.entries.insert(dir, Entry::dir(0o755, mtime, element));
+            let dir = Entry { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime, element: element.clone() };
+            self.entries.put(ImagePath::new(&text[..end])?, &dir)?;
         }
         Ok(())
     }
@@ -364,8 +355,8 @@ impl Tree {
     }
 
     /// The entries below `dir` (not `dir` itself), in path order.
-    pub fn below<'t>(&'t self, dir: &'t ImagePath) -> impl Iterator<Item = (&'t ImagePath, &'t Entry)> + 't {
-        self.entries.range(dir.below_start()..).take_while(move |(p, _)| p.starts_with(dir) && *p != dir)
+    pub fn below(&self, dir: &ImagePath) -> impl Iterator<Item = (ImagePath, Entry)> + '_ {
+        self.entries.below(*dir)
     }
 
     /// Records that `path` belongs to `node` only.
@@ -381,7 +372,7 @@ impl Tree {
         &self,
         names: &[String],
         dir_of: impl Fn(&str) -> ImagePath,
-    ) -> (Tree, BTreeMap<String, Tree>) {
+    ) -> Result<(Tree, BTreeMap<String, Tree>), String> {
         let owner = |path: &ImagePath| -> Option<&str> {
             if let Some(n) = self.nodes.get(path) {
                 return Some(n.as_str());
@@ -390,31 +381,27 @@ impl Tree {
         };
         let mut shared = Tree::default();
         let mut parts: BTreeMap<String, Tree> = names.iter().map(|n| (n.clone(), Tree::default())).collect();
-        for (path, entry) in &self.entries {
-            match owner(path).and_then(|n| parts.get_mut(n)) {
+        for (path, entry) in self.iter() {
+            match owner(&path).and_then(|n| parts.get_mut(n)) {
                 Some(part) => {
                     let mut parent = path.parent();
                     while let Some(p) = parent.filter(|p| !p.is_root()) {
-                        if let Some(e) = self.entries.get(&p) {
-                            part.entries.entry(p.clone()).or_insert_with(|| e.clone());
+                        if let (Some(e), false) = (self.get(&p), part.entries.contains(p.as_str())) {
+                            part.entries.put(p, &e)?;
                         }
                         parent = p.parent();
                     }
-                    part.entries.insert(path.clone(), entry.clone());
+                    part.entries.put(path, &entry)?;
                 }
-                None => {
-                    shared.entries.insert(path.clone(), entry.clone());
-                }
+                None => shared.entries.put(path, &entry)?,
             }
         }
-        (shared, parts)
+        Ok((shared, parts))
     }
 
-    /// Removes every path for which `remove` says so, returning how many.
-    pub fn retain(&mut self, mut keep: impl FnMut(&ImagePath, &Entry) -> bool) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|p, e| keep(p, e));
-        before - self.entries.len()
+    /// Removes every path `keep` refuses, returning how many.
+    pub fn retain(&mut self, keep: impl FnMut(&ImagePath, &Entry) -> bool) -> usize {
+        self.entries.retain(keep)
     }
 }
 

@@ -89,7 +89,7 @@ pub fn prepare(
     let ahead = match compression {
         FileCompression::None => {
             let files = layers.iter().flat_map(|l| l.iter()).filter_map(|(_, e)| match &e.kind {
-                Kind::File { source, size, .. } => Some((source, *size)),
+                Kind::File { source, size, .. } => Span::of(source, *size),
                 _ => None,
             });
             Prefetch::start(files, || reads(layers))
@@ -283,10 +283,10 @@ fn add_layer(
     let mut first_link: BTreeMap<(u64, u64), String> = BTreeMap::new();
     let jobs = tree.iter().map(|(path, entry)| {
         let name = path.as_str().to_string();
-        if let Kind::File { link: Some(key), .. } = &entry.kind {
-            match first_link.get(key) {
+        if let Kind::File { link: Some(key), .. } = entry.kind {
+            match first_link.get(&key) {
                 Some(to) => return Job { name, entry, link_to: Some(to.clone()), spill: None },
-                None => first_link.insert(*key, name.clone()),
+                None => first_link.insert(key, name.clone()),
             };
         }
         let spill = matches!(&entry.kind, Kind::File { source: Source::Range { .. }, .. }).then(|| {
@@ -364,9 +364,9 @@ fn add_layer(
 }
 
 /// A staged entry on its way into hadris's tree.
-struct Job<'t> {
+struct Job {
     name: String,
-    entry: &'t crate::tree::Entry,
+    entry: crate::tree::Entry,
     /// The path that already holds its inode (a hard link).
     link_to: Option<String>,
     /// Where its bytes are copied out to, for a file inside a tarball.
@@ -400,9 +400,9 @@ pub fn from_rock_ridge_device(high: u32, low: u32) -> (u32, u32) {
 fn content(source: &Source, size: u64, spill: Option<&Path>) -> anyhow::Result<Content> {
     Ok(match source {
         Source::Host(p) => {
-            let c = hadris_fs::host::file(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+            let c = hadris_fs::host::file(p.to_path_buf()).map_err(|e| anyhow!("{p}: {e}"))?;
             if c.len() != size {
-                anyhow::bail!("{} changed size while the image was built", p.display());
+                anyhow::bail!("{p} changed size while the image was built");
             }
             c
         }

@@ -121,8 +121,9 @@ pub fn add(
     // Extension modules of site-packages need their libraries too.
     for (_, e) in tree.below(site) {
         if let Kind::File { source: crate::io::source::Source::Host(p), .. } = &e.kind {
-            if is_shared_object(p) {
-                objects.push(p.clone());
+            let p = p.to_path_buf();
+            if is_shared_object(&p) {
+                objects.push(p);
             }
         }
     }
@@ -175,7 +176,7 @@ pub fn pack_stdlib(
         .filter(|(p, _)| !p.starts_with(&site) && !p.starts_with(&dynload))
         .map(|(p, e)| {
             (
-                p.clone(),
+                p,
                 match &e.kind {
                     Kind::File { source, .. } => Some(source.clone()),
                     _ => None,

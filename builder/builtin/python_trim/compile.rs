@@ -78,7 +78,7 @@ pub fn compile(
                 } else {
                     Ship::Bytecode(0)
                 };
-                (ship != Ship::Source).then(|| (p.clone(), source.clone(), ship))
+                (ship != Ship::Source).then(|| (p, source.clone(), ship))
             }
             _ => None,
         })

@@ -86,7 +86,7 @@ impl Removals {
         let r = &mut self.rules[rule];
         r.1 += usize::from(file);
         r.2 += bytes;
-        self.by_path.insert(path.clone(), rule);
+        self.by_path.insert(*path, rule);
     }
 
     /// Records bytes a rule saved without removing a path (stripping).
@@ -98,7 +98,7 @@ impl Removals {
 
     /// The rule that removed `path` or the closest directory above it.
     fn why(&self, path: &ImagePath) -> Option<(&str, &ImagePath)> {
-        let mut p = Some(path.clone());
+        let mut p = Some(*path);
         while let Some(at) = p {
             if let Some((found, i)) = self.by_path.get_key_value(&at) {
                 return Some((&self.rules[*i].0, found));
@@ -111,7 +111,7 @@ impl Removals {
     /// The paths a rule removed under `dir`, with the rule (for missing packages).
     fn under(&self, dir: &ImagePath) -> Option<(&str, &ImagePath)> {
         self.by_path
-            .range(dir.clone()..)
+            .range(*dir..)
             .next()
             .filter(|(p, _)| p.starts_with(dir))
             .map(|(p, i)| (self.rules[*i].0.as_str(), p))
@@ -200,7 +200,7 @@ fn locate(tree: &Tree, element: &str, params: &Value) -> anyhow::Result<ImagePat
     let cfg = tree
         .resolve_parents(&venv.join("pyvenv.cfg").map_err(anyhow::Error::msg)?)
         .map_err(anyhow::Error::msg)?;
-    if !matches!(tree.get(&cfg).map(|e| &e.kind), Some(Kind::File { .. })) {
+    if !matches!(tree.get(&cfg).map(|e| e.kind), Some(Kind::File { .. })) {
         bail!("element `{element}`: {venv} has no pyvenv.cfg: is it a virtualenv, and does an earlier element put it there?");
     }
     Ok(cfg.parent().unwrap_or_else(ImagePath::root))
@@ -211,12 +211,12 @@ fn interpreter(tree: &Tree, venv: &ImagePath) -> anyhow::Result<PathBuf> {
     for name in ["bin/python3", "bin/python"] {
         let mut at = venv.join(name).map_err(anyhow::Error::msg)?;
         for _ in 0..8 {
-            match tree.get(&at).map(|e| &e.kind) {
-                Some(Kind::Symlink(t)) if t.starts_with('/') && Path::new(t).exists() => {
+            match tree.get(&at).map(|e| e.kind) {
+                Some(Kind::Symlink(t)) if t.starts_with('/') && Path::new(&t).exists() => {
                     return Ok(std::fs::canonicalize(t)?)
                 }
-                Some(Kind::Symlink(t)) => at = at.resolve_link(t),
-                Some(Kind::File { source: Source::Host(p), .. }) => return Ok(p.clone()),
+                Some(Kind::Symlink(t)) => at = at.resolve_link(&t),
+                Some(Kind::File { source: Source::Host(p), .. }) => return Ok(p.to_path_buf()),
                 _ => break,
             }
         }
@@ -274,9 +274,7 @@ fn relocate(
         .iter()
         .filter(|(path, _)| path.parent().as_ref() == Some(&bin))
         .filter_map(|(path, e)| match &e.kind {
-            Kind::File { source, size, .. } if *size < 1 << 20 => {
-                Some((path.clone(), source.clone(), e.mode))
-            }
+            Kind::File { source, size, .. } if *size < 1 << 20 => Some((path, source.clone(), e.mode)),
             _ => None,
         })
         .collect();

@@ -70,12 +70,12 @@ pub fn remove(
     }
     // First the directories and files a rule names, then what lies under them.
     let mut doomed: Vec<(ImagePath, usize)> = Vec::new();
-    for (path, _) in tree.iter().filter(|(p, _)| p.starts_with(venv) && *p != venv) {
+    for (path, _) in tree.iter().filter(|(p, _)| p.starts_with(venv) && p != venv) {
         if keep.is_match(path.as_str()) {
             continue;
         }
         if let Some(i) = rules.iter().position(|(_, set)| set.is_match(path.as_str())) {
-            doomed.push((path.clone(), i));
+            doomed.push((path, i));
         }
     }
     for dir in unimported_test_dirs(tree, site, keep) {
@@ -85,8 +85,7 @@ pub fn remove(
     let test_rule = log.rule(TEST_DIRS);
     for (root, i) in doomed {
         let rule = if i == usize::MAX { test_rule } else { ids[i] };
-        let under: Vec<ImagePath> =
-            std::iter::once(root.clone()).chain(tree.below(&root).map(|(p, _)| p.clone())).collect();
+        let under: Vec<ImagePath> = std::iter::once(root).chain(tree.below(&root).map(|(p, _)| p)).collect();
         for path in under {
             // What `keep` names stays, and so do the directories above it.
             if keep.is_match(path.as_str()) || tree.below(&path).any(|(p, _)| keep.is_match(p.as_str())) {
@@ -113,7 +112,7 @@ fn unimported_test_dirs(tree: &Tree, site: &ImagePath, keep: &GlobSet) -> Vec<Im
                 && matches!(p.as_str().rsplit('/').next(), Some("test" | "tests"))
                 && !keep.is_match(p.as_str())
         })
-        .map(|(p, _)| p.clone())
+        .map(|(p, _)| p)
         .collect();
     // Nested candidates go with the outer one.
     let candidates: Vec<ImagePath> = candidates
@@ -124,7 +123,7 @@ fn unimported_test_dirs(tree: &Tree, site: &ImagePath, keep: &GlobSet) -> Vec<Im
     if candidates.is_empty() {
         return Vec::new();
     }
-    let sources: Vec<(&ImagePath, String)> = tree
+    let sources: Vec<(ImagePath, String)> = tree
         .iter()
         .filter(|(p, _)| p.starts_with(site) && p.as_str().ends_with(".py"))
         .filter_map(|(p, e)| match &e.kind {

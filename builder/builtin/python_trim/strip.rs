@@ -22,7 +22,7 @@ pub fn strip(tree: &mut Tree, element: &str, venv: &ImagePath, log: &mut Removal
         .below(venv)
         .filter_map(|(p, e)| match &e.kind {
             Kind::File { source, size, .. } if *size > 4096 && is_elf(source) => {
-                Some((p.clone(), source.clone(), *size, e.mode, e.mtime))
+                Some((p, source.clone(), *size, e.mode, e.mtime))
             }
             _ => None,
         })
@@ -42,12 +42,13 @@ pub fn strip(tree: &mut Tree, element: &str, venv: &ImagePath, log: &mut Removal
     std::fs::create_dir_all(&cache)?;
     for (path, source, size, mode, mtime) in objects {
         let Source::Host(host) = &source else { continue };
-        let digest = crate::io::count::sha256_file(host)?;
+        let host = host.to_path_buf();
+        let digest = crate::io::count::sha256_file(&host)?;
         let out = cache.join(format!("{digest}.so"));
         if !out.exists() {
             let partial = cache.join(format!(".{digest}.partial-{}", std::process::id()));
             let status = crate::cleanup::output(
-                Command::new(&tool).arg("--strip-unneeded").arg("-o").arg(&partial).arg(host),
+                Command::new(&tool).arg("--strip-unneeded").arg("-o").arg(&partial).arg(&host),
             )
             .with_context(|| format!("element `{element}`: running strip on {}", host.display()))?;
             if !status.status.success() {

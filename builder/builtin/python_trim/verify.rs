@@ -36,7 +36,7 @@ pub fn run(
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     for (path, entry) in tree.iter() {
-        crate::tree::disk::write_entry(entry, &root.join(path.as_str()))
+        crate::tree::disk::write_entry(&entry, &root.join(path.as_str()))
             .with_context(|| format!("element `{element}`: copying {path} for verify"))?;
     }
     for command in commands {
