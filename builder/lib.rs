@@ -28,11 +28,13 @@
 //!
 //! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`;
 //! [`cli`] and [`ops`] are the commands (one function each); [`ui`] is what the user
-//! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and checks; [`path`] is an image path,
-//! [`cache`] where fetched things are kept, [`platform`] the host's architecture.
+//! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and
+//! checks; [`path`] is an image path, kept with host paths in the process-long
+//! [`arena`]; [`cache`] is where fetched things are kept, [`platform`] the host's
+//! architecture.
 //!
-//! Layers import downwards only: `path`, `io`, `tree` at the bottom import nothing of
-//! `stage`, `ops` or `cli`.
+//! Layers import downwards only: `arena`, `path`, `io`, `tree` at the bottom import
+//! nothing of `stage`, `ops` or `cli`.
 
 mod archive;
 mod arena;
