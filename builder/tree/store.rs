@@ -114,13 +114,18 @@ impl Store {
 
     /// Puts `entry` at `path`, replacing what was there.
     pub fn put(&mut self, path: ImagePath, entry: &Entry) -> Result<(), String> {
-        let mut record = self.pack(path, entry)?;
+        let existing = self.find(path.as_str());
+        let mut record = self.pack(
+            path,
+            entry,
+            existing.map(|i| (self.records[i as usize].shape, self.records[i as usize].data)),
+        )?;
         let link = match entry.kind {
             Kind::File { link, .. } => link,
             _ => None,
         };
         record.linked = link.is_some();
-        let i = match self.find(path.as_str()) {
+        let i = match existing {
             Some(i) => {
                 self.records[i as usize] = record;
                 i
@@ -286,19 +291,35 @@ impl Store {
         }
     }
 
-    fn pack(&mut self, path: ImagePath, entry: &Entry) -> Result<Record, String> {
+    /// The record for `entry` at `path`. `replacing` is the shape and data of the record
+    /// it replaces: its slot in a side table is used again, so changing entries in place
+    /// (`update`) does not grow the tables.
+    fn pack(
+        &mut self,
+        path: ImagePath,
+        entry: &Entry,
+        replacing: Option<(Shape, u32)>,
+    ) -> Result<Record, String> {
         let device = |major: u32, minor: u32| u64::from(major) << 32 | u64::from(minor);
         let (shape, size, blocks, data) = match &entry.kind {
             Kind::Dir => (Shape::Dir, 0, 0, 0),
             Kind::File { source, size, alloc, .. } => {
                 let blocks = u32::try_from(alloc.div_ceil(512)).unwrap_or(u32::MAX);
-                match self.walked(path, source) {
-                    Some(walk) => (Shape::Walked, *size, blocks, walk),
-                    None => (Shape::File, *size, blocks, push(&mut self.sources, source.clone())?),
+                match (self.walked(path, source), replacing) {
+                    (Some(walk), _) => (Shape::Walked, *size, blocks, walk),
+                    (None, Some((Shape::File, slot))) => {
+                        self.sources[slot as usize] = source.clone();
+                        (Shape::File, *size, blocks, slot)
+                    }
+                    (None, _) => (Shape::File, *size, blocks, push(&mut self.sources, source.clone())?),
                 }
             }
             Kind::Symlink(target) => {
-                (Shape::Symlink, target.len() as u64, 0, push(&mut self.targets, keep_str(target))?)
+                let slot = match replacing {
+                    Some((Shape::Symlink, slot)) if self.targets[slot as usize] == target => slot,
+                    _ => push(&mut self.targets, keep_str(target))?,
+                };
+                (Shape::Symlink, target.len() as u64, 0, slot)
             }
             Kind::Char(major, minor) => (Shape::Char, device(*major, *minor), 0, 0),
             Kind::Block(major, minor) => (Shape::Block, device(*major, *minor), 0, 0),
@@ -456,6 +477,22 @@ mod tests {
         assert_eq!(host("init"), Path::new("/srv/tree/sbin/init"));
         let shapes: Vec<_> = s.records.iter().map(|r| r.shape).collect();
         assert_eq!(shapes, [Shape::Walked, Shape::Walked, Shape::File]);
+    }
+
+    #[test]
+    fn changing_entries_in_place_reuses_their_side_slots() {
+        let mut s = Store::default();
+        s.put(p("a"), &Entry::bytes(b"x".to_vec(), 0o644, 0, "e")).unwrap();
+        s.put(p("l"), &Entry::symlink("t", 0, "e")).unwrap();
+        for mode in [0o600, 0o640, 0o644] {
+            s.update(|_, e| {
+                e.mode = mode;
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!((s.sources.len(), s.targets.len()), (1, 1));
+        assert!(s.iter().all(|(_, e)| e.mode == 0o644));
     }
 
     #[test]
