@@ -19,22 +19,15 @@ impl ImagePath {
     /// Accepts `/etc/x`, `etc/x`, `./etc//x/`; rejects `..` anywhere and NUL bytes: an
     /// image path never walks out of the image root.
     pub fn new(raw: &str) -> Result<ImagePath, String> {
-        if raw.contains('\0') {
-            return Err(format!("path {raw:?} contains a NUL byte"));
+        Ok(ImagePath(keep_str(&normalise(raw)?.unwrap_or_else(|| raw.into()))))
+    }
+
+    /// [`ImagePath::new`] of text kept already: used as it is when it is normalised.
+    pub fn kept(raw: &'static str) -> Result<ImagePath, String> {
+        match normalise(raw)? {
+            None => Ok(ImagePath(raw)),
+            Some(normal) => Ok(ImagePath(keep_str(&normal))),
         }
-        let mut parts = Vec::new();
-        for part in raw.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => return Err(format!("path `{raw}` escapes the image root")),
-                p => parts.push(p),
-            }
-        }
-        // Most paths come normalised: kept as they are, without joining them again.
-        if parts.iter().map(|p| p.len() + 1).sum::<usize>() == raw.len() + 1 {
-            return Ok(ImagePath(keep_str(raw)));
-        }
-        Ok(ImagePath(keep_str(&parts.join("/"))))
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -86,6 +79,25 @@ impl ImagePath {
     }
 }
 
+/// `raw` normalised; `None` when it is already (as most paths come).
+fn normalise(raw: &str) -> Result<Option<String>, String> {
+    if raw.contains('\0') {
+        return Err(format!("path {raw:?} contains a NUL byte"));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(format!("path `{raw}` escapes the image root")),
+            p => parts.push(p),
+        }
+    }
+    if parts.iter().map(|p| p.len() + 1).sum::<usize>() == raw.len() + 1 {
+        return Ok(None);
+    }
+    Ok(Some(parts.join("/")))
+}
+
 /// Lookups by `&str` in maps keyed by image paths: the order is the string's.
 impl std::borrow::Borrow<str> for ImagePath {
     fn borrow(&self) -> &str {
@@ -111,6 +123,14 @@ mod tests {
             ImagePath::new("a/../../etc/passwd").unwrap_err(),
             "path `a/../../etc/passwd` escapes the image root"
         );
+    }
+
+    #[test]
+    fn kept_text_is_used_as_it_is_when_normal() {
+        let text = crate::arena::keep_str("usr/bin/sh");
+        assert!(std::ptr::eq(ImagePath::kept(text).unwrap().as_str(), text));
+        assert_eq!(ImagePath::kept(crate::arena::keep_str("/usr//bin/")).unwrap().as_str(), "usr/bin");
+        assert!(ImagePath::kept("a/../..").is_err());
     }
 
     #[test]

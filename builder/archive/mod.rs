@@ -41,12 +41,13 @@ pub fn initramfs(
     dest: &Path,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Written> {
-    let ahead = Prefetch::start(host_spans(tree.iter().map(|(_, e)| e)), || {
-        host_spans(tree.iter().map(|(_, e)| e)).collect()
-    });
+    // Files up to newc::SMALL are read on every core by the writer itself: reading ahead
+    // is for the larger ones (and lists none of a million small files).
+    let large = || host_spans(tree.iter().map(|(_, e)| e)).filter(|s| s.len > newc::SMALL);
+    let ahead = Prefetch::start(large(), || large().collect());
     let progress = |n| {
         progress(n);
-        if let Some(p) = &ahead {
+        if let (Some(p), true) = (&ahead, n > newc::SMALL) {
             p.advance(n);
         }
     };

@@ -141,7 +141,7 @@ impl<W: Write> Write for Counted<'_, W> {
 }
 
 /// Files up to this size are read on other cores ahead of the writer.
-const SMALL: u64 = 16 << 10;
+pub(super) const SMALL: u64 = 16 << 10;
 
 /// An entry with its bytes when it is a small file, read on a mapper thread.
 type ReadAhead = (usize, ImagePath, Entry, Option<io::Result<Vec<u8>>>);

@@ -9,6 +9,7 @@ use include_dir::{include_dir, Dir, DirEntry};
 use super::manifest::{read_dir_manifest, Manifest};
 use super::{Element, ElementFile, FileKind, Origin, Stat};
 use crate::config::source::TomlFile;
+use crate::io::source::HostPath;
 use crate::io::source::Source;
 
 static BUILT_IN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/elements");
@@ -90,7 +91,7 @@ fn load_dir(name: &str, dir: &Path) -> anyhow::Result<Element> {
     {
         let entry = entry.with_context(|| format!("reading element `{name}` in {}", dir.display()))?;
         let rel = entry.path().strip_prefix(dir)?.to_string_lossy().into_owned();
-        files.push(walked_file(name, rel, &entry)?);
+        files.push(walked_file(name, rel, &entry, || HostPath::new(entry.path()))?);
     }
     Ok(Element { name: name.into(), origin: Origin::Dir(dir.to_path_buf()), manifest, files })
 }
@@ -100,6 +101,7 @@ pub(super) fn walked_file(
     element: &str,
     rel: String,
     entry: &walkdir::DirEntry,
+    host: impl FnOnce() -> HostPath,
 ) -> anyhow::Result<ElementFile> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
@@ -109,7 +111,7 @@ pub(super) fn walked_file(
         let target = std::fs::read_link(entry.path())?;
         FileKind::Symlink(target.to_string_lossy().into_owned())
     } else if meta.is_file() {
-        FileKind::File(Source::Host(entry.path().to_path_buf().into()))
+        FileKind::File(Source::Host(host()))
     } else {
         use super::manifest::DeviceKind;
         use std::os::unix::fs::FileTypeExt;

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::io::count::CountingWriter;
-use crate::io::source::Source;
+use crate::io::source::{HostPath, Source};
+use crate::path::ImagePath;
 pub use manifest::{Form, Manifest};
 
 /// Where an element was found.
@@ -110,11 +111,18 @@ impl Element {
             return Ok(());
         }
         let walk = walkdir::WalkDir::new(&root).min_depth(1).sort_by_file_name().follow_links(false);
+        let kept_root = HostPath::new(&root).root();
         let read = |entry: walkdir::Result<walkdir::DirEntry>| {
             let entry =
                 entry.with_context(|| format!("reading element `{}` in {}", self.name, root.display()))?;
             let rel = entry.path().strip_prefix(&root)?.to_string_lossy().into_owned();
-            library::walked_file(&self.name, rel, &entry)
+            // A file's host path is the root and its image path, kept once for both
+            // (`overlay::place` takes the image path from it).
+            let host = || match ImagePath::new(&rel) {
+                Ok(at) if at.as_str() == rel => HostPath::below(kept_root, at.as_str()),
+                _ => HostPath::new(entry.path()),
+            };
+            library::walked_file(&self.name, rel.clone(), &entry, host)
         };
         crate::io::ahead::map_in_order(walk.into_iter(), read, |file| {
             let file = file?;

@@ -75,6 +75,10 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         return over_budget(report, checks, &plan);
     }
 
+    // What staging freed (walk buffers on every core's heap, hook scratch) goes back to
+    // the kernel before the outputs' own buffers are made: 5-8 MiB less at the peak of a
+    // large ISO. SAFETY: malloc_trim only returns free pages of the heap.
+    unsafe { libc::malloc_trim(0) };
     let variants = Variants::new(&plan, &tree, opts.per_node);
     let kernel = image_kernel.as_ref().map(|k| k.path.as_path());
     let produced =

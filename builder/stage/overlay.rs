@@ -2,6 +2,7 @@
 //! ISO-only tree, by reference.
 
 use crate::element::{Element, ElementFile, FileKind};
+use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Kind, Tree};
 
@@ -36,7 +37,12 @@ fn place(
     mtime: i64,
 ) -> anyhow::Result<()> {
     let fail = |e: String| anyhow::anyhow!("element `{}`: {folder}/{rel}: {e}", element.name);
-    let path = ImagePath::new(rel).map_err(fail)?;
+    let path = match &file.kind {
+        // Kept already by the walk that found it.
+        FileKind::File(Source::Host(host)) if host.rel() == rel => ImagePath::kept(host.rel()),
+        _ => ImagePath::new(rel),
+    };
+    let path = path.map_err(fail)?;
     let kind = match &file.kind {
         FileKind::Dir => Kind::Dir,
         FileKind::Symlink(target) => Kind::Symlink(target.clone()),
