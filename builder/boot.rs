@@ -254,10 +254,10 @@ impl Loaders {
                 .map_err(|e| anyhow::anyhow!("ISO path {path}: {e}"))?;
             Ok(())
         };
-        put(KERNEL, Source::Host(kernel.to_path_buf().into()))?;
-        put(INITRD, Source::Host(initramfs.to_path_buf().into()))?;
-        put("isolinux/isolinux.bin", Source::Host(self.isolinux.clone().into()))?;
-        put("isolinux/ldlinux.c32", Source::Host(self.ldlinux.clone().into()))?;
+        put(KERNEL, Source::host(kernel))?;
+        put(INITRD, Source::host(initramfs))?;
+        put("isolinux/isolinux.bin", Source::host(&self.isolinux))?;
+        put("isolinux/ldlinux.c32", Source::host(&self.ldlinux))?;
         put("isolinux/isolinux.cfg", Source::Bytes(self.isolinux_cfg.clone().into()))?;
         put("boot/grub/grub.cfg", Source::Bytes(self.grub_cfg.clone().into()))?;
         Ok(tree)

@@ -111,19 +111,19 @@ pub fn tree(
             .map_err(|e| anyhow!("netboot {path}: {e}"))?;
         Ok(())
     };
-    put("pxelinux.0", Source::Host(loaders.pxelinux.clone().into()), "smelt")?;
-    put("ldlinux.c32", Source::Host(loaders.ldlinux.clone().into()), "smelt")?;
-    put("undionly.kpxe", Source::Host(loaders.undionly.clone().into()), "smelt")?;
-    put("ipxe.efi", Source::Host(loaders.ipxe_efi.clone().into()), "smelt")?;
+    put("pxelinux.0", Source::host(&loaders.pxelinux), "smelt")?;
+    put("ldlinux.c32", Source::host(&loaders.ldlinux), "smelt")?;
+    put("undionly.kpxe", Source::host(&loaders.undionly), "smelt")?;
+    put("ipxe.efi", Source::host(&loaders.ipxe_efi), "smelt")?;
     put("bootx64.efi", Source::Bytes(loaders.grub.clone().into()), "smelt")?;
-    put(KERNEL, Source::Host(kernel.to_path_buf().into()), "smelt")?;
+    put(KERNEL, Source::host(kernel), "smelt")?;
     let shared = initramfs.iter().find(|i| i.node.is_none());
     if let Some(i) = shared {
-        put("initrd.img", Source::Host(i.path.to_path_buf().into()), "smelt")?;
+        put("initrd.img", Source::host(i.path), "smelt")?;
     }
     for i in initramfs {
         if let Some(node) = i.node {
-            put(&format!("initrd-{node}.img"), Source::Host(i.path.to_path_buf().into()), "smelt")?;
+            put(&format!("initrd-{node}.img"), Source::host(i.path), "smelt")?;
         }
     }
 

@@ -58,8 +58,7 @@ pub fn add_tar(tree: &mut Tree, tar_path: &Path, element: &str) -> anyhow::Resul
                 // A hard link names an earlier member: share its data and link key.
                 let target = ImagePath::new(&link_target()?).map_err(|e| fail(&e))?;
                 let key = *links.entry(target).or_insert((u64::MAX, index as u64));
-                let Some(Kind::File { source, size, alloc, .. }) = tree.get(&target).map(|e| e.kind.clone())
-                else {
+                let Some(Kind::File { source, size, alloc, .. }) = tree.get(&target).map(|e| e.kind) else {
                     bail!("element `{element}`: {}: {name} is a hard link to {target}, which is not a file before it", tar_path.display());
                 };
                 tree.set_link(&target, key);

@@ -100,7 +100,7 @@ pub fn apply(
         let host = root.join(path);
         let (image_rel, source) = match path.strip_suffix(".zst") {
             Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
-            None => (path.to_string(), Source::Host(host.clone().into())),
+            None => (path.to_string(), Source::host(&host)),
         };
         let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
         let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}")).map_err(anyhow::Error::msg)?;

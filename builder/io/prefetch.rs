@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -174,14 +173,14 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 100_000]).unwrap();
         // Just written: in the cache.
-        let cached = [Source::Host(path.clone().into())];
+        let cached = [Source::host(&path)];
         let files = || cached.iter().filter_map(|s| Span::of(s, 100_000));
         assert!(looks_cached(files()));
         assert!(Prefetch::start(files(), || panic!("a cached file is not listed")).is_none());
 
         // Files that cannot be read count as not cached; the readers pass them by.
         let missing: Vec<Source> =
-            (0..100).map(|i| Source::Host(dir.path().join(format!("gone{i}")).into())).collect();
+            (0..100).map(|i| Source::host(&dir.path().join(format!("gone{i}")))).collect();
         let files = || missing.iter().filter_map(|s| Span::of(s, 10));
         let spans = || files().collect();
         let p = Prefetch::start(files(), spans).expect("nothing cached, so readers start");

@@ -14,7 +14,7 @@ use crate::arena::keep_bytes;
 /// A host file's path, kept for the life of the process ([`crate::arena`]): a root and
 /// the path below it. A walk of a host directory gives each file the walk's root and the
 /// tail of its image path, so a walked tree's host paths take no bytes of their own.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct HostPath {
     root: &'static Path,
     rel: &'static str,
@@ -49,23 +49,14 @@ impl HostPath {
     }
 }
 
-impl From<&Path> for HostPath {
-    fn from(path: &Path) -> HostPath {
-        HostPath::new(path)
+/// The same file whichever way its path is split (`/a` + `b/c` is `/a/b` + `c`).
+impl PartialEq for HostPath {
+    fn eq(&self, other: &HostPath) -> bool {
+        (self.root == other.root && self.rel == other.rel) || self.to_path_buf() == other.to_path_buf()
     }
 }
 
-impl From<PathBuf> for HostPath {
-    fn from(path: PathBuf) -> HostPath {
-        HostPath::new(&path)
-    }
-}
-
-impl From<&PathBuf> for HostPath {
-    fn from(path: &PathBuf) -> HostPath {
-        HostPath::new(path)
-    }
-}
+impl Eq for HostPath {}
 
 impl fmt::Display for HostPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,6 +84,11 @@ pub enum Source {
 }
 
 impl Source {
+    /// The host file at `path`.
+    pub fn host(path: &Path) -> Source {
+        Source::Host(HostPath::new(path))
+    }
+
     pub fn open(&self) -> io::Result<Box<dyn Read + '_>> {
         Ok(match self {
             Source::Host(p) => Box::new(File::open(p.to_path_buf())?),
@@ -130,5 +126,21 @@ impl Source {
             Source::Bytes(_) => "(generated)".into(),
             Source::Range { file, offset, .. } => format!("{file} (at byte {offset})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file is the same file however its path was split: staging compares a hook's
+    /// copy (kept whole) with where the staged tree puts it (root + image path).
+    #[test]
+    fn host_paths_are_equal_by_the_file_they_name() {
+        let root = HostPath::new(Path::new("/srv/stage")).root();
+        let split = HostPath::below(root, "etc/motd");
+        assert_eq!(split, HostPath::new(Path::new("/srv/stage/etc/motd")));
+        assert_ne!(split, HostPath::below(root, "etc/issue"));
+        assert_eq!(split.to_string(), "/srv/stage/etc/motd");
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use crate::io::source::{HostPath, Source};
 use crate::path::ImagePath;
-use crate::tree::disk::{host_entry, write_entry};
+use crate::tree::disk::{host_entry_as, write_entry};
 use crate::tree::{Kind, Tree};
 
 /// What a scan remembers of a path to notice that a hook changed it.
@@ -72,6 +72,7 @@ pub fn apply_changes(
     owners: &BTreeMap<ImagePath, String>,
 ) -> anyhow::Result<usize> {
     let mut changed = 0;
+    let kept_root = HostPath::new(root).root();
     for path in before.keys().filter(|p| !after.contains_key(*p)) {
         tree.remove(path);
         changed += 1;
@@ -82,7 +83,8 @@ pub fn apply_changes(
         }
         let host = root.join(path.as_str());
         let meta = fs::symlink_metadata(&host).with_context(|| format!("reading {}", host.display()))?;
-        let mut entry = host_entry(&host, &meta, owners.get(path).map_or(element, String::as_str))?;
+        let owner = owners.get(path).map_or(element, String::as_str);
+        let mut entry = host_entry_as(&host, HostPath::below(kept_root, path.as_str()), &meta, owner)?;
         // A directory a hook only wrote into keeps its author.
         if let (Some(old), Kind::Dir) = (tree.get(path), &entry.kind) {
             if matches!(old.kind, Kind::Dir) {
@@ -105,8 +107,8 @@ pub fn materialise(tree: &mut Tree, root: &Path) -> anyhow::Result<()> {
     tree.update(|path, entry| {
         let here = HostPath::below(staged.root(), path.as_str());
         if let Kind::File { source: Source::Host(src), .. } = &entry.kind {
-            if src.root() == here.root() && src.rel() == here.rel() {
-                return Ok(());
+            if *src == here {
+                return Ok(false);
             }
         }
         write_entry(entry, &root.join(path.as_str()))?;
@@ -114,6 +116,6 @@ pub fn materialise(tree: &mut Tree, root: &Path) -> anyhow::Result<()> {
             *source = Source::Host(here);
             *link = None;
         }
-        Ok(())
+        Ok(true)
     })
 }

@@ -51,12 +51,13 @@ pub fn permissions(tree: &mut Tree, elements: &[Element]) -> anyhow::Result<()> 
         for perm in &e.manifest.permissions {
             let glob = Glob::new(&perm.glob)?.compile_matcher();
             tree.update(|path, entry| {
-                if glob.is_match(path.as_str()) {
-                    entry.mode = perm.mode.unwrap_or(entry.mode);
-                    entry.uid = perm.uid.unwrap_or(entry.uid);
-                    entry.gid = perm.gid.unwrap_or(entry.gid);
+                if !glob.is_match(path.as_str()) {
+                    return Ok(false);
                 }
-                Ok(())
+                entry.mode = perm.mode.unwrap_or(entry.mode);
+                entry.uid = perm.uid.unwrap_or(entry.uid);
+                entry.gid = perm.gid.unwrap_or(entry.gid);
+                Ok(true)
             })?;
         }
     }

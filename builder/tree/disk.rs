@@ -20,7 +20,7 @@ pub fn host_entry(path: &Path, meta: &Metadata, element: &str) -> anyhow::Result
 
 /// [`host_entry`] for a file whose kept path `host` the caller has already (a walk's
 /// root and the tail of its image path).
-fn host_entry_as(path: &Path, host: HostPath, meta: &Metadata, element: &str) -> anyhow::Result<Entry> {
+pub fn host_entry_as(path: &Path, host: HostPath, meta: &Metadata, element: &str) -> anyhow::Result<Entry> {
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
         Kind::Dir

@@ -221,10 +221,11 @@ impl Tree {
         self.entries.iter()
     }
 
-    /// Calls `change` on every entry in path order and keeps what it leaves.
+    /// Calls `change` on every entry in path order; what it says it changed (`true`) is
+    /// kept.
     pub fn update(
         &mut self,
-        change: impl FnMut(ImagePath, &mut Entry) -> anyhow::Result<()>,
+        change: impl FnMut(ImagePath, &mut Entry) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
         self.entries.update(change)
     }
@@ -282,8 +283,11 @@ impl Tree {
                     current = ImagePath::root();
                 }
                 Some(Peek::Dir) | None => current = next,
-                Some(Peek::Other(what)) => {
-                    return Err(format!("{next} is a {what}, so {path} cannot be created under it"))
+                Some(Peek::Other(letter)) => {
+                    return Err(format!(
+                        "{next} is a {}, so {path} cannot be created under it",
+                        describe(letter)
+                    ))
                 }
             }
         }
@@ -298,8 +302,11 @@ impl Tree {
             match self.entries.peek(parent) {
                 Some(Peek::Symlink(_)) => return Ok(Some(parent)),
                 Some(Peek::Dir) | None => {}
-                Some(Peek::Other(what)) => {
-                    return Err(format!("/{parent} is a {what}, so /{path} cannot be created under it"))
+                Some(Peek::Other(letter)) => {
+                    return Err(format!(
+                        "/{parent} is a {}, so /{path} cannot be created under it",
+                        describe(letter)
+                    ))
                 }
             }
         }
@@ -327,7 +334,7 @@ impl Tree {
             (Some(Peek::Dir), _) if self.has_children(&path) => {
                 return Err(format!(
                     "{path} is a directory with contents and cannot be replaced by a {}",
-                    describe(&entry.kind)
+                    describe(entry.kind.letter())
                 ));
             }
             _ => self.entries.put(path, &entry)?,
@@ -405,14 +412,15 @@ impl Tree {
     }
 }
 
-fn describe(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Dir => "directory",
-        Kind::File { .. } => "file",
-        Kind::Symlink(_) => "symlink",
-        Kind::Char(..) => "character device",
-        Kind::Block(..) => "block device",
-        Kind::Fifo => "FIFO",
+/// What an entry of [`Kind::letter`] `letter` is called in messages.
+fn describe(letter: char) -> &'static str {
+    match letter {
+        'd' => "directory",
+        'l' => "symlink",
+        'c' => "character device",
+        'b' => "block device",
+        'p' => "FIFO",
+        _ => "file",
     }
 }
 

@@ -55,8 +55,8 @@ struct Record {
 pub enum Peek {
     Dir,
     Symlink(&'static str),
-    /// Anything else, described ("file", "character device").
-    Other(&'static str),
+    /// Anything else, by its [`Kind::letter`].
+    Other(char),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,10 +100,10 @@ impl Store {
         Some(match r.shape {
             Shape::Dir => Peek::Dir,
             Shape::Symlink => Peek::Symlink(self.targets[r.data as usize]),
-            Shape::Walked | Shape::File => Peek::Other("file"),
-            Shape::Char => Peek::Other("character device"),
-            Shape::Block => Peek::Other("block device"),
-            Shape::Fifo => Peek::Other("FIFO"),
+            Shape::Walked | Shape::File => Peek::Other('-'),
+            Shape::Char => Peek::Other('c'),
+            Shape::Block => Peek::Other('b'),
+            Shape::Fifo => Peek::Other('p'),
             Shape::Gone => unreachable!("removed records are not indexed"),
         })
     }
@@ -245,17 +245,19 @@ impl Store {
         doomed.len()
     }
 
-    /// Calls `change` on every entry in path order and keeps what it leaves.
+    /// Calls `change` on every entry in path order; what it says it changed (`true`) is
+    /// kept.
     pub fn update(
         &mut self,
-        mut change: impl FnMut(ImagePath, &mut Entry) -> anyhow::Result<()>,
+        mut change: impl FnMut(ImagePath, &mut Entry) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
         let order: Vec<u32> = self.ordered().collect();
         for i in order {
             let path = self.records[i as usize].path;
             let mut entry = self.unpack(i);
-            change(path, &mut entry)?;
-            self.put(path, &entry).map_err(|m| anyhow::anyhow!("{path}: {m}"))?;
+            if change(path, &mut entry)? {
+                self.put(path, &entry).map_err(|m| anyhow::anyhow!("{path}: {m}"))?;
+            }
         }
         Ok(())
     }
@@ -487,7 +489,7 @@ mod tests {
         for mode in [0o600, 0o640, 0o644] {
             s.update(|_, e| {
                 e.mode = mode;
-                Ok(())
+                Ok(true)
             })
             .unwrap();
         }
