@@ -249,7 +249,7 @@ impl Loaders {
         let mut tree = extras.clone();
         let mut put = |path: &str, source: Source| -> anyhow::Result<()> {
             let size = source.byte_len().with_context(|| format!("reading {}", source.describe()))?;
-            let at = ImagePath::new(path).map_err(anyhow::Error::msg)?;
+            let at = ImagePath::new(path)?;
             tree.insert(&at, Entry::file(source, size, 0o644, mtime, "smelt"))
                 .map_err(|e| anyhow::anyhow!("ISO path {path}: {e}"))?;
             Ok(())

@@ -43,7 +43,7 @@ pub fn tree(
     });
     let mut tree = Tree::default();
     let put = |tree: &mut Tree, path: &str, text: String, element: &str| -> anyhow::Result<()> {
-        let at = ImagePath::new(path).map_err(anyhow::Error::msg)?;
+        let at = ImagePath::new(path)?;
         tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))
             .map_err(|e| anyhow!("config drive {path}: {e}"))?;
         Ok(())

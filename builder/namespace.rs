@@ -130,7 +130,7 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 
 /// Whether chroot hooks can be isolated here; checked once before the first one so the
 /// error can name the element instead of failing inside a hook.
-pub fn available(no_network: bool) -> Result<(), String> {
+pub fn available(no_network: bool) -> Result<(), Unavailable> {
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut flags = libc::CLONE_NEWNS;
     if no_network {
@@ -146,10 +146,19 @@ pub fn available(no_network: bool) -> Result<(), String> {
     let kind = if is_root { "mount" } else { "user" };
     match probe.status() {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("a probe in a new {kind} namespace exited with {s}")),
-        Err(e) => Err(format!(
-            "cannot create a {kind} namespace ({e}): run smelt as root, or allow unprivileged \
-             user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
-        )),
+        Ok(status) => Err(Unavailable::Probe { kind, status }),
+        Err(error) => Err(Unavailable::Refused { kind, error }),
     }
+}
+
+/// Why hooks cannot be isolated on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("a probe in a new {kind} namespace exited with {status}")]
+    Probe { kind: &'static str, status: std::process::ExitStatus },
+    #[error(
+        "cannot create a {kind} namespace ({error}): run smelt as root, or allow unprivileged user namespaces \
+         (sysctl kernel.unprivileged_userns_clone=1)"
+    )]
+    Refused { kind: &'static str, error: io::Error },
 }

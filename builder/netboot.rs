@@ -103,7 +103,7 @@ pub fn tree(
     let mut tree = Tree::default();
     let mut put = |path: &str, source: Source, element: &str| -> anyhow::Result<()> {
         let size = source.byte_len().with_context(|| format!("reading {}", source.describe()))?;
-        let at = ImagePath::new(path).map_err(anyhow::Error::msg)?;
+        let at = ImagePath::new(path)?;
         if tree.get(&at).is_some() {
             anyhow::bail!("netboot: {path} is made twice (element `{element}`'s netboot/ holds it too)");
         }
@@ -174,8 +174,7 @@ pub fn tree(
             ("fetch", fetch_prefixes(client.netboot.http.as_deref())),
         ],
     );
-    let templates =
-        Templates::new(TEMPLATES).map_err(|(name, e)| anyhow!("templates/netboot/{name}: {e}"))?;
+    let templates = Templates::new(TEMPLATES).map_err(|e| anyhow!("templates/netboot/{e}"))?;
     let render = |name: &str, ctx: &Value| -> anyhow::Result<Source> {
         let text = templates.render(name, ctx).map_err(|e| anyhow!("templates/netboot/{name}: {e}"))?;
         Ok(Source::Bytes(text.into_bytes().into()))

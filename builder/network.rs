@@ -324,7 +324,7 @@ pub fn render(
             );
         }
         let tera = Templates::new(list.iter().map(|t| (t.path.as_str(), t.text.as_str())))
-            .map_err(|(t, e)| anyhow!("element `{element}`: template network/{renderer}/{t}: {e}"))?;
+            .map_err(|e| anyhow!("element `{element}`: template network/{renderer}/{e}"))?;
         for node in nodes {
             // `_name.tera` files are partials for `{% include %}`, not outputs.
             for t in list.iter().filter(|t| !t.path.rsplit('/').next().unwrap_or("").starts_with('_')) {

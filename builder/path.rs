@@ -4,6 +4,15 @@ use std::fmt;
 
 use crate::arena::keep_str;
 
+/// Why text is not an image path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path {0:?} contains a NUL byte")]
+    Nul(String),
+    #[error("path `{0}` escapes the image root")]
+    Escapes(String),
+}
+
 /// A normalised path inside the image, without a leading `/` (`usr/bin/sh`). The root
 /// itself is the empty path. Its bytes are kept for the life of the process
 /// ([`crate::arena`]), so it is copied freely; a parent or a file name is a slice of it.
@@ -18,12 +27,12 @@ impl ImagePath {
 
     /// Accepts `/etc/x`, `etc/x`, `./etc//x/`; rejects `..` anywhere and NUL bytes: an
     /// image path never walks out of the image root.
-    pub fn new(raw: &str) -> Result<ImagePath, String> {
+    pub fn new(raw: &str) -> Result<ImagePath, PathError> {
         Ok(ImagePath(keep_str(&normalise(raw)?.unwrap_or_else(|| raw.into()))))
     }
 
     /// [`ImagePath::new`] of text kept already: used as it is when it is normalised.
-    pub fn kept(raw: &'static str) -> Result<ImagePath, String> {
+    pub fn kept(raw: &'static str) -> Result<ImagePath, PathError> {
         match normalise(raw)? {
             None => Ok(ImagePath(raw)),
             Some(normal) => Ok(ImagePath(keep_str(&normal))),
@@ -49,7 +58,7 @@ impl ImagePath {
         self.0.rsplit('/').next().unwrap_or("")
     }
 
-    pub fn join(&self, name: &str) -> Result<ImagePath, String> {
+    pub fn join(&self, name: &str) -> Result<ImagePath, PathError> {
         ImagePath::new(&format!("{}/{name}", self.0))
     }
 
@@ -80,15 +89,15 @@ impl ImagePath {
 }
 
 /// `raw` normalised; `None` when it is already (as most paths come).
-fn normalise(raw: &str) -> Result<Option<String>, String> {
+fn normalise(raw: &str) -> Result<Option<String>, PathError> {
     if raw.contains('\0') {
-        return Err(format!("path {raw:?} contains a NUL byte"));
+        return Err(PathError::Nul(raw.into()));
     }
     let mut parts = Vec::new();
     for part in raw.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err(format!("path `{raw}` escapes the image root")),
+            ".." => return Err(PathError::Escapes(raw.into())),
             p => parts.push(p),
         }
     }
@@ -120,7 +129,7 @@ mod tests {
         assert_eq!(ImagePath::new("/etc//x/./y/").unwrap().as_str(), "etc/x/y");
         assert!(ImagePath::new("").unwrap().is_root());
         assert_eq!(
-            ImagePath::new("a/../../etc/passwd").unwrap_err(),
+            ImagePath::new("a/../../etc/passwd").unwrap_err().to_string(),
             "path `a/../../etc/passwd` escapes the image root"
         );
     }

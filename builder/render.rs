@@ -5,6 +5,19 @@
 
 use serde::Serialize;
 
+/// Why a template did not render: tera's message with its causes, on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(String);
+
+/// A template of a set that does not parse: its name and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{template}: {error}")]
+pub struct BadTemplate {
+    pub template: String,
+    pub error: RenderError,
+}
+
 /// A set of named templates that may include one another.
 pub struct Templates {
     tera: tera::Tera,
@@ -13,32 +26,30 @@ pub struct Templates {
 impl Templates {
     /// Adds every template at once, so one may include another added after it. A
     /// failure names the template at fault: the first that does not parse on its own.
-    pub fn new<'a>(
-        named: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Templates, (String, String)> {
+    pub fn new<'a>(named: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Templates, BadTemplate> {
         let named: Vec<(&str, &str)> = named.into_iter().collect();
         let mut tera = tera::Tera::default();
         tera.autoescape_on(Vec::<&str>::new());
         if let Err(e) = tera.add_raw_templates(named.iter().copied()) {
             let culprit = named.iter().find_map(|(name, text)| {
                 let alone = tera::Tera::default().add_raw_template(name, text).err()?;
-                Some((name.to_string(), flat(&alone)))
+                Some(BadTemplate { template: name.to_string(), error: flat(&alone) })
             });
             let first = named.first().map_or_else(String::new, |(n, _)| n.to_string());
-            return Err(culprit.unwrap_or((first, flat(&e))));
+            return Err(culprit.unwrap_or(BadTemplate { template: first, error: flat(&e) }));
         }
         Ok(Templates { tera })
     }
 
-    pub fn render(&self, name: &str, context: &impl Serialize) -> Result<String, String> {
+    pub fn render(&self, name: &str, context: &impl Serialize) -> Result<String, RenderError> {
         let context = tera::Context::from_serialize(context).map_err(|e| flat(&e))?;
         self.tera.render(name, &context).map_err(|e| flat(&e))
     }
 }
 
 /// Renders one template's text on its own.
-pub fn render_str(text: &str, context: &impl Serialize) -> Result<String, String> {
-    Templates::new([("template", text)]).map_err(|(_, e)| e)?.render("template", context)
+pub fn render_str(text: &str, context: &impl Serialize) -> Result<String, RenderError> {
+    Templates::new([("template", text)]).map_err(|e| e.error)?.render("template", context)
 }
 
 /// The names a template's file name renders to: once per item when it holds
@@ -56,7 +67,7 @@ pub fn per_item<'a, T>(
 
 /// An error with its causes, on one line: tera puts the useful part (which variable,
 /// which filter) in the causes.
-fn flat(e: &dyn std::error::Error) -> String {
+fn flat(e: &dyn std::error::Error) -> RenderError {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -64,7 +75,7 @@ fn flat(e: &dyn std::error::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    RenderError(text)
 }
 
 #[cfg(test)]
@@ -77,7 +88,7 @@ mod tests {
         let t = Templates::new([("a", "{% include \"_b\" %} & <{{ x }}>"), ("_b", "b")]).unwrap();
         assert_eq!(t.render("a", &json!({ "x": "&" })).unwrap(), "b & <&>");
         let e = render_str("{{ nope }}", &json!({})).unwrap_err();
-        assert!(e.contains("nope"), "{e}");
+        assert!(e.to_string().contains("nope"), "{e}");
     }
 
     #[test]

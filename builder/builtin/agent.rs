@@ -47,9 +47,8 @@ pub fn apply(
             .with_context(|| format!("element `{element}`: config {}", path.display()))?;
         let rendered = crate::render::render_str(&text, context)
             .map_err(|e| anyhow!("element `{element}`: template {}: {e}", path.display()))?;
-        let at = dir.join("agent.conf").map_err(anyhow::Error::msg)?;
-        tree.insert(&at, Entry::bytes(rendered.into_bytes(), 0o600, mtime, element))
-            .map_err(anyhow::Error::msg)?;
+        let at = dir.join("agent.conf")?;
+        tree.insert(&at, Entry::bytes(rendered.into_bytes(), 0o600, mtime, element))?;
         count += 1;
     }
     // Only an image that boots starts anything; a data ISO carries the payload alone.
@@ -63,8 +62,7 @@ pub fn apply(
             quoted = shell_quote(start),
         );
         let at = ImagePath::new("etc/smelt/init.d/60-agent").expect("valid");
-        tree.insert(&at, Entry::bytes(script.into_bytes(), 0o755, mtime, element))
-            .map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::bytes(script.into_bytes(), 0o755, mtime, element))?;
         count += 1;
     }
     Ok(count)

@@ -43,26 +43,22 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
     }
     let mut entry = root_entry(&busybox, element)?;
     entry.mode = 0o755;
-    tree.insert(&ImagePath::new("bin/busybox").expect("valid"), entry).map_err(anyhow::Error::msg)?;
+    tree.insert(&ImagePath::new("bin/busybox").expect("valid"), entry)?;
     let mut count = 1;
     let mtime = tree
-        .get(
-            &tree
-                .resolve_parents(&ImagePath::new("bin/busybox").expect("valid"))
-                .map_err(anyhow::Error::msg)?,
-        )
+        .get(&tree.resolve_parents(&ImagePath::new("bin/busybox").expect("valid"))?)
         .map_or(0, |e| e.mtime);
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
-        let path = ImagePath::new(applet.trim()).map_err(anyhow::Error::msg)?;
+        let path = ImagePath::new(applet.trim())?;
         if path.is_root() || path.as_str() == "bin/busybox" || path.as_str() == "linuxrc" {
             continue;
         }
         // An applet never replaces a real program another element put there.
-        let at = tree.resolve_parents(&path).map_err(anyhow::Error::msg)?;
+        let at = tree.resolve_parents(&path)?;
         if tree.get(&at).is_some() {
             continue;
         }
-        tree.insert(&at, Entry::symlink("/bin/busybox", mtime, element)).map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::symlink("/bin/busybox", mtime, element))?;
         count += 1;
     }
     Ok(count)

@@ -29,8 +29,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<u
             let path = ImagePath::new(top).expect("valid");
             if tree.get(&path).is_none() {
                 let mtime = fs::symlink_metadata(&host).map_or(0, |m| m.mtime());
-                tree.insert(&path, Entry::symlink(&target.to_string_lossy(), mtime, element))
-                    .map_err(anyhow::Error::msg)?;
+                tree.insert(&path, Entry::symlink(&target.to_string_lossy(), mtime, element))?;
             }
         }
     }
@@ -90,13 +89,12 @@ pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Res
             so_far.push(comp);
             let meta =
                 fs::symlink_metadata(&so_far).with_context(|| format!("reading {}", so_far.display()))?;
-            let image_path = ImagePath::new(&so_far.to_string_lossy()).map_err(anyhow::Error::msg)?;
+            let image_path = ImagePath::new(&so_far.to_string_lossy())?;
             if meta.file_type().is_symlink() {
                 let target = fs::read_link(&so_far)?;
                 let mtime = meta.mtime();
                 if tree.get(&image_path).is_none() {
-                    tree.insert(&image_path, Entry::symlink(&target.to_string_lossy(), mtime, element))
-                        .map_err(anyhow::Error::msg)?;
+                    tree.insert(&image_path, Entry::symlink(&target.to_string_lossy(), mtime, element))?;
                 }
                 let mut next = so_far.parent().unwrap_or(Path::new("/")).join(&target);
                 for rest in &comps[i + 1..] {
@@ -110,7 +108,7 @@ pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Res
                 if !meta.is_file() {
                     bail!("{} is not a regular file", so_far.display());
                 }
-                tree.insert(&image_path, root_entry(&so_far, element)?).map_err(anyhow::Error::msg)?;
+                tree.insert(&image_path, root_entry(&so_far, element)?)?;
                 return Ok(so_far);
             }
         }

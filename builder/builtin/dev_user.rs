@@ -42,8 +42,7 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value, mtime: i64) -> anyh
             }
             text.push_str(&line);
             text.push('\n');
-            tree.insert(&at, Entry::bytes(text.into_bytes(), mode, mtime, element))
-                .map_err(anyhow::Error::msg)?;
+            tree.insert(&at, Entry::bytes(text.into_bytes(), mode, mtime, element))?;
             count += 1;
             Ok(())
         };
@@ -62,26 +61,24 @@ pub fn apply(tree: &mut Tree, element: &str, params: &Value, mtime: i64) -> anyh
         e
     };
     let home_at = ImagePath::new(&home).expect("valid");
-    tree.insert(&home_at, owned(Entry::dir(0o700, mtime, element))).map_err(anyhow::Error::msg)?;
+    tree.insert(&home_at, owned(Entry::dir(0o700, mtime, element)))?;
     let keys: Vec<String> = match params.get("authorized-keys") {
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
         Some(Value::String(k)) => vec![k.clone()],
         _ => Vec::new(),
     };
     if !keys.is_empty() {
-        let ssh = home_at.join(".ssh").map_err(anyhow::Error::msg)?;
-        tree.insert(&ssh, owned(Entry::dir(0o700, mtime, element))).map_err(anyhow::Error::msg)?;
+        let ssh = home_at.join(".ssh")?;
+        tree.insert(&ssh, owned(Entry::dir(0o700, mtime, element)))?;
         let text = keys.join("\n") + "\n";
-        let at = ssh.join("authorized_keys").map_err(anyhow::Error::msg)?;
-        tree.insert(&at, owned(Entry::bytes(text.into_bytes(), 0o600, mtime, element)))
-            .map_err(anyhow::Error::msg)?;
+        let at = ssh.join("authorized_keys")?;
+        tree.insert(&at, owned(Entry::bytes(text.into_bytes(), 0o600, mtime, element)))?;
         count += 2;
     }
     if params.get("sudo").and_then(Value::as_bool).unwrap_or(false) {
         let at = ImagePath::new(&format!("etc/sudoers.d/{name}")).expect("valid");
         let text = format!("{name} ALL=(ALL) NOPASSWD:ALL\n");
-        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o440, mtime, element))
-            .map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o440, mtime, element))?;
         count += 1;
     }
     Ok(count + 1)

@@ -103,8 +103,8 @@ pub fn apply(
             None => (path.to_string(), Source::host(&host)),
         };
         let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
-        let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}")).map_err(anyhow::Error::msg)?;
-        tree.insert(&at, Entry::file(source, size, 0o644, mtime, element)).map_err(anyhow::Error::msg)?;
+        let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}"))?;
+        tree.insert(&at, Entry::file(source, size, 0o644, mtime, element))?;
         renamed.insert(path, image_rel);
         count += 1;
     }
@@ -138,9 +138,8 @@ pub fn apply(
         .collect();
     count += firmware(tree, element, params, Path::new("/lib/firmware"))?;
     let mut write = |rel: &str, text: String| -> anyhow::Result<()> {
-        let at = ImagePath::new(rel).map_err(anyhow::Error::msg)?;
-        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))
-            .map_err(anyhow::Error::msg)?;
+        let at = ImagePath::new(rel)?;
+        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))?;
         count += 1;
         Ok(())
     };
@@ -217,10 +216,10 @@ fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> 
             if e.file_type().is_dir() || !matcher.is_match(r.as_ref()) {
                 continue;
             }
-            let at = ImagePath::new(&format!("lib/firmware/{r}")).map_err(anyhow::Error::msg)?;
+            let at = ImagePath::new(&format!("lib/firmware/{r}"))?;
             let entry =
                 crate::tree::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?.as_root();
-            tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
+            tree.insert(&at, entry)?;
             found += 1;
         }
         if found == 0 {

@@ -28,9 +28,8 @@ pub fn apply(
         format!("element `{element}`: is `{zone}` a time zone, and is tzdata installed on this host?")
     })?;
     entry.mode = 0o644;
-    tree.insert(&ImagePath::new("etc/localtime").expect("valid"), entry).map_err(anyhow::Error::msg)?;
+    tree.insert(&ImagePath::new("etc/localtime").expect("valid"), entry)?;
     let text = format!("{zone}\n").into_bytes();
-    tree.insert(&ImagePath::new("etc/timezone").expect("valid"), Entry::bytes(text, 0o644, mtime, element))
-        .map_err(anyhow::Error::msg)?;
+    tree.insert(&ImagePath::new("etc/timezone").expect("valid"), Entry::bytes(text, 0o644, mtime, element))?;
     Ok(2)
 }

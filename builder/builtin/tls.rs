@@ -34,8 +34,7 @@ pub fn apply(
     let mut put = |name: &str, bytes: String, mode: u32| -> anyhow::Result<()> {
         let at = ImagePath::new(&format!("{dest}/{name}"))
             .map_err(|e| anyhow::anyhow!("element `{element}`: dest: {e}"))?;
-        tree.insert(&at, Entry::bytes(bytes.into_bytes(), mode, epoch, element))
-            .map_err(anyhow::Error::msg)?;
+        tree.insert(&at, Entry::bytes(bytes.into_bytes(), mode, epoch, element))?;
         count += 1;
         Ok(())
     };

@@ -106,7 +106,9 @@ pub fn check(file: &TomlFile) -> Result<Budget, Diagnostics> {
     let mut limits = Vec::new();
     let size = |keys: &[&str], v: &RawSize, errs: &mut Vec<Diagnostic>| match v {
         RawSize::Bytes(n) => Some(*n),
-        RawSize::Text(t) => parse_size(t).map_err(|m| errs.push(file.error_at(keys, m, None))).ok(),
+        RawSize::Text(t) => {
+            parse_size(t).map_err(|m| errs.push(file.error_at(keys, m.to_string(), None))).ok()
+        }
     };
     for (name, o) in &raw.output {
         let Some(kind) = OutputKind::from_name(name) else {

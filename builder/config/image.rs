@@ -9,7 +9,7 @@ use serde_json::Value;
 pub use super::names::Named;
 use super::source::{suggest, Diagnostic, Diagnostics, TomlFile};
 use crate::archive::iso::FileCompression;
-use crate::io::compress::Compression;
+use crate::io::compress::{BadCompression, Compression};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -178,13 +178,12 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     }
     let compression = match Compression::from_config(r.compression.as_deref(), r.compression_level) {
         Ok(c) => c,
-        Err(msg) => {
-            let key = if r.compression_level.is_some() && msg.contains("level") {
-                "compression-level"
-            } else {
-                "compression"
+        Err(bad) => {
+            let key = match bad {
+                BadCompression::Level { .. } => "compression-level",
+                BadCompression::Unknown(_) => "compression",
             };
-            errs.push(file.error_at(&["image", key], msg, None));
+            errs.push(file.error_at(&["image", key], bad.to_string(), None));
             Compression::default()
         }
     };

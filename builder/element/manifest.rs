@@ -153,7 +153,7 @@ impl Manifest {
         {
             None => default,
             Some(t) => parse_mode(t).unwrap_or_else(|m| {
-                errs.push(file.error_at(keys, m, None));
+                errs.push(file.error_at(keys, m.to_string(), None));
                 default
             }),
         };
@@ -205,7 +205,7 @@ impl Manifest {
         let mut permissions = Vec::new();
         for (i, p) in raw.permissions.iter().enumerate() {
             if let Err(m) = ImagePath::new(&p.path) {
-                errs.push(file.error_at(&["permissions", &i.to_string(), "path"], m, None));
+                errs.push(file.error_at(&["permissions", &i.to_string(), "path"], m.to_string(), None));
                 continue;
             }
             let m = p
@@ -295,12 +295,17 @@ fn param(file: &TomlFile, name: &str, raw: RawParam, errs: &mut Vec<Diagnostic>)
 }
 
 /// An octal mode such as `0600` or `755`.
-pub fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, BadMode> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("mode `{text}` is not an octal mode such as \"0644\""))
+        .ok_or_else(|| BadMode(text.to_string()))
 }
+
+/// Text that is not an octal permission mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mode `{0}` is not an octal mode such as \"0644\"")]
+pub struct BadMode(pub String);
 
 /// Reads the manifest of an element directory on disk.
 pub fn read_dir_manifest(dir: &Path) -> anyhow::Result<Manifest> {

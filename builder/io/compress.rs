@@ -12,6 +12,15 @@ pub enum Compression {
     None,
 }
 
+/// A `compression` or `compression-level` that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCompression {
+    #[error("compression level {level} is out of range for {kind}: use {lo} to {hi}")]
+    Level { level: i32, kind: String, lo: i32, hi: i32 },
+    #[error("unknown compression `{0}`: use zstd, gzip, xz or none")]
+    Unknown(String),
+}
+
 impl Default for Compression {
     fn default() -> Self {
         Compression::Zstd(3)
@@ -20,21 +29,20 @@ impl Default for Compression {
 
 impl Compression {
     /// From `compression` and `compression-level` as written in `image.toml`.
-    pub fn from_config(kind: Option<&str>, level: Option<i32>) -> Result<Compression, String> {
+    pub fn from_config(kind: Option<&str>, level: Option<i32>) -> Result<Compression, BadCompression> {
         let in_range = |lo: i32, hi: i32, default: i32| match level {
             None => Ok(default),
             Some(l) if (lo..=hi).contains(&l) => Ok(l),
-            Some(l) => Err(format!(
-                "compression level {l} is out of range for {}: use {lo} to {hi}",
-                kind.unwrap_or("zstd")
-            )),
+            Some(level) => {
+                Err(BadCompression::Level { level, kind: kind.unwrap_or("zstd").to_string(), lo, hi })
+            }
         };
         match kind.unwrap_or("zstd") {
             "zstd" => Ok(Compression::Zstd(in_range(1, 22, 3)?)),
             "gzip" => Ok(Compression::Gzip(in_range(1, 9, 9)? as u32)),
             "xz" => Ok(Compression::Xz(in_range(0, 9, 6)? as u32)),
             "none" => Ok(Compression::None),
-            other => Err(format!("unknown compression `{other}`: use zstd, gzip, xz or none")),
+            other => Err(BadCompression::Unknown(other.to_string())),
         }
     }
 
@@ -167,9 +175,10 @@ mod tests {
     #[test]
     fn levels_are_checked() {
         assert_eq!(Compression::from_config(Some("xz"), None), Ok(Compression::Xz(6)));
-        assert!(Compression::from_config(Some("gzip"), Some(12)).unwrap_err().contains("1 to 9"));
+        assert!(Compression::from_config(Some("gzip"), Some(12)).unwrap_err().to_string().contains("1 to 9"));
         assert!(Compression::from_config(Some("lz4"), None)
             .unwrap_err()
+            .to_string()
             .contains("unknown compression `lz4`"));
     }
 }

@@ -36,7 +36,7 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
         let entry = entry.with_context(|| format!("scanning {}", root.display()))?;
         let meta = entry.metadata()?;
         let rel = entry.path().strip_prefix(root)?.to_string_lossy().into_owned();
-        let path = ImagePath::new(&rel).map_err(anyhow::Error::msg)?;
+        let path = ImagePath::new(&rel)?;
         out.insert(
             path,
             Stamp {
@@ -92,7 +92,7 @@ pub fn apply_changes(
             }
         }
         tree.remove(path);
-        tree.insert(path, entry).map_err(anyhow::Error::msg)?;
+        tree.insert(path, entry)?;
         changed += 1;
     }
     Ok(changed)

@@ -4,7 +4,7 @@
 use crate::element::{Element, ElementFile, FileKind};
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::tree::{Entry, Kind, Tree};
+use crate::tree::{Entry, Kind, Tree, TreeError};
 
 /// Adds `root/` of `element`; returns how many entries it placed. Each entry is built
 /// from what the walk's `stat` saw: no file is opened or copied.
@@ -36,13 +36,13 @@ fn place(
     file: &ElementFile,
     mtime: i64,
 ) -> anyhow::Result<()> {
-    let fail = |e: String| anyhow::anyhow!("element `{}`: {folder}/{rel}: {e}", element.name);
+    let fail = |e: TreeError| anyhow::anyhow!("element `{}`: {folder}/{rel}: {e}", element.name);
     let path = match &file.kind {
         // Kept already by the walk that found it.
         FileKind::File(Source::Host(host)) if host.rel() == rel => ImagePath::kept(host.rel()),
         _ => ImagePath::new(rel),
     };
-    let path = path.map_err(fail)?;
+    let path = path.map_err(|e| fail(e.into()))?;
     let kind = match &file.kind {
         FileKind::Dir => Kind::Dir,
         FileKind::Symlink(target) => Kind::Symlink(target.clone()),

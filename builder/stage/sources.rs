@@ -88,7 +88,7 @@ fn local(element: &Element, location: &str) -> PathBuf {
 }
 
 fn add_file(tree: &mut Tree, element: &str, location: &Path, dest: &ImagePath) -> anyhow::Result<usize> {
-    tree.insert(dest, root_entry(location, element)?).map_err(anyhow::Error::msg)?;
+    tree.insert(dest, root_entry(location, element)?)?;
     Ok(1)
 }
 
@@ -130,7 +130,7 @@ fn tar(
                 .filter(|r| !r.is_empty()),
         };
         let Some(rel) = kept else { continue };
-        let rel = ImagePath::new(&rel).map_err(anyhow::Error::msg)?;
+        let rel = ImagePath::new(&rel)?;
         let target = scratch.join(rel.as_str());
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::element::{Element, FileKind};
 use crate::io::source::Source;
 use crate::path::ImagePath;
-use crate::render::{per_item, Templates};
+use crate::render::{per_item, RenderError, Templates};
 use crate::tree::{Entry, Tree};
 
 /// What every template sees, apart from its element's `params` (and `node`).
@@ -40,9 +40,10 @@ pub fn apply(
             .map_err(|_| anyhow!("element `{}`: template templates/{rel} is not UTF-8", element.name))?;
         texts.push((*rel, text));
     }
-    let failed = |rel: &str, e: String| anyhow!("element `{}`: template templates/{rel}: {e}", element.name);
+    let failed =
+        |rel: &str, e: RenderError| anyhow!("element `{}`: template templates/{rel}: {e}", element.name);
     let tera = Templates::new(texts.iter().map(|(rel, text)| (*rel, text.as_str())))
-        .map_err(|(rel, e)| failed(&rel, e))?;
+        .map_err(|e| failed(&e.template, e.error))?;
     let mut count = 0;
     for (rel, mode, _) in templates {
         let out = rel.strip_suffix(".tera").unwrap_or(rel);

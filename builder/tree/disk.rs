@@ -90,7 +90,7 @@ pub fn add_dir(
         let e = e.with_context(|| format!("element `{element}`: reading {}", dir.display()))?;
         let rel = e.path().strip_prefix(dir)?.to_string_lossy();
         let at = if under.is_root() { ImagePath::new(&rel) } else { under.join(&rel) };
-        let at = at.map_err(anyhow::Error::msg)?;
+        let at = at?;
         // The file's host path is the walk's root and its image path's tail, kept once,
         // unless the name is not UTF-8 and the image path holds it changed.
         let tail = at.as_str().get(at.as_str().len().saturating_sub(rel.len())..);

@@ -11,7 +11,27 @@ mod store;
 use store::{Peek, Store};
 
 use crate::io::source::Source;
-use crate::path::ImagePath;
+use crate::path::{ImagePath, PathError};
+
+/// Why an entry cannot go where it was put.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("too many levels of symlinks resolving {0}")]
+    LinkLoop(ImagePath),
+    #[error("{parent} is a {kind}, so {path} cannot be created under it")]
+    UnderNonDir { parent: String, kind: &'static str, path: String },
+    #[error("the image root must be a directory")]
+    RootNotDir,
+    #[error("{path} is a directory with contents and cannot be replaced by a {kind}")]
+    NotEmpty { path: ImagePath, kind: &'static str },
+    #[error("mode {0:o} has more than permission bits")]
+    Mode(u32),
+    /// One of the packed store's limits (4 billion entries, 65536 owners or elements).
+    #[error("an image holds at most {0}")]
+    Full(&'static str),
+}
 
 /// What a device node or FIFO is, as elements declare it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -254,7 +274,7 @@ impl Tree {
     /// Resolves symlinks among the parents of `path` as the image would, so that
     /// `bin/sh` lands in `usr/bin/sh` when `bin` links to `usr/bin`. The last component
     /// is not followed.
-    pub fn resolve_parents(&self, path: &ImagePath) -> Result<ImagePath, String> {
+    pub fn resolve_parents(&self, path: &ImagePath) -> Result<ImagePath, TreeError> {
         // Most paths have no symlink among their parents: checked without allocating.
         if self.first_linked_parent(path.as_str())?.is_none() {
             return Ok(*path);
@@ -273,7 +293,7 @@ impl Tree {
                 Some(Peek::Symlink(target)) => {
                     depth += 1;
                     if depth > MAX_LINK_DEPTH {
-                        return Err(format!("too many levels of symlinks resolving {path}"));
+                        return Err(TreeError::LinkLoop(*path));
                     }
                     let resolved = next.resolve_link(target);
                     let mut parts: Vec<String> =
@@ -284,10 +304,11 @@ impl Tree {
                 }
                 Some(Peek::Dir) | None => current = next,
                 Some(Peek::Other(letter)) => {
-                    return Err(format!(
-                        "{next} is a {}, so {path} cannot be created under it",
-                        describe(letter)
-                    ))
+                    return Err(TreeError::UnderNonDir {
+                        parent: next.to_string(),
+                        kind: describe(letter),
+                        path: path.to_string(),
+                    })
                 }
             }
         }
@@ -296,17 +317,18 @@ impl Tree {
 
     /// The first parent of `path` that is a symlink, if any; an error when a parent is
     /// a file or a device.
-    fn first_linked_parent<'p>(&self, path: &'p str) -> Result<Option<&'p str>, String> {
+    fn first_linked_parent<'p>(&self, path: &'p str) -> Result<Option<&'p str>, TreeError> {
         for (i, _) in path.match_indices('/') {
             let parent = &path[..i];
             match self.entries.peek(parent) {
                 Some(Peek::Symlink(_)) => return Ok(Some(parent)),
                 Some(Peek::Dir) | None => {}
                 Some(Peek::Other(letter)) => {
-                    return Err(format!(
-                        "/{parent} is a {}, so /{path} cannot be created under it",
-                        describe(letter)
-                    ))
+                    return Err(TreeError::UnderNonDir {
+                        parent: format!("/{parent}"),
+                        kind: describe(letter),
+                        path: format!("/{path}"),
+                    })
                 }
             }
         }
@@ -317,12 +339,12 @@ impl Tree {
     /// parents as root-owned 0755 directories. A later entry replaces an earlier one; a
     /// directory over an existing directory (or a symlink to one) only updates its mode.
     /// Returns where the entry landed.
-    pub fn insert(&mut self, path: &ImagePath, entry: Entry) -> Result<ImagePath, String> {
+    pub fn insert(&mut self, path: &ImagePath, entry: Entry) -> Result<ImagePath, TreeError> {
         if path.is_root() {
             if let Kind::Dir = entry.kind {
                 return Ok(ImagePath::root());
             }
-            return Err("the image root must be a directory".into());
+            return Err(TreeError::RootNotDir);
         }
         let path = self.resolve_parents(path)?;
         self.make_parents(&path, entry.mtime, &entry.element)?;
@@ -332,10 +354,7 @@ impl Tree {
             }
             (Some(Peek::Symlink(_)), Kind::Dir) => {}
             (Some(Peek::Dir), _) if self.has_children(&path) => {
-                return Err(format!(
-                    "{path} is a directory with contents and cannot be replaced by a {}",
-                    describe(entry.kind.letter())
-                ));
+                return Err(TreeError::NotEmpty { path, kind: describe(entry.kind.letter()) });
             }
             _ => self.entries.put(path, &entry)?,
         }
@@ -344,7 +363,7 @@ impl Tree {
 
     /// Creates the missing parents of `path` (resolved already: its parents are
     /// directories or missing), nearest the root first.
-    fn make_parents(&mut self, path: &ImagePath, mtime: i64, element: &ElementName) -> Result<(), String> {
+    fn make_parents(&mut self, path: &ImagePath, mtime: i64, element: &ElementName) -> Result<(), TreeError> {
         let text = path.as_str();
         // Where the existing ancestors end: every parent below that one is missing.
         let ends: Vec<usize> = text.match_indices('/').map(|(i, _)| i).collect();
@@ -379,7 +398,7 @@ impl Tree {
         &self,
         names: &[String],
         dir_of: impl Fn(&str) -> ImagePath,
-    ) -> Result<(Tree, BTreeMap<String, Tree>), String> {
+    ) -> Result<(Tree, BTreeMap<String, Tree>), TreeError> {
         let owner = |path: &ImagePath| -> Option<&str> {
             if let Some(n) = self.nodes.get(path) {
                 return Some(n.as_str());
@@ -456,7 +475,7 @@ mod tests {
         let mut t = Tree::default();
         t.insert(&p("etc"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
         let e = t.insert(&p("etc/motd"), Entry::bytes(vec![], 0o644, 0, "b")).unwrap_err();
-        assert_eq!(e, "/etc is a file, so /etc/motd cannot be created under it");
+        assert_eq!(e.to_string(), "/etc is a file, so /etc/motd cannot be created under it");
     }
 
     /// Regression: `usr/lib-x` sorts between `usr/lib` and `usr/lib/a`, and hid `usr/lib`'s
@@ -467,7 +486,7 @@ mod tests {
         t.insert(&p("usr/lib/a"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
         t.insert(&p("usr/lib-x"), Entry::bytes(vec![], 0o644, 0, "a")).unwrap();
         let e = t.insert(&p("usr/lib"), Entry::bytes(vec![], 0o644, 0, "b")).unwrap_err();
-        assert_eq!(e, "/usr/lib is a directory with contents and cannot be replaced by a file");
+        assert_eq!(e.to_string(), "/usr/lib is a directory with contents and cannot be replaced by a file");
         let usr = p("usr");
         let below: Vec<&str> = t.below(&usr).map(|(p, _)| p.as_str()).collect();
         assert_eq!(below, ["usr/lib", "usr/lib-x", "usr/lib/a"]);

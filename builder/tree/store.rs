@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::{ElementName, Entry, Kind};
+use super::{ElementName, Entry, Kind, TreeError};
 use crate::arena::keep_str;
 use crate::io::source::{HostPath, Source};
 use crate::path::ImagePath;
@@ -113,7 +113,7 @@ impl Store {
     }
 
     /// Puts `entry` at `path`, replacing what was there.
-    pub fn put(&mut self, path: ImagePath, entry: &Entry) -> Result<(), String> {
+    pub fn put(&mut self, path: ImagePath, entry: &Entry) -> Result<(), TreeError> {
         let existing = self.find(path.as_str());
         let mut record = self.pack(
             path,
@@ -140,8 +140,8 @@ impl Store {
     }
 
     /// Records a new path: indexed, and placed in path order or left for sorting.
-    fn add(&mut self, record: Record) -> Result<u32, String> {
-        let i = u32::try_from(self.records.len()).map_err(|_| "an image holds at most 4 billion entries")?;
+    fn add(&mut self, record: Record) -> Result<u32, TreeError> {
+        let i = u32::try_from(self.records.len()).map_err(|_| TreeError::Full("4 billion entries"))?;
         if let Some(merged) = self.merged.take() {
             self.order = merged;
             self.unsorted.clear();
@@ -176,7 +176,7 @@ impl Store {
     }
 
     /// Sets the permissions and owner of the entry at `path`.
-    pub fn set_mode(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<(), String> {
+    pub fn set_mode(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<(), TreeError> {
         let Some(i) = self.find(path) else { return Ok(()) };
         let mode = pack_mode(mode)?;
         let owner = self.owner(uid, gid)?;
@@ -301,7 +301,7 @@ impl Store {
         path: ImagePath,
         entry: &Entry,
         replacing: Option<(Shape, u32)>,
-    ) -> Result<Record, String> {
+    ) -> Result<Record, TreeError> {
         let device = |major: u32, minor: u32| u64::from(major) << 32 | u64::from(minor);
         let (shape, size, blocks, data) = match &entry.kind {
             Kind::Dir => (Shape::Dir, 0, 0, 0),
@@ -357,32 +357,29 @@ impl Store {
         find_or_push(&mut self.walks, |w| std::ptr::eq(w.0, walk.0) && w.1 == walk.1, walk).ok()
     }
 
-    fn owner(&mut self, uid: u32, gid: u32) -> Result<u16, String> {
+    fn owner(&mut self, uid: u32, gid: u32) -> Result<u16, TreeError> {
         find_or_push(&mut self.owners, |&o| o == (uid, gid), (uid, gid))
-            .and_then(|i| u16::try_from(i).map_err(|_| "an image holds at most 65536 owner pairs".into()))
+            .and_then(|i| u16::try_from(i).map_err(|_| TreeError::Full("65536 owner pairs")))
     }
 
-    fn element(&mut self, name: &ElementName) -> Result<u16, String> {
+    fn element(&mut self, name: &ElementName) -> Result<u16, TreeError> {
         find_or_push(&mut self.elements, |e| e == name, name.clone())
-            .and_then(|i| u16::try_from(i).map_err(|_| "an image holds at most 65536 elements".into()))
+            .and_then(|i| u16::try_from(i).map_err(|_| TreeError::Full("65536 elements")))
     }
 }
 
-fn pack_mode(mode: u32) -> Result<u16, String> {
-    u16::try_from(mode)
-        .ok()
-        .filter(|m| m & !0o7777 == 0)
-        .ok_or_else(|| format!("mode {mode:o} has more than permission bits"))
+fn pack_mode(mode: u32) -> Result<u16, TreeError> {
+    u16::try_from(mode).ok().filter(|m| m & !0o7777 == 0).ok_or(TreeError::Mode(mode))
 }
 
-fn push<T>(table: &mut Vec<T>, item: T) -> Result<u32, String> {
+fn push<T>(table: &mut Vec<T>, item: T) -> Result<u32, TreeError> {
     table.push(item);
-    u32::try_from(table.len() - 1).map_err(|_| "a side table of the image is full".into())
+    u32::try_from(table.len() - 1).map_err(|_| TreeError::Full("4 billion entries of a side table"))
 }
 
 /// The index of the item `same` matches, looking at the last one first (entries come in
 /// runs from one element, one walk, one owner); `item` is added when none matches.
-fn find_or_push<T>(table: &mut Vec<T>, same: impl Fn(&T) -> bool, item: T) -> Result<u32, String> {
+fn find_or_push<T>(table: &mut Vec<T>, same: impl Fn(&T) -> bool, item: T) -> Result<u32, TreeError> {
     let found = match table.last() {
         Some(last) if same(last) => Some(table.len() - 1),
         _ => table.iter().position(same),
@@ -526,6 +523,6 @@ mod tests {
             Kind::File { size: 2, alloc: 4096, link: Some((8, 9)), .. }
         ));
         let mode = Entry { mode: 0o10644, ..Entry::dir(0, 0, "e") };
-        assert_eq!(s.put(p("e"), &mode).unwrap_err(), "mode 10644 has more than permission bits");
+        assert_eq!(s.put(p("e"), &mode).unwrap_err().to_string(), "mode 10644 has more than permission bits");
     }
 }

@@ -28,7 +28,7 @@ use super::{Python, Removals};
 use crate::builtin::base_host::{dependencies, LibrarySearch};
 use crate::path::ImagePath;
 use crate::tree::disk::root_entry;
-use crate::tree::{Entry, Kind, Tree};
+use crate::tree::{Entry, Kind, Tree, TreeError};
 
 /// Parts of the standard library that no kit runs: test suites, GUIs, installers, the
 /// build configuration (with its static libpython), the host's own site-packages.
@@ -64,7 +64,7 @@ pub fn add(
     epoch: i64,
     log: &mut Removals,
 ) -> anyhow::Result<()> {
-    let fail = |e: String| anyhow::anyhow!("element `{element}`: bundling the interpreter: {e}");
+    let fail = |e: TreeError| anyhow::anyhow!("element `{element}`: bundling the interpreter: {e}");
     let stdlib = Stdlib::read(python)?;
     // What the kit names, then the closure through the standard library's sources.
     let mut wanted: BTreeSet<String> = BTreeSet::new();
@@ -96,16 +96,18 @@ pub fn add(
         }
     }
 
-    let lib = venv.join(&format!("lib/python{}", python.version)).map_err(fail)?;
-    let dynload = lib.join("lib-dynload").map_err(fail)?;
+    let lib = venv.join(&format!("lib/python{}", python.version)).map_err(|e| fail(e.into()))?;
+    let dynload = lib.join("lib-dynload").map_err(|e| fail(e.into()))?;
     let rule = log.rule(RULE);
     let mut objects: Vec<PathBuf> = vec![python.exe.clone()];
     for (name, files) in &stdlib.modules {
         for file in files {
             let at = if file.starts_with(&python.dynload) {
-                dynload.join(&file.strip_prefix(&python.dynload)?.to_string_lossy()).map_err(fail)?
+                dynload
+                    .join(&file.strip_prefix(&python.dynload)?.to_string_lossy())
+                    .map_err(|e| fail(e.into()))?
             } else {
-                lib.join(&file.strip_prefix(&python.stdlib)?.to_string_lossy()).map_err(fail)?
+                lib.join(&file.strip_prefix(&python.stdlib)?.to_string_lossy()).map_err(|e| fail(e.into()))?
             };
             let entry = root_entry(file, element)?;
             if !kept.contains(name) {
@@ -127,9 +129,9 @@ pub fn add(
             }
         }
     }
-    let runtime = venv.join(RUNTIME).map_err(fail)?;
+    let runtime = venv.join(RUNTIME).map_err(|e| fail(e.into()))?;
     let loader = libraries(tree, element, &runtime, &objects)?;
-    let exe = runtime.join(&format!("python{}", python.version)).map_err(fail)?;
+    let exe = runtime.join(&format!("python{}", python.version)).map_err(|e| fail(e.into()))?;
     let mut entry = root_entry(&python.exe, element)?;
     entry.mode = 0o755;
     tree.insert(&exe, entry).map_err(fail)?;
@@ -138,7 +140,7 @@ pub fn add(
         crate::tree::disk::add_dir(
             tree,
             locale,
-            &runtime.join("locale/C.utf8").map_err(fail)?,
+            &runtime.join("locale/C.utf8").map_err(|e| fail(e.into()))?,
             element,
             crate::tree::disk::Owners::Root,
         )?;
@@ -150,7 +152,7 @@ pub fn add(
     }
     let script = launcher(&python.version, &loader);
     for name in ["python", "python3", &format!("python{}", python.version)] {
-        let at = venv.join(&format!("bin/{name}")).map_err(fail)?;
+        let at = venv.join(&format!("bin/{name}")).map_err(|e| fail(e.into()))?;
         tree.remove(&at);
         tree.insert(&at, Entry::bytes(script.clone().into_bytes(), 0o755, epoch, element)).map_err(fail)?;
     }
@@ -168,7 +170,7 @@ pub fn pack_stdlib(
     work: &Path,
     epoch: i64,
 ) -> anyhow::Result<()> {
-    let lib = venv.join(&format!("lib/python{}", python.version)).map_err(anyhow::Error::msg)?;
+    let lib = venv.join(&format!("lib/python{}", python.version))?;
     let (site, dynload) =
         (lib.join("site-packages").expect("valid"), lib.join("lib-dynload").expect("valid"));
     let packed: Vec<(ImagePath, Option<crate::io::source::Source>)> = tree
@@ -199,8 +201,7 @@ pub fn pack_stdlib(
     let mut entry = root_entry(&dest, element)?;
     entry.mode = 0o644;
     entry.mtime = epoch;
-    tree.insert(&venv.join(&format!("lib/{name}")).map_err(anyhow::Error::msg)?, entry)
-        .map_err(anyhow::Error::msg)?;
+    tree.insert(&venv.join(&format!("lib/{name}"))?, entry)?;
     Ok(())
 }
 
@@ -263,10 +264,10 @@ fn libraries(
         let name = lib.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let real = std::fs::canonicalize(&lib)
             .with_context(|| format!("element `{element}`: reading {}", lib.display()))?;
-        let at = runtime.join(&name).map_err(anyhow::Error::msg)?;
+        let at = runtime.join(&name)?;
         let mut entry = root_entry(&real, element)?;
         entry.mode = 0o755;
-        tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
+        tree.insert(&at, entry)?;
         queue.extend(dependencies(&real, &search)?);
     }
     loader.ok_or_else(|| {

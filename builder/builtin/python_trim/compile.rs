@@ -62,8 +62,8 @@ pub fn compile(
 ) -> anyhow::Result<()> {
     let keep_source = globs(venv, KEEP_SOURCE.iter().copied())?;
     let source_only = globs(venv, SOURCE_ONLY.iter().copied())?;
-    let stdlib = venv.join(&format!("lib/python{}", python.version)).map_err(anyhow::Error::msg)?;
-    let site = stdlib.join("site-packages").map_err(anyhow::Error::msg)?;
+    let stdlib = venv.join(&format!("lib/python{}", python.version))?;
+    let site = stdlib.join("site-packages")?;
     let modules: Vec<(ImagePath, Source, Ship)> = tree
         .below(venv)
         .filter(|(p, _)| p.as_str().ends_with(".py"))
@@ -140,15 +140,15 @@ pub fn compile(
         }
         let at = if with_source {
             let name = path.file_name().trim_end_matches(".py");
-            let dir = path.parent().expect("in the venv").join("__pycache__").map_err(anyhow::Error::msg)?;
-            dir.join(&format!("{name}.{}.pyc", python.cache_tag)).map_err(anyhow::Error::msg)?
+            let dir = path.parent().expect("in the venv").join("__pycache__")?;
+            dir.join(&format!("{name}.{}.pyc", python.cache_tag))?
         } else {
             ImagePath::new(&format!("{}c", path.as_str())).expect("valid")
         };
         let mut entry = root_entry(cached, element)?;
         entry.mode = 0o644;
         entry.mtime = epoch;
-        tree.insert(&at, entry).map_err(anyhow::Error::msg)?;
+        tree.insert(&at, entry)?;
         if !with_source {
             tree.remove(path);
         }

@@ -165,8 +165,7 @@ pub fn apply(
             );
         }
     }
-    let site =
-        venv.join(&format!("lib/python{}/site-packages", python.version)).map_err(anyhow::Error::msg)?;
+    let site = venv.join(&format!("lib/python{}/site-packages", python.version))?;
     let before = tree.len();
     let mut log = Removals::default();
     let keep = rules::globs(&venv, p.keep.iter().map(String::as_str))?;
@@ -197,9 +196,7 @@ fn locate(tree: &Tree, element: &str, params: &Value) -> anyhow::Result<ImagePat
         format!("element `{element}`: param `venv` is empty; give the venv's path in the image")
     })?)
     .map_err(|e| anyhow::anyhow!("element `{element}`: venv {e}"))?;
-    let cfg = tree
-        .resolve_parents(&venv.join("pyvenv.cfg").map_err(anyhow::Error::msg)?)
-        .map_err(anyhow::Error::msg)?;
+    let cfg = tree.resolve_parents(&venv.join("pyvenv.cfg")?)?;
     if !matches!(tree.get(&cfg).map(|e| e.kind), Some(Kind::File { .. })) {
         bail!("element `{element}`: {venv} has no pyvenv.cfg: is it a virtualenv, and does an earlier element put it there?");
     }
@@ -209,7 +206,7 @@ fn locate(tree: &Tree, element: &str, params: &Value) -> anyhow::Result<ImagePat
 /// The host interpreter the venv's `bin/python3` (or `bin/python`) links to.
 fn interpreter(tree: &Tree, venv: &ImagePath) -> anyhow::Result<PathBuf> {
     for name in ["bin/python3", "bin/python"] {
-        let mut at = venv.join(name).map_err(anyhow::Error::msg)?;
+        let mut at = venv.join(name)?;
         for _ in 0..8 {
             match tree.get(&at).map(|e| e.kind) {
                 Some(Kind::Symlink(t)) if t.starts_with('/') && Path::new(&t).exists() => {
@@ -268,7 +265,7 @@ fn relocate(
 ) -> anyhow::Result<()> {
     const LAUNCHER: &str =
         "#!/bin/sh\n'''exec' \"$(dirname \"$(realpath \"$0\")\")/python3\" \"$0\" \"$@\"\n' '''\n";
-    let at = |rel: &str| venv.join(rel).map_err(anyhow::Error::msg);
+    let at = |rel: &str| venv.join(rel);
     let bin = at("bin")?;
     let scripts: Vec<(ImagePath, Source, u32)> = tree
         .iter()
@@ -287,7 +284,7 @@ fn relocate(
         }
         let mut new = LAUNCHER.as_bytes().to_vec();
         new.extend_from_slice(&rest[(first_end + 1).min(rest.len())..]);
-        tree.insert(&path, Entry::bytes(new, mode, epoch, element)).map_err(anyhow::Error::msg)?;
+        tree.insert(&path, Entry::bytes(new, mode, epoch, element))?;
     }
     let cfg = at("pyvenv.cfg")?;
     if p.bundled {
@@ -297,11 +294,10 @@ fn relocate(
     let version = p.python_version.as_deref().unwrap_or(&python.version);
     for name in ["python", "python3", &format!("python{version}")] {
         let link = if name == "python" { "python3".to_string() } else { p.python.clone() };
-        tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element))
-            .map_err(anyhow::Error::msg)?;
+        tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element))?;
     }
     let home = Path::new(&p.python).parent().unwrap_or(Path::new("/usr/bin")).display().to_string();
     let text = format!("home = {home}\ninclude-system-site-packages = false\nversion = {version}\n");
-    tree.insert(&cfg, Entry::bytes(text.into_bytes(), 0o644, epoch, element)).map_err(anyhow::Error::msg)?;
+    tree.insert(&cfg, Entry::bytes(text.into_bytes(), 0o644, epoch, element))?;
     Ok(())
 }

@@ -65,7 +65,7 @@ pub fn strip(tree: &mut Tree, element: &str, venv: &ImagePath, log: &mut Removal
         log.saved(RULE, size - entry.size());
         entry.mode = mode;
         entry.mtime = mtime;
-        tree.insert(&path, entry).map_err(anyhow::Error::msg)?;
+        tree.insert(&path, entry)?;
     }
     Ok(())
 }
