@@ -13,3 +13,24 @@ pub fn dir() -> PathBuf {
     }
     PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/smelt")
 }
+
+/// The caches chroot hooks see inside the image while they run (cache folder, image
+/// path), bound there then and never part of the image: apt's package lists and
+/// downloads (so an `--offline` build installs what an earlier one fetched), pip's
+/// cache, and the wheelhouse hooks fill with `pip download` and install from.
+pub const IN_HOOKS: [(&str, &str); 4] = [
+    ("apt/archives", "var/cache/apt/archives"),
+    ("apt/lists", "var/lib/apt/lists"),
+    ("pip", PIP),
+    ("pip-wheelhouse", WHEELHOUSE),
+];
+
+/// Where pip's cache is bound for hooks, with `PIP_CACHE_DIR` pointing there.
+pub const PIP: &str = "var/cache/smelt-pip";
+
+/// Where the wheelhouse is bound for hooks, as `SMELT_WHEELHOUSE` (and
+/// `PIP_FIND_LINKS`): a hook that runs `pip download -d "$SMELT_WHEELHOUSE" REQS` when
+/// online and `pip install --no-index --find-links "$SMELT_WHEELHOUSE" REQS` always
+/// installs the same wheels online and `--offline` (where `PIP_NO_INDEX=1`), so an
+/// offline rebuild gives the same bytes.
+pub const WHEELHOUSE: &str = "var/cache/smelt-wheelhouse";

@@ -38,19 +38,18 @@
 
 mod archive;
 mod arena;
-mod boot;
 pub mod budget;
 mod builtin;
 mod cache;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
-mod config_drive;
+mod distro;
 mod element;
 mod inspect;
 mod io;
+mod kernel;
 mod namespace;
-mod netboot;
 mod network;
 pub mod ops;
 mod outputs;
@@ -62,4 +61,5 @@ mod report;
 mod secrets;
 mod stage;
 mod tree;
+mod trimmed;
 pub mod ui;

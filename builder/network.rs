@@ -34,7 +34,9 @@ pub const RENDERERS: [&str; 8] = [
 pub const NETWORK_DIR: &str = "etc/smelt/network";
 
 /// The client and its nodes as templates see them (`client`, `nodes`, `node`): every
-/// address also split into ip, prefix and netmask, interfaces also grouped by kind.
+/// address also split into ip, prefix and netmask, interfaces also grouped by kind. The
+/// nodes are in the client's order. Only templates read this view; Rust code reads the
+/// checked [`Client`].
 pub fn view(client: &Client) -> (Value, Vec<Value>) {
     let c = json!({
         "name": client.name,
@@ -52,11 +54,8 @@ fn node_view(n: &Node, client: &Client) -> Value {
     let interfaces: Vec<Value> = n.interfaces.iter().map(|i| iface_view(i, &n.name)).collect();
     let of =
         |kind: &str| -> Vec<Value> { interfaces.iter().filter(|i| i["kind"] == kind).cloned().collect() };
-    let dns = if n.dns.is_empty() { &client.dns } else { &n.dns };
-    let fqdn = match &client.domain {
-        Some(d) => format!("{}.{d}", n.hostname),
-        None => n.hostname.clone(),
-    };
+    let dns = dns(n, client);
+    let fqdn = fqdn(n, client);
     json!({
         "name": n.name,
         "hostname": n.hostname,
@@ -71,13 +70,30 @@ fn node_view(n: &Node, client: &Client) -> Value {
         "ntp": client.ntp,
         "ssh_keys": client.ssh_keys.iter().chain(&n.ssh_keys).collect::<Vec<_>>(),
         "netboot_address": n.netboot_address,
-        "macs": n.interfaces.iter().filter_map(|i| match &i.kind { Kind::Link { mac } => Some(mac.clone()), _ => None }).collect::<Vec<_>>(),
+        "macs": n.macs().collect::<Vec<_>>(),
         "links": of("link"),
         "bonds": of("bond"),
         "vlans": of("vlan"),
-        "network_data_json": serde_json::to_string_pretty(&network_data(n, dns)).expect("JSON"),
+        "network_data_json": network_data_json(n, client),
         "interfaces": interfaces,
     })
+}
+
+/// The node's DNS servers: its own, else the client's.
+pub fn dns<'a>(n: &'a Node, client: &'a Client) -> &'a [IpAddr] {
+    if n.dns.is_empty() {
+        &client.dns
+    } else {
+        &n.dns
+    }
+}
+
+/// The node's fully qualified name: its host name in the client's domain.
+pub fn fqdn(n: &Node, client: &Client) -> String {
+    match &client.domain {
+        Some(d) => format!("{}.{d}", n.hostname),
+        None => n.hostname.clone(),
+    }
 }
 
 /// A stable UUID for a node's interface (NetworkManager needs one per connection): the
@@ -166,9 +182,15 @@ fn iface_view(i: &Interface, node: &str) -> Value {
     v
 }
 
+/// OpenStack's `network_data.json` for one node, as config drives carry it and
+/// templates see it (`node.network_data_json`).
+pub fn network_data_json(n: &Node, client: &Client) -> String {
+    serde_json::to_string_pretty(&network_data(n, dns(n, client))).expect("JSON")
+}
+
 /// OpenStack's `network_data.json` for one node (links, networks, services), as
 /// cloud-init and Ironic read it.
-pub fn network_data(n: &Node, dns: &[IpAddr]) -> Value {
+fn network_data(n: &Node, dns: &[IpAddr]) -> Value {
     let mut links = Vec::new();
     let mut networks = Vec::new();
     for i in &n.interfaces {
@@ -245,10 +267,8 @@ fn first_member_mac(n: &Node, members: &[String]) -> Option<String> {
 pub fn node_map(client: &Client) -> String {
     let mut out = String::from("# kind key node: written by smelt's network element\n");
     for n in &client.nodes {
-        for i in &n.interfaces {
-            if let Kind::Link { mac } = &i.kind {
-                out.push_str(&format!("mac {mac} {}\n", n.name));
-            }
+        for mac in n.macs() {
+            out.push_str(&format!("mac {mac} {}\n", n.name));
         }
         if let Some(s) = &n.serial {
             out.push_str(&format!("serial {s} {}\n", n.name));
@@ -301,7 +321,6 @@ pub fn render(
     tree: &mut Tree,
     element: &str,
     client: &Client,
-    (client_view, nodes): (&Value, &[Value]),
     renderers: &[String],
     user_dir: Option<&Path>,
     mtime: i64,
@@ -315,6 +334,7 @@ pub fn render(
         Ok(())
     };
     put(tree, format!("{NETWORK_DIR}/nodes"), node_map(client), 0o644)?;
+    let (client_view, nodes) = view(client);
     for renderer in renderers {
         let list = templates(renderer, user_dir)?;
         if list.is_empty() {
@@ -325,43 +345,61 @@ pub fn render(
         }
         let tera = Templates::new(list.iter().map(|t| (t.path.as_str(), t.text.as_str())))
             .map_err(|e| anyhow!("element `{element}`: template network/{renderer}/{e}"))?;
-        for node in nodes {
+        for (node, node_view) in client.nodes.iter().zip(&nodes) {
             // `_name.tera` files are partials for `{% include %}`, not outputs.
             for t in list.iter().filter(|t| !t.path.rsplit('/').next().unwrap_or("").starts_with('_')) {
                 let out_name = t.path.strip_suffix(".tera").unwrap_or(&t.path);
-                // `{iface}` is every interface; `{link}`, `{bond}`, `{vlan}` those of a kind.
-                let placeholder = ["{iface}", "{link}", "{bond}", "{vlan}"]
-                    .into_iter()
-                    .find(|p| out_name.contains(p))
-                    .unwrap_or("{iface}");
-                let kind = &placeholder[1..placeholder.len() - 1];
-                let ifaces = node["interfaces"]
-                    .as_array()
-                    .expect("interfaces")
-                    .iter()
-                    .filter(|i| kind == "iface" || i["kind"] == kind)
-                    .map(|i| (i["name"].as_str().unwrap_or_default(), i));
-                for (name, iface) in per_item(out_name, placeholder, ifaces) {
-                    let mut ctx = json!({ "client": client_view, "node": node, "nodes": nodes });
-                    if let Some(i) = iface {
-                        ctx["iface"] = i.clone();
-                    }
-                    let text = tera.render(&t.path, &ctx).map_err(|e| {
+                let ctx = json!({ "client": client_view, "node": node_view, "nodes": nodes });
+                for (name, text) in
+                    render_per_interface(&tera, &t.path, out_name, node, &ctx).map_err(|e| {
                         anyhow!(
-                            "element `{element}`: template network/{renderer}/{} for node {}: {e}",
+                            "element `{element}`: template network/{renderer}/{} for node {:?}: {e}",
                             t.path,
-                            node["name"]
+                            node.name
                         )
-                    })?;
+                    })?
+                {
                     if text.trim().is_empty() {
                         continue;
                     }
                     let mode = if text.starts_with("#!") { 0o755 } else { 0o644 };
-                    let node_name = node["name"].as_str().unwrap_or("");
-                    put(tree, format!("{NETWORK_DIR}/{node_name}/{renderer}/{name}"), text, mode)?;
+                    put(tree, format!("{NETWORK_DIR}/{}/{renderer}/{name}", node.name), text, mode)?;
                 }
             }
         }
     }
     Ok(count)
+}
+
+/// One template for one node: once, or once per interface its file name names
+/// (`{iface}` every one; `{link}`, `{bond}`, `{vlan}` those of a kind) with `iface` in
+/// the context. Returns (file name, text) pairs.
+fn render_per_interface(
+    tera: &Templates,
+    template: &str,
+    out_name: &str,
+    node: &Node,
+    ctx: &Value,
+) -> Result<Vec<(String, String)>, crate::render::RenderError> {
+    let placeholder = ["{iface}", "{link}", "{bond}", "{vlan}"]
+        .into_iter()
+        .find(|p| out_name.contains(p))
+        .unwrap_or("{iface}");
+    let kind = &placeholder[1..placeholder.len() - 1];
+    let views = ctx["node"]["interfaces"].as_array().expect("interfaces");
+    let ifaces = node
+        .interfaces
+        .iter()
+        .zip(views)
+        .filter(|(i, _)| kind == "iface" || i.kind.name() == kind)
+        .map(|(i, view)| (i.name.as_str(), view));
+    let mut out = Vec::new();
+    for (name, iface) in per_item(out_name, placeholder, ifaces) {
+        let mut ctx = ctx.clone();
+        if let Some(i) = iface {
+            ctx["iface"] = i.clone();
+        }
+        out.push((name, tera.render(template, &ctx)?));
+    }
+    Ok(out)
 }

@@ -3,19 +3,23 @@
 //! `smelt plan` prints it; `smelt build` carries it out.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use serde_json::Value;
 
+use crate::builtin::{self, BuiltIns, Planning};
 use crate::config::budget::{self, Budget};
 use crate::config::client::Client;
 use crate::config::image::{self, Image};
 use crate::config::source::{suggest, Diagnostics, TomlFile};
+use crate::distro;
 use crate::element::hooks::{self, Hooks};
 use crate::element::library::Library;
 use crate::element::manifest::Form;
+pub use crate::element::param::Params;
 use crate::element::resolve::{resolve, Resolved};
+use crate::kernel;
 
 /// What the user handed to `build` or `plan`.
 #[derive(Debug, Clone, Default)]
@@ -29,20 +33,19 @@ pub struct Inputs {
     pub source_date_epoch: Option<i64>,
 }
 
-pub type Params = BTreeMap<String, Value>;
-
 pub struct Plan {
     pub image: Image,
     pub resolved: Resolved,
     /// Every element's params: defaults, then `[params.X]`, then `--set`.
     pub params: BTreeMap<String, Params>,
+    /// The built-in elements' work, their params typed.
+    pub builtins: BuiltIns,
     pub hooks: Hooks,
     pub budget: Budget,
-    /// The client inventory as a template sees it, and its nodes.
-    pub client: Value,
-    pub nodes: Vec<Value>,
-    /// The checked inventory, for the network element.
-    pub inventory: Option<Client>,
+    /// The checked client inventory, when one is given.
+    pub client: Option<Client>,
+    /// The kernel the outputs boot, when `kernel` is set.
+    pub kernel: Option<kernel::Planned>,
     /// `SOURCE_DATE_EPOCH`, when given: every timestamp is clamped to it.
     pub epoch: Option<i64>,
     /// DIB's `DISTRO_NAME` for the image, and its family (pkg-map, package manager).
@@ -64,52 +67,57 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         return Err(Diagnostics(diags).into());
     }
     let params = merge_params(&file, &image, &resolved, &inputs.sets)?;
-    let rootfs_distro = params.get("base-rootfs").and_then(|p| p.get("distro")).and_then(|v| v.as_str());
-    let distro = crate::element::packages::distro(&resolved.elements, rootfs_distro);
-    let family = crate::element::packages::family(&distro);
+    let builtins = builtin::load(&resolved.elements, &params)?;
+    let kernel = image.kernel.as_ref().map(kernel::plan).transpose()?;
+    let identity = builtins.identity();
+    let distro =
+        std::env::var("DISTRO_NAME").ok().or(identity.distro.clone()).unwrap_or_else(|| "debian".into());
+    let family = distro::family(&distro);
     // What `when` conditions of package-installs.yaml read: the caller's environment,
-    // then what the base tells hooks (DISTRO_NAME, DIB_RELEASE, DIB_PYTHON_VERSION).
-    let release = ["base-debian", "base-rootfs"]
-        .iter()
-        .filter(|b| resolved.get(b).is_some())
-        .find_map(|b| params.get(*b)?.get(if *b == "base-debian" { "suite" } else { "release" })?.as_str())
-        .map(String::from);
+    // then what the base tells hooks.
     let when_env = |k: &str| {
         std::env::var(k).ok().or_else(|| match k {
             "DISTRO_NAME" => Some(distro.clone()),
             "DIB_PYTHON_VERSION" => Some("3".into()),
-            "DIB_RELEASE" => release.clone(),
+            "DIB_RELEASE" => identity.release.clone(),
+            "DIB_INIT_SYSTEM" => identity.init_system.clone(),
             _ => None,
         })
     };
-    let mut generated = crate::element::packages::hooks(&resolved.elements, family, &when_env)?;
-    if matches!(image.kernel, Some(image::Kernel::Image)) && resolved.get("kernel-modules").is_some() {
-        generated.push(crate::element::module_trim::hook(&params["kernel-modules"])?);
-    }
-    let hooks = hooks::collect(&resolved.elements, generated, &|k| std::env::var(k).ok())?;
-    let budget = find_budget(&image)?;
-    let (client_view, nodes, client) = match &inputs.client {
-        Some(path) => {
-            let (view, nodes, client) = load_client(path)?;
-            (view, nodes, Some(client))
-        }
-        None => (Value::Null, Vec::new(), None),
+    let planning = Planning {
+        image: &image,
+        elements: &resolved.elements,
+        kernel: kernel.as_ref(),
+        family,
+        env: &when_env,
     };
+    let generated = builtins.hooks(&planning)?;
+    let kernel_from_image = matches!(kernel, Some(kernel::Planned::Image));
+    let hooks = hooks::collect(&resolved.elements, generated, &|k| std::env::var(k).ok(), kernel_from_image)?;
+    let budget = find_budget(&image)?;
+    let client = inputs.client.as_deref().map(crate::config::client::load).transpose()?;
     Ok(Plan {
         image,
         resolved,
         params,
+        builtins,
         hooks,
         budget,
-        client: client_view,
-        nodes,
-        inventory: client,
+        client,
+        kernel,
         epoch: inputs.source_date_epoch,
         distro,
         family,
         time: inputs.source_date_epoch.unwrap_or_else(crate::ui::now),
         offline: inputs.offline,
     })
+}
+
+impl Plan {
+    /// The client's nodes; none without a client.
+    pub fn nodes(&self) -> &[crate::config::client::Node] {
+        self.client.as_ref().map_or(&[], |c| c.nodes.as_slice())
+    }
 }
 
 /// The image's own budget file, else `size-budget.toml` beside it, else the built-in.
@@ -231,13 +239,6 @@ fn parse_value(raw: &str) -> Value {
     toml_edit::de::from_str::<One>(&format!("v = {raw}"))
         .map(|o| o.v)
         .unwrap_or_else(|_| Value::String(raw.into()))
-}
-
-/// The client inventory, checked, and as templates see it: `client` and `nodes`.
-fn load_client(path: &Path) -> anyhow::Result<(Value, Vec<Value>, Client)> {
-    let client = crate::config::client::load(path)?;
-    let (view, nodes) = crate::network::view(&client);
-    Ok((view, nodes, client))
 }
 
 /// A param as a hook sees it in `SMELT_PARAM_*`: strings as they are, lists of plain

@@ -1,7 +1,7 @@
 //! Secrets that ride into an image: private keys (PEM and OpenSSH), SSH host keys and
-//! password hashes found in the staged tree. Those smelt made on purpose (`tls`'s key,
-//! `dev-user`'s own shadow line) and those `[secrets] allow` names are expected; the
-//! rest are warned about. Only paths, elements and modes are ever reported, never
+//! password hashes found in the staged tree. Those elements made on purpose (a
+//! certificate's key, a debugging user's own shadow line: see [`Made`]) and those
+//! `[secrets] allow` names are expected; the rest are warned about. Only paths, elements and modes are ever reported, never
 //! what a secret holds.
 //!
 //! Reading every file would cost as much as the archive: only files named like keys
@@ -37,12 +37,35 @@ pub enum SecretKind {
     PasswordHash,
 }
 
-/// What smelt itself put in on purpose.
+/// A secret an element puts into images on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    /// The private keys the element writes.
+    PrivateKeys { element: String },
+    /// The hash of `user`'s password, in the passwd or shadow file the element writes.
+    PasswordOf { element: String, user: String },
+}
+
+/// What is expected to be there.
 pub struct Expected<'a> {
-    /// The user `dev-user` made, whose shadow line carries the hash asked for.
-    pub dev_user: Option<&'a str>,
+    /// What elements put in on purpose.
+    pub made: &'a [Made],
     /// `[secrets] allow` globs over image paths.
     pub allow: &'a GlobSet,
+}
+
+impl Expected<'_> {
+    /// Whether `element` puts `user`'s password hash in on purpose.
+    fn password_of(&self, element: &str, user: &str) -> bool {
+        self.made
+            .iter()
+            .any(|m| matches!(m, Made::PasswordOf { element: e, user: u } if e == element && u == user))
+    }
+
+    /// Whether `element` writes private keys on purpose.
+    fn keys_of(&self, element: &str) -> bool {
+        self.made.iter().any(|m| matches!(m, Made::PrivateKeys { element: e } if e == element))
+    }
 }
 
 const MOST: u64 = 64 << 10;
@@ -64,13 +87,13 @@ pub fn find(tree: &Tree, expected: &Expected) -> Vec<Secret> {
         if p == "etc/shadow" || p == "etc/passwd" {
             let users = hashed_users(source);
             let others: Vec<&String> =
-                users.iter().filter(|u| Some(u.as_str()) != expected.dev_user).collect();
+                users.iter().filter(|u| !expected.password_of(&e.element, u)).collect();
             if !users.is_empty() {
                 let note = (!others.is_empty()).then(|| {
                     let names: Vec<&str> = others.iter().map(|u| u.as_str()).collect();
                     format!("password hashes of {}", names.join(", "))
                 });
-                out.push(found(SecretKind::PasswordHash, others.is_empty() && e.element == "dev-user", note));
+                out.push(found(SecretKind::PasswordHash, others.is_empty(), note));
             }
             continue;
         }
@@ -87,7 +110,7 @@ pub fn find(tree: &Tree, expected: &Expected) -> Vec<Secret> {
                         first boot instead (DIB's runtime-ssh-host-keys)";
             out.push(found(SecretKind::SshHostKey, false, Some(note.into())));
         } else {
-            out.push(found(SecretKind::PrivateKey, e.element == "tls", readable(&e)));
+            out.push(found(SecretKind::PrivateKey, expected.keys_of(&e.element), readable(&e)));
         }
     }
     out
@@ -177,7 +200,11 @@ mod tests {
             ("usr/share/doc/readme.txt", key, 0o644, "base"),
         ]);
         let none = GlobSet::empty();
-        let found = find(&t, &Expected { dev_user: Some("dev"), allow: &none });
+        let made = [
+            Made::PrivateKeys { element: "tls".into() },
+            Made::PasswordOf { element: "dev-user".into(), user: "dev".into() },
+        ];
+        let found = find(&t, &Expected { made: &made, allow: &none });
         let brief: Vec<(&str, SecretKind, bool)> =
             found.iter().map(|s| (s.path.as_str(), s.kind, s.expected)).collect();
         assert_eq!(
@@ -197,7 +224,7 @@ mod tests {
         let mut allow = globset::GlobSetBuilder::new();
         allow.add(globset::Glob::new("etc/ssl/private/*").unwrap());
         let allow = allow.build().unwrap();
-        let found = find(&t, &Expected { dev_user: Some("dev"), allow: &allow });
+        let found = find(&t, &Expected { made: &made, allow: &allow });
         assert!(found.iter().find(|s| s.path.ends_with("snakeoil.key")).unwrap().expected);
     }
 }

@@ -2,12 +2,14 @@
 //! root, or in a user namespace), kept as a tarball in the cache, and staged from that
 //! tarball by every build, so `--offline` rebuilds give the same bytes and need neither.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::{BuiltIn, Context, Identity};
+use crate::element::Form;
 use crate::tree::Tree;
 
 /// What a bootstrap is made of; its cached tarball is named by a hash of it.
@@ -25,39 +27,75 @@ struct Bootstrap {
     initrd: bool,
 }
 
-/// `base-debian`: mmdebstrap minbase of `suite` from `mirror` with `packages`, run once
-/// and kept as a tarball in the cache; every build, the first included, stages from
-/// that tarball, so a rebuild with `--offline` gives the same bytes.
-pub fn apply(
-    tree: &mut Tree,
-    element: &str,
-    params: &Value,
-    offline: bool,
-    initrd: bool,
-) -> anyhow::Result<usize> {
-    let text =
-        |key: &str, default: &str| params.get(key).and_then(Value::as_str).unwrap_or(default).to_string();
-    let sorted = |key: &str| {
-        let mut list = super::list_param(params, key);
-        list.sort();
-        list.dedup();
-        list
-    };
-    let mut want = Bootstrap {
-        suite: text("suite", "bookworm"),
-        mirror: text("mirror", "http://deb.debian.org/debian"),
-        security: params
-            .get("updates")
-            .and_then(Value::as_bool)
-            .unwrap_or(true)
-            .then(|| text("security-mirror", "http://deb.debian.org/debian-security")),
-        components: sorted("components"),
-        packages: sorted("packages"),
-        initrd,
-    };
-    if want.components.is_empty() {
-        want.components.push("main".into());
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BaseDebian {
+    suite: String,
+    mirror: String,
+    packages: Vec<String>,
+    components: Vec<String>,
+    updates: bool,
+    security_mirror: String,
+}
+
+impl BuiltIn for BaseDebian {
+    /// mmdebstrap minbase of `suite` from `mirror` with `packages`, run once and kept as
+    /// a tarball in the cache; every build, the first included, stages from that
+    /// tarball, so a rebuild with `--offline` gives the same bytes.
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        // diskimage-builder's scripts pick the kernel by its /boot/initrd* beside it.
+        let initrd = cx.elements.elements.iter().any(|e| e.manifest.form == Form::Dib);
+        let want = self.bootstrap(initrd);
+        let cached = cached_tarball(&want);
+        if !cached.exists() {
+            if cx.offline {
+                let what = match want.packages.is_empty() {
+                    true => "minbase".to_string(),
+                    false => format!("minbase + {}", want.packages.join(", ")),
+                };
+                bail!(
+                    "element `{}`: no cached bootstrap of {} ({what}) at {}; build once without --offline to fetch it",
+                    cx.element,
+                    want.suite,
+                    cached.display()
+                );
+            }
+            bootstrap(cx.element, &want, &cached)?;
+        }
+        super::base_rootfs::add_tar(tree, &cached, cx.element)
     }
+
+    fn identity(&self) -> Identity {
+        Identity { distro: Some("debian".into()), release: Some(self.suite.clone()), init_system: None }
+    }
+}
+
+impl BaseDebian {
+    /// What to bootstrap: the lists sorted, so their order names no other tarball.
+    fn bootstrap(&self, initrd: bool) -> Bootstrap {
+        let sorted = |list: &[String]| {
+            let mut list = list.to_vec();
+            list.sort();
+            list.dedup();
+            list
+        };
+        let mut components = sorted(&self.components);
+        if components.is_empty() {
+            components.push("main".into());
+        }
+        Bootstrap {
+            suite: self.suite.clone(),
+            mirror: self.mirror.clone(),
+            security: self.updates.then(|| self.security_mirror.clone()),
+            components,
+            packages: sorted(&self.packages),
+            initrd,
+        }
+    }
+}
+
+/// Where the tarball of `want` is kept: named by a hash of what it is made of and how.
+fn cached_tarball(want: &Bootstrap) -> PathBuf {
     let arch = crate::platform::arch();
     // `how` the tarball was made is in its key: one made another way is not reused.
     let how =
@@ -68,22 +106,7 @@ pub fn apply(
         let h = Sha256::digest(wanted.to_string().as_bytes());
         h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
     };
-    let suite = &want.suite;
-    let cached = crate::cache::dir().join("base-debian").join(format!("{suite}-{arch}-{key}.tar"));
-    if !cached.exists() {
-        if offline {
-            let what = match want.packages.is_empty() {
-                true => "minbase".to_string(),
-                false => format!("minbase + {}", want.packages.join(", ")),
-            };
-            bail!(
-                "element `{element}`: no cached bootstrap of {suite} ({what}) at {}; build once without --offline to fetch it",
-                cached.display()
-            );
-        }
-        bootstrap(element, &want, &cached)?;
-    }
-    super::base_rootfs::add_tar(tree, &cached, element)
+    crate::cache::dir().join("base-debian").join(format!("{}-{arch}-{key}.tar", want.suite))
 }
 
 fn bootstrap(element: &str, want: &Bootstrap, cached: &Path) -> anyhow::Result<()> {

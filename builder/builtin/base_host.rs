@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use serde_json::Value;
 
+use super::{BuiltIn, Context};
 use crate::path::ImagePath;
 use crate::tree::disk::root_entry;
 use crate::tree::{Entry, Tree};
@@ -17,47 +17,62 @@ use crate::tree::{Entry, Tree};
 /// Top-level links of merged-/usr hosts, mirrored so `#!/bin/sh` works in the image.
 const TOP_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-pub fn apply(tree: &mut Tree, element: &str, params: &Value) -> anyhow::Result<usize> {
-    let names: Vec<String> = super::list_param(params, "binaries");
-    if names.is_empty() {
-        bail!("element `base-host`: param `binaries` is empty; list the programs to copy, e.g. binaries = [\"sh\", \"mount\"]");
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BaseHost {
+    binaries: Vec<String>,
+}
+
+impl BuiltIn for BaseHost {
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        self.add(tree, cx.element)
     }
-    let before = tree.len();
-    for top in TOP_LINKS {
-        let host = Path::new("/").join(top);
-        if let Ok(target) = fs::read_link(&host) {
-            let path = ImagePath::new(top).expect("valid");
-            if tree.get(&path).is_none() {
-                let mtime = fs::symlink_metadata(&host).map_or(0, |m| m.mtime());
-                tree.insert(&path, Entry::symlink(&target.to_string_lossy(), mtime, element))?;
+}
+
+impl BaseHost {
+    /// The programs with their libraries, and the host's top-level links.
+    fn add(&self, tree: &mut Tree, element: &str) -> anyhow::Result<usize> {
+        let names = &self.binaries;
+        if names.is_empty() {
+            bail!("element `base-host`: param `binaries` is empty; list the programs to copy, e.g. binaries = [\"sh\", \"mount\"]");
+        }
+        let before = tree.len();
+        for top in TOP_LINKS {
+            let host = Path::new("/").join(top);
+            if let Ok(target) = fs::read_link(&host) {
+                let path = ImagePath::new(top).expect("valid");
+                if tree.get(&path).is_none() {
+                    let mtime = fs::symlink_metadata(&host).map_or(0, |m| m.mtime());
+                    tree.insert(&path, Entry::symlink(&target.to_string_lossy(), mtime, element))?;
+                }
             }
         }
-    }
-    let search = LibrarySearch::from_host();
-    let mut queue: VecDeque<(PathBuf, String)> = VecDeque::new();
-    for name in &names {
-        let path = if name.contains('/') {
-            PathBuf::from(name)
-        } else {
-            find_program(name).with_context(|| {
-                format!("element `base-host`: program `{name}` not found on PATH or in /usr/sbin, /sbin; install it or give its path")
-            })?
-        };
-        queue.push_back((path, "the binaries param".into()));
-    }
-    let mut seen = BTreeSet::new();
-    while let Some((path, wanted_by)) = queue.pop_front() {
-        if !seen.insert(path.clone()) {
-            continue;
+        let search = LibrarySearch::from_host();
+        let mut queue: VecDeque<(PathBuf, String)> = VecDeque::new();
+        for name in names {
+            let path = if name.contains('/') {
+                PathBuf::from(name)
+            } else {
+                find_program(name).with_context(|| {
+                    format!("element `base-host`: program `{name}` not found on PATH or in /usr/sbin, /sbin; install it or give its path")
+                })?
+            };
+            queue.push_back((path, "the binaries param".into()));
         }
-        let real = add_host_path(tree, &path, element).with_context(|| {
-            format!("element `base-host`: adding {} (needed by {wanted_by})", path.display())
-        })?;
-        for dep in dependencies(&real, &search)? {
-            queue.push_back((dep, real.display().to_string()));
+        let mut seen = BTreeSet::new();
+        while let Some((path, wanted_by)) = queue.pop_front() {
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            let real = add_host_path(tree, &path, element).with_context(|| {
+                format!("element `base-host`: adding {} (needed by {wanted_by})", path.display())
+            })?;
+            for dep in dependencies(&real, &search)? {
+                queue.push_back((dep, real.display().to_string()));
+            }
         }
+        Ok(tree.len() - before)
     }
-    Ok(tree.len() - before)
 }
 
 /// A program's path on the host: `PATH`, then the sbin directories.
@@ -254,7 +269,8 @@ mod tests {
     #[test]
     fn host_shell_brings_its_libraries() {
         let mut tree = Tree::default();
-        let n = apply(&mut tree, "base-host", &serde_json::json!({"binaries": ["sh", "ls"]})).unwrap();
+        let host = BaseHost { binaries: vec!["sh".into(), "ls".into()] };
+        let n = host.add(&mut tree, "base-host").unwrap();
         assert!(n > 3);
         let paths: Vec<&str> = tree.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.iter().any(|p| p.contains("libc.so")), "{paths:?}");

@@ -2,86 +2,114 @@
 //! shadow file 0600), a home with authorized_keys, and passwordless sudo if asked.
 
 use anyhow::{anyhow, bail};
-use serde_json::Value;
+
+use super::{given, BuiltIn, Context};
 
 use crate::path::ImagePath;
+use crate::secrets;
 use crate::tree::{Entry, Kind, Tree};
 
-/// `dev-user`: a login for debugging a node — passwd, group and shadow lines (the
-/// shadow file 0600), a home with authorized_keys, and passwordless sudo if asked.
-pub fn apply(tree: &mut Tree, element: &str, params: &Value, mtime: i64) -> anyhow::Result<usize> {
-    let s = |k: &str| params.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
-    let name = s("name").ok_or_else(|| anyhow!("element `{element}`: param `name` is empty"))?;
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || name.len() > 32 {
-        bail!("element `{element}`: `{name}` is not a user name (letters, digits, - and _, at most 32)");
-    }
-    let uid = params.get("uid").and_then(Value::as_u64).unwrap_or(1000) as u32;
-    let hash = match (s("password-hash"), s("password")) {
-        (Some(h), _) => h.to_string(),
-        (None, Some(p)) => sha512_crypt(p, name)?,
-        (None, None) => "!".to_string(),
-    };
-    if hash.contains(':') || hash.contains('\n') {
-        bail!("element `{element}`: password-hash holds `:` or a line break");
-    }
-    let shell = s("shell").unwrap_or("/bin/sh");
-    let home = format!("/home/{name}");
-    let mut count = 0;
-    let mut append =
-        |tree: &mut Tree, path: &str, base: &str, line: String, mode: u32| -> anyhow::Result<()> {
-            let at = ImagePath::new(path).expect("valid");
-            let mut text = match tree.get(&at).map(|e| e.kind) {
-                Some(Kind::File { source, .. }) => String::from_utf8_lossy(&source.read_all()?).into_owned(),
-                _ => base.to_string(),
-            };
-            if text.lines().any(|l| l.split(':').next() == Some(name)) {
-                bail!("element `{element}`: user `{name}` is already in {path}");
-            }
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&line);
-            text.push('\n');
-            tree.insert(&at, Entry::bytes(text.into_bytes(), mode, mtime, element))?;
-            count += 1;
-            Ok(())
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DevUser {
+    name: String,
+    uid: u32,
+    password_hash: Option<String>,
+    password: Option<String>,
+    authorized_keys: Vec<String>,
+    sudo: bool,
+    shell: String,
+}
+
+impl BuiltIn for DevUser {
+    /// passwd, group and shadow lines (the shadow file 0600), a home with
+    /// authorized_keys, and passwordless sudo if asked.
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        let (element, mtime) = (cx.element, cx.mtime);
+        let name = self.name.as_str();
+        if name.is_empty() {
+            bail!("element `{element}`: param `name` is empty");
+        }
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || name.len() > 32 {
+            bail!("element `{element}`: `{name}` is not a user name (letters, digits, - and _, at most 32)");
+        }
+        let uid = self.uid;
+        let hash = match (given(&self.password_hash), given(&self.password)) {
+            (Some(h), _) => h.to_string(),
+            (None, Some(p)) => sha512_crypt(p, name)?,
+            (None, None) => "!".to_string(),
         };
-    append(
-        tree,
-        "etc/passwd",
-        "root:x:0:0:root:/root:/bin/sh\n",
-        format!("{name}:x:{uid}:{uid}:{name}:{home}:{shell}"),
-        0o644,
-    )?;
-    append(tree, "etc/group", "root:x:0:\n", format!("{name}:x:{uid}:"), 0o644)?;
-    append(tree, "etc/shadow", "root:*:0:0:99999:7:::\n", format!("{name}:{hash}:0:0:99999:7:::"), 0o600)?;
-    let owned = |mut e: Entry| {
-        e.uid = uid;
-        e.gid = uid;
-        e
-    };
-    let home_at = ImagePath::new(&home).expect("valid");
-    tree.insert(&home_at, owned(Entry::dir(0o700, mtime, element)))?;
-    let keys: Vec<String> = match params.get("authorized-keys") {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(k)) => vec![k.clone()],
-        _ => Vec::new(),
-    };
-    if !keys.is_empty() {
-        let ssh = home_at.join(".ssh")?;
-        tree.insert(&ssh, owned(Entry::dir(0o700, mtime, element)))?;
-        let text = keys.join("\n") + "\n";
-        let at = ssh.join("authorized_keys")?;
-        tree.insert(&at, owned(Entry::bytes(text.into_bytes(), 0o600, mtime, element)))?;
-        count += 2;
+        if hash.contains(':') || hash.contains('\n') {
+            bail!("element `{element}`: password-hash holds `:` or a line break");
+        }
+        let shell = &self.shell;
+        let home = format!("/home/{name}");
+        let mut count = 0;
+        let mut append =
+            |tree: &mut Tree, path: &str, base: &str, line: String, mode: u32| -> anyhow::Result<()> {
+                let at = ImagePath::new(path).expect("valid");
+                let mut text = match tree.get(&at).map(|e| e.kind) {
+                    Some(Kind::File { source, .. }) => {
+                        String::from_utf8_lossy(&source.read_all()?).into_owned()
+                    }
+                    _ => base.to_string(),
+                };
+                if text.lines().any(|l| l.split(':').next() == Some(name)) {
+                    bail!("element `{element}`: user `{name}` is already in {path}");
+                }
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&line);
+                text.push('\n');
+                tree.insert(&at, Entry::bytes(text.into_bytes(), mode, mtime, element))?;
+                count += 1;
+                Ok(())
+            };
+        append(
+            tree,
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\n",
+            format!("{name}:x:{uid}:{uid}:{name}:{home}:{shell}"),
+            0o644,
+        )?;
+        append(tree, "etc/group", "root:x:0:\n", format!("{name}:x:{uid}:"), 0o644)?;
+        append(
+            tree,
+            "etc/shadow",
+            "root:*:0:0:99999:7:::\n",
+            format!("{name}:{hash}:0:0:99999:7:::"),
+            0o600,
+        )?;
+        let owned = |mut e: Entry| {
+            e.uid = uid;
+            e.gid = uid;
+            e
+        };
+        let home_at = ImagePath::new(&home).expect("valid");
+        tree.insert(&home_at, owned(Entry::dir(0o700, mtime, element)))?;
+        let keys = &self.authorized_keys;
+        if !keys.is_empty() {
+            let ssh = home_at.join(".ssh")?;
+            tree.insert(&ssh, owned(Entry::dir(0o700, mtime, element)))?;
+            let text = keys.join("\n") + "\n";
+            let at = ssh.join("authorized_keys")?;
+            tree.insert(&at, owned(Entry::bytes(text.into_bytes(), 0o600, mtime, element)))?;
+            count += 2;
+        }
+        if self.sudo {
+            let at = ImagePath::new(&format!("etc/sudoers.d/{name}")).expect("valid");
+            let text = format!("{name} ALL=(ALL) NOPASSWD:ALL\n");
+            tree.insert(&at, Entry::bytes(text.into_bytes(), 0o440, mtime, element))?;
+            count += 1;
+        }
+        Ok(count + 1)
     }
-    if params.get("sudo").and_then(Value::as_bool).unwrap_or(false) {
-        let at = ImagePath::new(&format!("etc/sudoers.d/{name}")).expect("valid");
-        let text = format!("{name} ALL=(ALL) NOPASSWD:ALL\n");
-        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o440, mtime, element))?;
-        count += 1;
+
+    /// The user's own shadow line carries the hash asked for.
+    fn secrets(&self, element: &str) -> Vec<secrets::Made> {
+        vec![secrets::Made::PasswordOf { element: element.into(), user: self.name.clone() }]
     }
-    Ok(count + 1)
 }
 
 /// SHA-512 crypt (`$6$`) with a salt derived from the user and password, so the same

@@ -1,105 +1,221 @@
 //! The built-in elements whose work is done in Rust rather than by hooks, one file each,
 //! named as the element (`dev_user.rs` for `elements/dev-user`); the element's directory
-//! under `elements/` holds its manifest, params and any files. The work runs only for
-//! the built-in element of that name: an element of the same name earlier on the path
-//! replaces it, work included.
+//! under `elements/` holds its manifest, params and any files.
+//!
+//! Each is a [`BuiltIn`]: a struct of its params, read once from the merged and checked
+//! params (defaults live only in its manifest), with its staging work, the hooks it
+//! generates (each carrying what reads back after it ran, `element::hooks::Harvest`),
+//! what it tells the plan about the base and the secrets it puts in on purpose. The
+//! generic code asks these questions of every built-in and names none of them.
+//!
+//! The work runs only for the built-in element of that name: an element of the same
+//! name earlier on the path replaces it, work included.
 
 mod agent;
 mod base_busybox;
-pub mod base_debian;
+mod base_debian;
 pub mod base_host;
-pub mod base_rootfs;
+mod base_rootfs;
 mod dev_user;
+mod init;
 mod inject_files;
-pub mod kernel_modules;
+mod kernel_modules;
 mod network;
+mod package_installs;
 mod python_trim;
 mod timezone;
 pub mod tls;
 
-use anyhow::bail;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::client::Client;
+use crate::config::image::Image;
+use crate::element::hooks::Hook;
+use crate::element::param::Params;
+use crate::element::resolve::Resolved;
 use crate::element::{Element, Origin};
+use crate::kernel;
 use crate::path::ImagePath;
-use crate::plan::Plan;
+use crate::secrets;
 use crate::tree::Tree;
+use crate::trimmed::Trimmed;
 
-/// What built-in elements report beyond the tree: what each trim rule removed.
-#[derive(Default)]
-pub struct Findings {
-    pub trimmed: Vec<Trimmed>,
-}
-
-/// One rule of a trim and what it took out of the image.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Trimmed {
-    pub element: String,
-    pub rule: String,
-    pub files: usize,
-    /// Bytes the image is smaller by (for `strip`, what stripping saved).
-    pub bytes: u64,
-    /// What it removed, where a user wants the names (the kernel modules dropped).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
-}
-
-/// Runs the built-in work of `element`, if it has any; returns how many entries it added.
-pub fn apply(
-    tree: &mut Tree,
-    element: &Element,
-    params: &Value,
-    plan: &Plan,
-    work: &std::path::Path,
-    mtime: i64,
-    found: &mut Findings,
-) -> anyhow::Result<Option<usize>> {
-    if element.origin != Origin::BuiltIn {
-        return Ok(None);
+/// A built-in element: its params, typed, and what it does with them. Every method has
+/// a default that does nothing, so each element says only what it does.
+pub trait BuiltIn: Send + Sync {
+    /// Adds what the element makes to the tree; returns how many entries.
+    fn stage(&self, _tree: &mut Tree, _cx: &mut Context) -> anyhow::Result<usize> {
+        Ok(0)
     }
-    let name = element.name.as_str();
-    let image_dir = plan.image.dir();
-    let count = match name {
-        "agent" => {
-            let context = serde_json::json!({ "image": { "name": plan.image.name }, "params": params, "client": plan.client, "nodes": plan.nodes });
-            agent::apply(tree, name, params, image_dir, &context, plan.image.boots(), mtime)?
-        }
-        "base-busybox" => base_busybox::apply(tree, name, params)?,
-        "base-debian" => {
-            // diskimage-builder's scripts pick the kernel by its /boot/initrd* beside it.
-            let dib = plan.resolved.elements.iter().any(|e| e.manifest.form == crate::element::Form::Dib);
-            base_debian::apply(tree, name, params, plan.offline, dib)?
-        }
-        "base-host" => base_host::apply(tree, name, params)?,
-        "base-rootfs" => base_rootfs::apply(tree, name, params, image_dir)?,
-        "dev-user" => dev_user::apply(tree, name, params, mtime)?,
-        "inject-files" => inject_files::apply(tree, name, params, image_dir, mtime)?,
-        "kernel-modules" => {
-            let release = match &plan.image.kernel {
-                // The image's own modules, trimmed by a finalise.d hook (element::module_trim).
-                Some(crate::config::image::Kernel::Image) => return Ok(Some(0)),
-                Some(k) => crate::boot::kernel_path(k).ok().and_then(|p| kernel_modules::kernel_release(&p)),
-                None => None,
-            };
-            let autoload = plan.resolved.get("module-autoload").is_some();
-            kernel_modules::apply(tree, name, params, release, autoload, mtime)?
-        }
-        "network" => network::apply(tree, name, params, plan, mtime)?,
-        "python-trim" => python_trim::apply(tree, name, params, work, mtime, found)?,
-        "timezone" => {
-            let zone = plan.inventory.as_ref().and_then(|c| c.timezone.as_deref());
-            timezone::apply(tree, name, params, zone, mtime)?
-        }
-        "tls" => tls::apply(tree, name, params, image_dir, &plan.image.name, mtime)?,
-        _ => return Ok(None),
-    };
-    Ok(Some(count))
+
+    /// Hooks it generates, run with the elements' own in their phases.
+    fn hooks(&self, _cx: &Planning) -> anyhow::Result<Vec<Hook>> {
+        Ok(Vec::new())
+    }
+
+    /// What it says of the image's distribution (a base element).
+    fn identity(&self) -> Identity {
+        Identity::default()
+    }
+
+    /// The secrets it puts into images on purpose, which are not warned about.
+    fn secrets(&self, _element: &str) -> Vec<secrets::Made> {
+        Vec::new()
+    }
+
+    /// Whether what it puts in the image starts a ramdisk (`/init`), which a data ISO,
+    /// read as files, leaves out.
+    fn starts_ramdisk(&self) -> bool {
+        false
+    }
+
+    /// Tools it puts first on every hook's `PATH` (file name, script), for an image
+    /// of the distro `family`.
+    fn hook_tools(&self, _family: &str) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
-/// A param that is a list of names: a TOML array of strings, or one string of names
-/// separated by spaces or commas (as `--set element.param=a,b` gives it).
-pub fn list_param(params: &Value, key: &str) -> Vec<String> {
-    crate::element::param::names(params.get(key))
+/// What a base says of the distribution it is, as DIB's `DISTRO_NAME`, `DIB_RELEASE`
+/// and `DIB_INIT_SYSTEM` say it.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub distro: Option<String>,
+    pub release: Option<String>,
+    pub init_system: Option<String>,
+}
+
+/// What a built-in's staging work may read and where it reports.
+pub struct Context<'a> {
+    /// The element's name: what it adds is attributed to it.
+    pub element: &'a str,
+    pub image: &'a Image,
+    /// Every element of the image, in build order.
+    pub elements: &'a Resolved,
+    pub client: Option<&'a Client>,
+    pub kernel: Option<&'a kernel::Planned>,
+    /// The element's params as templates see them.
+    pub params: &'a Value,
+    /// The build's scratch directory.
+    pub work: &'a Path,
+    /// The build's one time, for everything it makes.
+    pub mtime: i64,
+    pub offline: bool,
+    /// What its trims removed, for the report.
+    pub trimmed: &'a mut Vec<Trimmed>,
+}
+
+/// What a built-in's hooks are planned with.
+pub struct Planning<'a> {
+    pub image: &'a Image,
+    pub elements: &'a [Element],
+    pub kernel: Option<&'a kernel::Planned>,
+    /// The image's distro family (pkg-map, package manager).
+    pub family: &'static str,
+    /// What `when` conditions of package-installs.yaml read.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The built-ins of one image, in build order.
+pub struct BuiltIns(Vec<(String, Box<dyn BuiltIn>)>);
+
+impl BuiltIns {
+    /// The built-in work of `element`, when it is the built-in element of that name.
+    pub fn get(&self, element: &Element) -> Option<&dyn BuiltIn> {
+        if element.origin != Origin::BuiltIn {
+            return None;
+        }
+        self.0.iter().find(|(n, _)| *n == element.name).map(|(_, b)| b.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &dyn BuiltIn)> {
+        self.0.iter().map(|(n, b)| (n.as_str(), b.as_ref()))
+    }
+
+    /// The first base's identity.
+    pub fn identity(&self) -> Identity {
+        let found = self.0.iter().map(|(_, b)| b.identity());
+        found
+            .reduce(|a, b| Identity {
+                distro: a.distro.or(b.distro),
+                release: a.release.or(b.release),
+                init_system: a.init_system.or(b.init_system),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every hook the built-ins generate.
+    pub fn hooks(&self, cx: &Planning) -> anyhow::Result<Vec<Hook>> {
+        let mut all = Vec::new();
+        for (_, b) in &self.0 {
+            all.extend(b.hooks(cx)?);
+        }
+        Ok(all)
+    }
+
+    /// Every secret the built-ins put in on purpose.
+    pub fn secrets(&self) -> Vec<secrets::Made> {
+        self.0.iter().flat_map(|(n, b)| b.secrets(n)).collect()
+    }
+
+    /// Every tool the built-ins put on hooks' `PATH`.
+    pub fn hook_tools(&self, family: &str) -> Vec<(&'static str, String)> {
+        self.0.iter().flat_map(|(_, b)| b.hook_tools(family)).collect()
+    }
+}
+
+/// Reads a built-in's params into its struct.
+type Load = fn(&Params) -> Result<Box<dyn BuiltIn>, serde_json::Error>;
+
+/// Every built-in element with Rust work, by name.
+const REGISTRY: [(&str, Load); 14] = [
+    ("agent", typed::<agent::Agent>),
+    ("base-busybox", typed::<base_busybox::BaseBusybox>),
+    ("base-debian", typed::<base_debian::BaseDebian>),
+    ("base-host", typed::<base_host::BaseHost>),
+    ("base-rootfs", typed::<base_rootfs::BaseRootfs>),
+    ("dev-user", typed::<dev_user::DevUser>),
+    ("init", typed::<init::Init>),
+    ("inject-files", typed::<inject_files::InjectFiles>),
+    ("kernel-modules", typed::<kernel_modules::KernelModules>),
+    ("network", typed::<network::Network>),
+    (package_installs::NAME, typed::<package_installs::PackageInstalls>),
+    ("python-trim", typed::<python_trim::PythonTrim>),
+    ("timezone", typed::<timezone::Timezone>),
+    ("tls", typed::<tls::Tls>),
+];
+
+fn typed<T: BuiltIn + DeserializeOwned + 'static>(
+    params: &Params,
+) -> Result<Box<dyn BuiltIn>, serde_json::Error> {
+    let value = Value::Object(params.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    Ok(Box::new(serde_json::from_value::<T>(value)?))
+}
+
+/// The built-ins of an image whose elements are `elements` with `params` (merged and
+/// checked). Package installs are done for every image, whether it names
+/// package-installs or not: an element's `packages` list promises them.
+pub fn load(elements: &[Element], params: &BTreeMap<String, Params>) -> anyhow::Result<BuiltIns> {
+    let mut loaded: Vec<(String, Box<dyn BuiltIn>)> = Vec::new();
+    for e in elements.iter().filter(|e| e.origin == Origin::BuiltIn) {
+        let Some((_, make)) = REGISTRY.iter().find(|(n, _)| *n == e.name) else { continue };
+        let built = make(&params[&e.name]).map_err(|er| anyhow!("element `{}`: params: {er}", e.name))?;
+        loaded.push((e.name.clone(), built));
+    }
+    if !loaded.iter().any(|(n, _)| n == package_installs::NAME) {
+        loaded.push((package_installs::NAME.into(), Box::new(package_installs::PackageInstalls {})));
+    }
+    Ok(BuiltIns(loaded))
+}
+
+/// A string param given and not empty.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 /// A destination param (`dest`, a file's path): an image path that is not the root.
@@ -108,5 +224,53 @@ fn image_dest(element: &str, what: &str, path: &str) -> anyhow::Result<ImagePath
         Ok(p) if !p.is_root() => Ok(p),
         Ok(_) => bail!("element `{element}`: {what} `{path}` is the image root; name a file"),
         Err(e) => bail!("element `{element}`: {what} {e}; destinations are paths inside the image"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::library::Library;
+    use crate::element::param::ParamType;
+
+    /// A value of each declared type, as a user might give it.
+    fn sample(kind: ParamType) -> Value {
+        match kind {
+            ParamType::String | ParamType::Path => Value::from("x"),
+            ParamType::Int => Value::from(1),
+            ParamType::Bool => Value::from(true),
+            ParamType::List => Value::Array(vec![]),
+            ParamType::Table => Value::Object(Default::default()),
+        }
+    }
+
+    /// The structs and the manifests agree: every built-in loads from its manifest's
+    /// defaults alone, and with every param it declares given, none unknown to it.
+    #[test]
+    fn every_built_in_reads_its_manifest_params() {
+        let lib = Library::new(&[], None);
+        for (name, make) in REGISTRY {
+            let manifest = lib.load(name).unwrap().unwrap().manifest;
+            let defaults: Params =
+                manifest.params.iter().filter_map(|(k, p)| Some((k.clone(), p.default.clone()?))).collect();
+            if let Err(e) = make(&defaults) {
+                panic!("built-in `{name}` does not load from its defaults: {e}");
+            }
+            let all: Params = manifest
+                .params
+                .iter()
+                .map(|(k, p)| {
+                    let value = match p.choices.first() {
+                        Some(c) if p.kind == Some(ParamType::List) => Value::Array(vec![c.clone()]),
+                        Some(c) => c.clone(),
+                        None => sample(p.kind.expect("typed")),
+                    };
+                    (k.clone(), value)
+                })
+                .collect();
+            if let Err(e) = make(&all) {
+                panic!("built-in `{name}` does not take every param its manifest declares: {e}");
+            }
+        }
     }
 }

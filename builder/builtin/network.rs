@@ -2,41 +2,42 @@
 //! names (the rendering itself is `crate::network`), and with `init` in the image the
 //! boot-time applier, `ramdisk`.
 
-use serde_json::Value;
-
-use super::list_param;
-use crate::plan::Plan;
+use super::{given, BuiltIn, Context};
 use crate::tree::Tree;
 
-/// Renders every requested renderer for every node; with `init` in the image the
-/// boot-time applier (`ramdisk`) is always among them.
-pub fn apply(
-    tree: &mut Tree,
-    element: &str,
-    params: &Value,
-    plan: &Plan,
-    mtime: i64,
-) -> anyhow::Result<usize> {
-    let Some(client) = &plan.inventory else {
-        crate::ui::warning(
-            "element `network` without --client CLIENT.toml: there are no nodes, so every boot falls back to DHCP",
-        );
-        return Ok(0);
-    };
-    // The element's `choices` hold every renderer (a test keeps them equal).
-    let mut renderers: Vec<String> = list_param(params, "renderers");
-    if plan.resolved.get("init").is_some() && !renderers.iter().any(|r| r == "ramdisk") {
-        renderers.push("ramdisk".into());
-    }
-    let user_dir = params.get("templates").and_then(Value::as_str).map(|d| plan.image.dir().join(d));
-    if let Some(d) = &user_dir {
-        if !d.is_dir() {
-            anyhow::bail!(
-                "element `network`: param `templates` names {}, which is not a directory",
-                d.display()
-            );
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Network {
+    renderers: Vec<String>,
+    templates: Option<String>,
+}
+
+impl BuiltIn for Network {
+    /// Renders every requested renderer for every node; with `init` in the image the
+    /// boot-time applier (`ramdisk`) is always among them.
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        let Some(client) = cx.client else {
+            crate::ui::warning(&format!(
+                "element `{}` without --client CLIENT.toml: there are no nodes, so every boot falls back to DHCP",
+                cx.element
+            ));
+            return Ok(0);
+        };
+        // The element's `choices` hold every renderer (a test keeps them equal).
+        let mut renderers = self.renderers.clone();
+        if cx.elements.get("init").is_some() && !renderers.iter().any(|r| r == "ramdisk") {
+            renderers.push("ramdisk".into());
         }
+        let user_dir = given(&self.templates).map(|d| cx.image.dir().join(d));
+        if let Some(d) = &user_dir {
+            if !d.is_dir() {
+                anyhow::bail!(
+                    "element `{}`: param `templates` names {}, which is not a directory",
+                    cx.element,
+                    d.display()
+                );
+            }
+        }
+        crate::network::render(tree, cx.element, client, &renderers, user_dir.as_deref(), cx.mtime)
     }
-    let views = (&plan.client, plan.nodes.as_slice());
-    crate::network::render(tree, element, client, views, &renderers, user_dir.as_deref(), mtime)
 }

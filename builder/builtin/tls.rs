@@ -9,122 +9,145 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
+use super::{given, BuiltIn, Context};
 use crate::path::ImagePath;
+use crate::secrets;
 use crate::tree::{Entry, Tree};
 
-pub fn apply(
-    tree: &mut Tree,
-    element: &str,
-    params: &Value,
-    image_dir: &Path,
-    image_name: &str,
-    epoch: i64,
-) -> anyhow::Result<usize> {
-    let text = |k: &str| params.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
-    let dest = text("dest").unwrap_or_else(|| "/etc/smelt/tls".into());
-    let host_file = |k: &str| text(k).map(|p| image_dir.join(p));
-    let (cert, key) = match (host_file("cert"), host_file("key")) {
-        (Some(c), Some(k)) => (read(&c, element)?, read(&k, element)?),
-        (Some(_), None) | (None, Some(_)) => {
-            bail!("element `{element}`: give both `cert` and `key`, or neither to generate them")
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Tls {
+    hostname: Option<String>,
+    sans: Vec<String>,
+    days: u64,
+    key_type: String,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    client_ca: Option<String>,
+    dest: String,
+    state_dir: String,
+}
+
+impl BuiltIn for Tls {
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        self.put(tree, cx.element, cx.image.dir(), &cx.image.name, cx.mtime)
+    }
+
+    /// Its key is meant to be in the image.
+    fn secrets(&self, element: &str) -> Vec<secrets::Made> {
+        vec![secrets::Made::PrivateKeys { element: element.into() }]
+    }
+}
+
+impl Tls {
+    fn put(
+        &self,
+        tree: &mut Tree,
+        element: &str,
+        image_dir: &Path,
+        image_name: &str,
+        epoch: i64,
+    ) -> anyhow::Result<usize> {
+        let dest = &self.dest;
+        let host_file = |v: &Option<String>| given(v).map(|p| image_dir.join(p));
+        let (cert, key) = match (host_file(&self.cert), host_file(&self.key)) {
+            (Some(c), Some(k)) => (read(&c, element)?, read(&k, element)?),
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("element `{element}`: give both `cert` and `key`, or neither to generate them")
+            }
+            (None, None) => self.generated(element, image_dir, image_name, epoch)?,
+        };
+        let mut count = 0;
+        let mut put = |name: &str, bytes: String, mode: u32| -> anyhow::Result<()> {
+            let at = ImagePath::new(&format!("{dest}/{name}"))
+                .map_err(|e| anyhow::anyhow!("element `{element}`: dest: {e}"))?;
+            tree.insert(&at, Entry::bytes(bytes.into_bytes(), mode, epoch, element))?;
+            count += 1;
+            Ok(())
+        };
+        put("cert.pem", cert.clone(), 0o644)?;
+        put("key.pem", key, 0o600)?;
+        if let Some(ca) = host_file(&self.ca) {
+            put("ca.pem", read(&ca, element)?, 0o644)?;
         }
-        (None, None) => generated(element, params, image_dir, image_name, epoch)?,
-    };
-    let mut count = 0;
-    let mut put = |name: &str, bytes: String, mode: u32| -> anyhow::Result<()> {
-        let at = ImagePath::new(&format!("{dest}/{name}"))
-            .map_err(|e| anyhow::anyhow!("element `{element}`: dest: {e}"))?;
-        tree.insert(&at, Entry::bytes(bytes.into_bytes(), mode, epoch, element))?;
-        count += 1;
-        Ok(())
-    };
-    put("cert.pem", cert.clone(), 0o644)?;
-    put("key.pem", key, 0o600)?;
-    if let Some(ca) = host_file("ca") {
-        put("ca.pem", read(&ca, element)?, 0o644)?;
+        if let Some(ca) = host_file(&self.client_ca) {
+            put("client-ca.pem", read(&ca, element)?, 0o644)?;
+        }
+        fingerprint(&cert).with_context(|| format!("element `{element}`: cert.pem"))?;
+        Ok(count)
     }
-    if let Some(ca) = host_file("client-ca") {
-        put("client-ca.pem", read(&ca, element)?, 0o644)?;
-    }
-    fingerprint(&cert).with_context(|| format!("element `{element}`: cert.pem"))?;
-    Ok(count)
 }
 
 fn read(path: &Path, element: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("element `{element}`: reading {}", path.display()))
 }
 
-/// The certificate and key kept in the state directory, made now if missing or if the
-/// parameters they were made for changed.
-fn generated(
-    element: &str,
-    params: &Value,
-    image_dir: &Path,
-    image_name: &str,
-    epoch: i64,
-) -> anyhow::Result<(String, String)> {
-    let hostname = params
-        .get("hostname")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(image_name)
-        .to_string();
-    let sans: Vec<String> = super::list_param(params, "sans");
-    let days = params.get("days").and_then(Value::as_u64).unwrap_or(1095);
-    let key_type = params.get("key-type").and_then(Value::as_str).unwrap_or("ecdsa-p256").to_string();
-    // Not the build's time: a build without SOURCE_DATE_EPOCH would otherwise make a new
-    // key every time. The certificate is valid from when it was made.
-    let wanted = json!({ "hostname": hostname, "sans": sans, "days": days, "key-type": key_type });
-    let state: PathBuf = image_dir
-        .join(params.get("state-dir").and_then(Value::as_str).unwrap_or(".smelt-state"))
-        .join("tls")
-        .join(&hostname);
-    let (cert_path, key_path, made_for) =
-        (state.join("cert.pem"), state.join("key.pem"), state.join("made-for.json"));
-    if let (Ok(cert), Ok(key), Ok(made)) = (
-        std::fs::read_to_string(&cert_path),
-        std::fs::read_to_string(&key_path),
-        std::fs::read_to_string(&made_for),
-    ) {
-        if serde_json::from_str::<Value>(&made).ok().as_ref() == Some(&wanted) {
-            return Ok((cert, key));
+impl Tls {
+    /// The certificate and key kept in the state directory, made now if missing or if the
+    /// parameters they were made for changed.
+    fn generated(
+        &self,
+        element: &str,
+        image_dir: &Path,
+        image_name: &str,
+        epoch: i64,
+    ) -> anyhow::Result<(String, String)> {
+        let hostname = given(&self.hostname).unwrap_or(image_name).to_string();
+        let (sans, days, key_type) = (&self.sans, self.days, &self.key_type);
+        // Not the build's time: a build without SOURCE_DATE_EPOCH would otherwise make a new
+        // key every time. The certificate is valid from when it was made.
+        let wanted = json!({ "hostname": hostname, "sans": sans, "days": days, "key-type": key_type });
+        let state: PathBuf = image_dir.join(&self.state_dir).join("tls").join(&hostname);
+        let (cert_path, key_path, made_for) =
+            (state.join("cert.pem"), state.join("key.pem"), state.join("made-for.json"));
+        if let (Ok(cert), Ok(key), Ok(made)) = (
+            std::fs::read_to_string(&cert_path),
+            std::fs::read_to_string(&key_path),
+            std::fs::read_to_string(&made_for),
+        ) {
+            if serde_json::from_str::<Value>(&made).ok().as_ref() == Some(&wanted) {
+                return Ok((cert, key));
+            }
         }
-    }
-    let alg = match key_type.as_str() {
-        "ecdsa-p256" => &rcgen::PKCS_ECDSA_P256_SHA256,
-        "ecdsa-p384" => &rcgen::PKCS_ECDSA_P384_SHA384,
-        "ed25519" => &rcgen::PKCS_ED25519,
-        other => bail!("element `{element}`: key-type `{other}` is not ecdsa-p256, ecdsa-p384 or ed25519"),
-    };
-    let key = rcgen::KeyPair::generate_for(alg)
-        .with_context(|| format!("element `{element}`: generating a key"))?;
-    let mut names = vec![hostname.clone()];
-    names.extend(sans.iter().cloned());
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    p.subject_alt_names = names
-        .iter()
-        .map(|n| match n.parse::<IpAddr>() {
-            Ok(ip) => Ok(rcgen::SanType::IpAddress(ip)),
-            Err(_) => n.clone().try_into().map(rcgen::SanType::DnsName),
-        })
-        .collect::<Result<_, _>>()
-        .with_context(|| {
-            format!("element `{element}`: a name in hostname or sans is not a DNS name or IP address")
-        })?;
-    p.distinguished_name.push(rcgen::DnType::CommonName, hostname.clone());
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(epoch)?;
-    p.not_after = time::OffsetDateTime::from_unix_timestamp(epoch + days as i64 * 86_400)?;
-    let cert = p.self_signed(&key)?;
-    let (cert, key) = (cert.pem(), key.serialize_pem());
-    write_secret_dir(&state)?;
-    std::fs::write(&cert_path, &cert)?;
-    write_secret(&key_path, &key)?;
-    std::fs::write(&made_for, serde_json::to_string_pretty(&wanted)? + "\n")?;
-    crate::ui::warning(&format!(
+        let alg = match key_type.as_str() {
+            "ecdsa-p256" => &rcgen::PKCS_ECDSA_P256_SHA256,
+            "ecdsa-p384" => &rcgen::PKCS_ECDSA_P384_SHA384,
+            "ed25519" => &rcgen::PKCS_ED25519,
+            other => {
+                bail!("element `{element}`: key-type `{other}` is not ecdsa-p256, ecdsa-p384 or ed25519")
+            }
+        };
+        let key = rcgen::KeyPair::generate_for(alg)
+            .with_context(|| format!("element `{element}`: generating a key"))?;
+        let mut names = vec![hostname.clone()];
+        names.extend(sans.iter().cloned());
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        p.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(rcgen::SanType::IpAddress(ip)),
+                Err(_) => n.clone().try_into().map(rcgen::SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()
+            .with_context(|| {
+                format!("element `{element}`: a name in hostname or sans is not a DNS name or IP address")
+            })?;
+        p.distinguished_name.push(rcgen::DnType::CommonName, hostname.clone());
+        p.not_before = time::OffsetDateTime::from_unix_timestamp(epoch)?;
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(epoch + days as i64 * 86_400)?;
+        let cert = p.self_signed(&key)?;
+        let (cert, key) = (cert.pem(), key.serialize_pem());
+        write_secret_dir(&state)?;
+        std::fs::write(&cert_path, &cert)?;
+        write_secret(&key_path, &key)?;
+        std::fs::write(&made_for, serde_json::to_string_pretty(&wanted)? + "\n")?;
+        crate::ui::warning(&format!(
         "tls: generated a new key and certificate for {hostname} in {}; keep them (later builds reuse them, and so give the same bytes)",
         state.display()
     ));
-    Ok((cert, key))
+        Ok((cert, key))
+    }
 }
 
 fn write_secret_dir(dir: &Path) -> anyhow::Result<()> {

@@ -4,11 +4,20 @@
 //! touches the disk (running them is `stage::hooks`), so `smelt plan` can print it.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::bail;
 
 use super::{Element, FileKind};
 use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::tree::Tree;
+use crate::trimmed::Trimmed;
+
+/// Where hooks inside the image see the hooks directory (DIB's `TMP_HOOKS_PATH`, bound
+/// in while they run and never part of the image).
+pub const IN_IMAGE: &str = "/tmp/in_target.d";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +48,52 @@ pub struct Hook {
     pub element: String,
     #[serde(skip)]
     pub script: Source,
+    /// What smelt does around this hook, when smelt made it or knows it.
+    #[serde(skip)]
+    pub harvest: Option<Arc<dyn Harvest>>,
+}
+
+/// What smelt does around a hook it made or knows, carried by the hook so the phase
+/// runner needs no list of them: stand-in tools first on its `PATH`, and what it reads
+/// back from the hooks directory (`left`) once the hook ran.
+pub trait Harvest: Send + Sync + std::fmt::Debug {
+    /// What `smelt plan` says of the hook.
+    fn note(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// A folder of the hooks directory put first on the `PATH` of a host hook.
+    fn path_first(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Before the hook's changes reach `tree`.
+    fn before(&self, _hook: &Hook, _left: &Path, _tree: &Tree, _out: &mut Harvested) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Once the hook's changes are in `tree`.
+    fn after(
+        &self,
+        _hook: &Hook,
+        _left: &Path,
+        _tree: &mut Tree,
+        _out: &mut Harvested,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What harvesting one hook gave.
+#[derive(Debug, Default)]
+pub struct Harvested {
+    /// The element each path the hook made is for, where not the hook's own.
+    pub owners: BTreeMap<ImagePath, String>,
+    /// What it removed, for the report.
+    pub trimmed: Vec<Trimmed>,
+    /// What to tell the user, and what to warn about.
+    pub notes: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// Every hook of the image, per phase in run order, plus warnings about files that will
@@ -69,18 +124,6 @@ impl Hooks {
 /// hooks do not run (its `bin/` tools are still there for other hooks); without one,
 /// smelt's built-in element of the name satisfies the dependency.
 pub const NATIVE: [&str; 4] = ["package-installs", "pkg-map", "source-repositories", "install-types"];
-
-/// Hooks that write diskimage-builder's own image from the tree (element, phase, name).
-/// smelt writes its outputs itself, so such a hook runs with smelt's `cpio` in place of
-/// the real one: what it does to the tree stands, the paths it hands to cpio are what the
-/// image keeps, and no second archive is made.
-pub const IMAGE_WRITERS: [(&str, &str, &str); 1] =
-    [("ironic-ramdisk-base", "cleanup.d", "99-ramdisk-create")];
-
-/// Whether `hook` is one of [`IMAGE_WRITERS`].
-pub fn writes_dib_image(hook: &Hook) -> bool {
-    IMAGE_WRITERS.iter().any(|&(e, p, n)| hook.element == e && hook.phase == p && hook.name == n)
-}
 
 /// Whether `element`'s hooks are smelt's to do (see [`NATIVE`]).
 pub fn done_natively(element: &Element) -> bool {
@@ -120,15 +163,18 @@ pub fn chosen_install_file<'a>(rel: &'a str, env: &dyn Fn(&str) -> Option<String
     (!name.contains('/') && install_type(prefix, env) == kind).then_some(name)
 }
 
-/// Collects hooks across elements, with those smelt `generated` (the package installs).
-/// As dib-run-parts: only executable files with plain names run, in `sort -n` order;
-/// `install.d/PREFIX-TYPE-install/` directories add their scripts for the chosen type
-/// (install-types). The same script name in one phase of two elements is an error,
-/// since their order would be a coin toss. `env` answers `DIB_INSTALLTYPE_*`.
+/// Collects hooks across elements, with those smelt `generated` (built-in elements'
+/// hooks: package installs, the module trim). As dib-run-parts: only executable files
+/// with plain names run, in `sort -n` order; `install.d/PREFIX-TYPE-install/`
+/// directories add their scripts for the chosen type (install-types). The same script
+/// name in one phase of two elements is an error, since their order would be a coin
+/// toss. `env` answers `DIB_INSTALLTYPE_*`; hooks that write DIB's own image get smelt's
+/// `cpio` (`super::image_writer`), keeping `/boot` with `kernel_from_image`.
 pub fn collect(
     elements: &[Element],
     generated: Vec<Hook>,
     env: &dyn Fn(&str) -> Option<String>,
+    kernel_from_image: bool,
 ) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::default();
     let mut errors = Vec::new();
@@ -179,6 +225,7 @@ pub fn collect(
                     name: name.into(),
                     element: element.name.clone(),
                     script: source.clone(),
+                    harvest: super::image_writer::harvest(&element.name, phase, name, kernel_from_image),
                 });
             }
         }

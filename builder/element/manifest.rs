@@ -145,92 +145,13 @@ impl Manifest {
         }
     }
 
-    /// The native form, `element.toml`; `file` names it in errors.
+    /// The native form, `element.toml`; `file` names it in errors, every one at once.
     pub fn from_toml(file: &TomlFile) -> Result<Manifest, Diagnostics> {
         let raw: RawManifest = file.parse()?;
         let mut errs: Vec<Diagnostic> = Vec::new();
-        let mode = |keys: &[&str], text: &Option<String>, default: u32, errs: &mut Vec<Diagnostic>| match text
-        {
-            None => default,
-            Some(t) => parse_mode(t).unwrap_or_else(|m| {
-                errs.push(file.error_at(keys, m.to_string(), None));
-                default
-            }),
-        };
-        let mut devices = Vec::new();
-        for (i, d) in raw.devices.iter().enumerate() {
-            let kind = match d.kind.as_str() {
-                "char" => DeviceKind::Char,
-                "block" => DeviceKind::Block,
-                "fifo" => DeviceKind::Fifo,
-                other => {
-                    errs.push(file.error_at(
-                        &["devices", &i.to_string(), "kind"],
-                        format!("unknown device kind `{other}`: use char, block or fifo"),
-                        None,
-                    ));
-                    continue;
-                }
-            };
-            let path = match ImagePath::new(&d.path) {
-                Ok(p) if !p.is_root() => p,
-                Ok(_) => {
-                    errs.push(file.error_at(
-                        &["devices", &i.to_string(), "path"],
-                        "a device cannot be the image root",
-                        None,
-                    ));
-                    continue;
-                }
-                Err(m) => {
-                    errs.push(file.error_at(
-                        &["devices", &i.to_string(), "path"],
-                        format!("device {m}"),
-                        None,
-                    ));
-                    continue;
-                }
-            };
-            let m = mode(&["devices", &i.to_string(), "mode"], &d.mode, 0o600, &mut errs);
-            devices.push(Device {
-                path,
-                kind,
-                major: d.major,
-                minor: d.minor,
-                mode: m,
-                uid: d.uid.unwrap_or(0),
-                gid: d.gid.unwrap_or(0),
-            });
-        }
-        let mut permissions = Vec::new();
-        for (i, p) in raw.permissions.iter().enumerate() {
-            if let Err(m) = ImagePath::new(&p.path) {
-                errs.push(file.error_at(&["permissions", &i.to_string(), "path"], m.to_string(), None));
-                continue;
-            }
-            let m = p
-                .mode
-                .as_ref()
-                .map(|_| mode(&["permissions", &i.to_string(), "mode"], &p.mode, 0, &mut errs));
-            permissions.push(Permission {
-                glob: p.path.trim_start_matches('/').into(),
-                mode: m,
-                uid: p.uid,
-                gid: p.gid,
-            });
-        }
-        let prune = raw.prune.map(|p| Prune { remove: p.remove, keep: p.keep }).unwrap_or_default();
-        for (key, globs) in [("remove", &prune.remove), ("keep", &prune.keep)] {
-            for (i, g) in globs.iter().enumerate() {
-                if let Err(e) = globset::Glob::new(g.trim_start_matches('/')) {
-                    errs.push(file.error_at(
-                        &["prune", key, &i.to_string()],
-                        format!("bad glob `{g}`: {e}"),
-                        None,
-                    ));
-                }
-            }
-        }
+        let devices = devices(file, &raw.devices, &mut errs);
+        let permissions = permissions(file, &raw.permissions, &mut errs);
+        let prune = prune(file, raw.prune, &mut errs);
         let mut params = BTreeMap::new();
         for (name, p) in raw.params {
             params.insert(name.clone(), param(file, &name, p, &mut errs));
@@ -251,6 +172,94 @@ impl Manifest {
             packages: raw.packages,
         })
     }
+}
+
+/// A mode at `keys`, else `default`; a bad one is an error there.
+fn mode(
+    file: &TomlFile,
+    keys: &[&str],
+    text: &Option<String>,
+    default: u32,
+    errs: &mut Vec<Diagnostic>,
+) -> u32 {
+    match text {
+        None => default,
+        Some(t) => parse_mode(t).unwrap_or_else(|m| {
+            errs.push(file.error_at(keys, m.to_string(), None));
+            default
+        }),
+    }
+}
+
+/// `[[devices]]`, checked: a known kind, a path below the root, a mode.
+fn devices(file: &TomlFile, raw: &[RawDevice], errs: &mut Vec<Diagnostic>) -> Vec<Device> {
+    let mut devices = Vec::new();
+    for (i, d) in raw.iter().enumerate() {
+        let i = i.to_string();
+        let at = |key: &'static str| -> [&str; 3] { ["devices", i.as_str(), key] };
+        let kind = match d.kind.as_str() {
+            "char" => DeviceKind::Char,
+            "block" => DeviceKind::Block,
+            "fifo" => DeviceKind::Fifo,
+            other => {
+                let message = format!("unknown device kind `{other}`: use char, block or fifo");
+                errs.push(file.error_at(&at("kind"), message, None));
+                continue;
+            }
+        };
+        let path = match ImagePath::new(&d.path) {
+            Ok(p) if !p.is_root() => p,
+            Ok(_) => {
+                errs.push(file.error_at(&at("path"), "a device cannot be the image root", None));
+                continue;
+            }
+            Err(m) => {
+                errs.push(file.error_at(&at("path"), format!("device {m}"), None));
+                continue;
+            }
+        };
+        let mode = mode(file, &at("mode"), &d.mode, 0o600, errs);
+        let (uid, gid) = (d.uid.unwrap_or(0), d.gid.unwrap_or(0));
+        devices.push(Device { path, kind, major: d.major, minor: d.minor, mode, uid, gid });
+    }
+    devices
+}
+
+/// `[[permissions]]`, checked: a path that stays in the image, a mode.
+fn permissions(file: &TomlFile, raw: &[RawPermission], errs: &mut Vec<Diagnostic>) -> Vec<Permission> {
+    let mut permissions = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let i = i.to_string();
+        if let Err(m) = ImagePath::new(&p.path) {
+            errs.push(file.error_at(&["permissions", &i, "path"], m.to_string(), None));
+            continue;
+        }
+        let mode = p.mode.as_ref().map(|_| mode(file, &["permissions", &i, "mode"], &p.mode, 0, errs));
+        permissions.push(Permission {
+            glob: p.path.trim_start_matches('/').into(),
+            mode,
+            uid: p.uid,
+            gid: p.gid,
+        });
+    }
+    permissions
+}
+
+/// `[prune]`, its globs checked.
+fn prune(file: &TomlFile, raw: Option<RawPrune>, errs: &mut Vec<Diagnostic>) -> Prune {
+    let prune = raw.map(|p| Prune { remove: p.remove, keep: p.keep }).unwrap_or_default();
+    for (key, globs) in [("remove", &prune.remove), ("keep", &prune.keep)] {
+        for (i, g) in globs.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(g.trim_start_matches('/')) {
+                errs.push(file.error_at(
+                    &["prune", key, &i.to_string()],
+                    format!("bad glob `{g}`: {e}"),
+                    None,
+                ));
+            }
+        }
+    }
+    prune
 }
 
 /// A declared param, checked: a known `type` (else its default's), choices of that

@@ -3,10 +3,9 @@
 //! `environment.d/`.
 
 pub mod hooks;
+pub mod image_writer;
 pub mod library;
 pub mod manifest;
-pub mod module_trim;
-pub mod packages;
 pub mod param;
 pub mod resolve;
 

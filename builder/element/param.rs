@@ -2,9 +2,14 @@
 //! `table`) and its `choices`, and the check every value goes through — the element's
 //! own default, `[params.X]` in image.toml and `--set` alike.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 pub use crate::config::names::Named;
+
+/// One element's params by name: checked values, as templates and hooks see them.
+pub type Params = BTreeMap<String, Value>;
 
 /// What a param takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -135,16 +140,6 @@ impl Param {
 }
 
 /// A value as a user wrote it: strings bare, anything else as TOML would show it.
-/// A `list` param's value as names: a TOML array of strings, or one string of names
-/// separated by spaces or commas (`--set e.p=a,b`).
-pub fn names(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Some(Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(String::from).collect(),
-        _ => Vec::new(),
-    }
-}
-
 pub fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -29,7 +29,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let plan = ui.step("plan", || plan::make(&opts.inputs))?;
     refuse_unbuilt(&plan, opts)?;
-    for w in plan.inventory.iter().flat_map(|c| &c.warnings) {
+    for w in plan.client.iter().flat_map(|c| &c.warnings) {
         ui.warn(&w.one_line());
     }
     let outdir = OutDir::claim(&opts.outdir, &["config-drive"])?;
@@ -50,7 +50,6 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         }
         Err(e) => return Err(e),
     };
-    let image_kernel = staged.kernel;
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
@@ -68,7 +67,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
         certificates: report::certificates(&tree),
         secrets: secrets(&plan, &tree, ui),
-        trim: staged.findings.trimmed,
+        trim: staged.trimmed,
     };
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {
@@ -80,9 +79,15 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     // large ISO. SAFETY: malloc_trim only returns free pages of the heap.
     unsafe { libc::malloc_trim(0) };
     let variants = Variants::new(&plan, &tree, opts.per_node);
-    let kernel = image_kernel.as_ref().map(|k| k.path.as_path());
-    let produced =
-        outputs::write(&plan, kernel, &variants.list(&plan.image.name), &opts.outdir, work.path(), ui)?;
+    let produced = outputs::write(
+        &plan,
+        staged.kernel.as_deref(),
+        staged.iso_extras.as_ref(),
+        &variants.list(&plan.image.name),
+        &opts.outdir,
+        work.path(),
+        ui,
+    )?;
     report.outputs = produced.reports;
     checks.extend(produced.checks);
     if checks.iter().any(|c| !c.ok) {
@@ -110,8 +115,8 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
 
 /// The secrets of the tree, each unexpected one warned about (path, kind, element).
 fn secrets(plan: &Plan, tree: &Tree, ui: &Ui) -> Vec<crate::secrets::Secret> {
-    let dev_user = plan.resolved.get("dev-user").and_then(|_| plan.params["dev-user"].get("name")?.as_str());
-    let expected = crate::secrets::Expected { dev_user, allow: &plan.image.secrets_allow };
+    let made = plan.builtins.secrets();
+    let expected = crate::secrets::Expected { made: &made, allow: &plan.image.secrets_allow };
     let found = crate::secrets::find(tree, &expected);
     for s in found.iter().filter(|s| !s.expected) {
         let what = match s.kind {
@@ -134,23 +139,23 @@ fn secrets(plan: &Plan, tree: &Tree, ui: &Ui) -> Vec<crate::secrets::Secret> {
 
 /// Outputs that need a client inventory are refused without one, before any work.
 fn refuse_unbuilt(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<()> {
-    if opts.per_node && plan.nodes.is_empty() {
+    if opts.per_node && plan.nodes().is_empty() {
         bail!("--per-node needs a client inventory with nodes: add --client CLIENT.toml");
     }
-    if plan.image.outputs.contains(&OutputKind::Netboot) && plan.nodes.is_empty() {
+    if plan.image.outputs.contains(&OutputKind::Netboot) && plan.nodes().is_empty() {
         bail!(
             "output `netboot` (in {}) boots each node by its MACs: add --client CLIENT.toml with its nodes",
             plan.image.file.display()
         );
     }
-    let strangers_boot_image = plan.inventory.as_ref().is_some_and(|c| c.netboot.unknown_boots_image);
+    let strangers_boot_image = plan.client.as_ref().is_some_and(|c| c.netboot.unknown_boots_image);
     if plan.image.outputs.contains(&OutputKind::Netboot) && opts.per_node && strangers_boot_image {
         bail!(
             "client.toml: [netboot] unknown = \"image\" boots strangers with the shared initramfs, and \
              --per-node makes only each node's: build without --per-node, or set unknown = \"local\""
         );
     }
-    if plan.image.outputs.contains(&OutputKind::ConfigDrive) && plan.nodes.is_empty() {
+    if plan.image.outputs.contains(&OutputKind::ConfigDrive) && plan.nodes().is_empty() {
         bail!(
             "output `config-drive` (in {}) makes one drive per node: add --client CLIENT.toml with its nodes",
             plan.image.file.display()

@@ -62,10 +62,9 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
     for (phase, side) in PHASES {
         for h in p.hooks.phase(phase) {
             any = true;
-            let note = if crate::element::hooks::writes_dib_image(h) {
-                "  (makes DIB's image: run with smelt's cpio, smelt writes the image)"
-            } else {
-                ""
+            let note = match h.harvest.as_ref().and_then(|h| h.note()) {
+                Some(n) => format!("  ({n})"),
+                None => String::new(),
             };
             s.push_str(&format!("  {phase:<15} {:<24} {:<20} {side:?}{note}\n", h.name, h.element));
         }

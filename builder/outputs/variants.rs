@@ -29,8 +29,7 @@ impl<'t> Variants<'t> {
         if !per_node {
             return Variants::Whole(tree);
         }
-        let order: Vec<String> =
-            plan.inventory.iter().flat_map(|c| c.nodes.iter().map(|n| n.name.clone())).collect();
+        let order: Vec<String> = plan.nodes().iter().map(|n| n.name.clone()).collect();
         let (shared, mut nodes) = tree
             .split_by_node(&order, |n| {
                 ImagePath::new(&format!("{}/{n}", crate::network::NETWORK_DIR)).expect("valid")

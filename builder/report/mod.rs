@@ -38,7 +38,7 @@ pub struct Report {
     pub secrets: Vec<crate::secrets::Secret>,
     /// What python-trim's rules removed (files and bytes each), so a user sees where
     /// to cut next.
-    pub trim: Vec<crate::builtin::Trimmed>,
+    pub trim: Vec<crate::trimmed::Trimmed>,
 }
 
 #[derive(Serialize)]

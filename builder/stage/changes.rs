@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::element::hooks::IN_IMAGE;
 use crate::io::source::{HostPath, Source};
 use crate::path::ImagePath;
 use crate::tree::disk::{host_entry_as, write_entry};
@@ -53,10 +54,10 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
     Ok(out)
 }
 
-/// `tmp/in_target.d` is where chroot hooks see `TMP_HOOKS_PATH`; it is never part of
-/// the image.
+/// [`IN_IMAGE`] is where chroot hooks see `TMP_HOOKS_PATH`; it is never part of the
+/// image.
 fn is_mount_point_of_ours(root: &Path, path: &Path) -> bool {
-    path == root.join("tmp/in_target.d")
+    path == root.join(IN_IMAGE.trim_start_matches('/'))
 }
 
 /// Applies what changed between two scans to the tree: new and changed paths are read

@@ -5,7 +5,9 @@
 //!    element by element, by reference;
 //! 3. the remaining phases, on a materialised copy, only if any hook needs it, with
 //!    each hook's additions, changes and removals attributed to its element;
-//! 4. `[prune]`, `[[permissions]]`, `[[devices]]`.
+//! 4. `[prune]`, `[[permissions]]`, `[[devices]]`;
+//! 5. for `kernel = "image"`, the kernel taken out of the image; for an ISO, the files
+//!    elements put beside the image (`iso/`).
 
 pub mod changes;
 pub mod hooks;
@@ -15,53 +17,46 @@ pub mod sources;
 pub mod template;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
-use crate::builtin::Findings;
+use crate::builtin;
+use crate::config::image::OutputKind;
 use crate::config::names::Named;
 use crate::element::hooks::{Side, PHASES};
 use crate::element::Origin;
+use crate::kernel;
 use crate::namespace;
 use crate::plan::Plan;
 use crate::tree::Tree;
+use crate::trimmed::Trimmed;
 use crate::ui::Ui;
 use hooks::run_phase;
 
-/// Stages the image described by `plan` in `work` (a scratch directory).
-/// What staging made: the tree, and what built-in elements found on the way.
+/// What staging made: the tree, what built-in elements' trims removed, the kernel the
+/// outputs boot, and for an image with an ISO the files elements put beside it.
 pub struct Staged {
     pub tree: Tree,
-    pub findings: Findings,
-    /// The kernel the image installed, taken out of it (`kernel = "image"`).
-    pub kernel: Option<crate::boot::ImageKernel>,
+    pub trimmed: Vec<Trimmed>,
+    /// The kernel file: the planned one on the host, or the one the image installed,
+    /// taken out of it (`kernel = "image"`).
+    pub kernel: Option<PathBuf>,
+    /// The files elements put under `iso/`: on an ISO beside the image, never in it.
+    pub iso_extras: Option<Tree>,
 }
 
+/// Stages the image described by `plan` in `work` (a scratch directory).
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
-    let mut findings = Findings::default();
-    let mtime = plan.time;
+    let mut trimmed = Vec::new();
     // `mnt` as in DIB, where TMP_MOUNT_PATH is `$TMP_BUILD_DIR/mnt` and hooks name it so.
     let root = work.join("mnt");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     for w in &plan.hooks.warnings {
         ui.warn(w);
     }
-    if plan.hooks.any_chroot() {
-        let first = PHASES
-            .iter()
-            .filter(|(_, s)| *s == Side::Chroot)
-            .find_map(|(p, _)| plan.hooks.phase(p).first())
-            .expect("a chroot hook exists");
-        namespace::available(plan.offline).map_err(|e| {
-            anyhow::anyhow!(
-                "element `{}` has {} hooks, which run inside the image: {e}",
-                first.element,
-                first.phase
-            )
-        })?;
-    }
+    check_isolation(plan)?;
     // The hook environment (built-in elements written out, environment.d sourced) is
     // only made for images that have hooks.
     let env =
@@ -69,57 +64,112 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
 
     let mut tree = Tree::default();
     if let Some(env) = &env {
-        run_phase(plan, &mut tree, "root.d", env, ui, &mut findings)?;
+        run_phase(plan, &mut tree, "root.d", env, ui, &mut trimmed)?;
     }
+    elements(plan, &mut tree, work, ui, &mut trimmed)?;
+    if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
+        changes::materialise(&mut tree, &root)?;
+        for (phase, _) in &PHASES[1..] {
+            run_phase(plan, &mut tree, phase, env, ui, &mut trimmed)?;
+        }
+    }
+    finish(plan, &mut tree, ui)?;
+    let kernel = match &plan.kernel {
+        Some(kernel::Planned::Host { path, .. }) => Some(path.clone()),
+        Some(kernel::Planned::Image) => {
+            let k = kernel::take_from_image(&mut tree, work)?;
+            ui.info(&format!(
+                "kernel: the image's own, /boot/vmlinuz-{}; what /boot held is left out of the image ({})",
+                k.release,
+                crate::config::size::human(k.removed_bytes)
+            ));
+            Some(k.path)
+        }
+        None => None,
+    };
+    let iso_extras =
+        if plan.image.outputs.contains(&OutputKind::Iso) { Some(iso_extras(plan)?) } else { None };
+    Ok(Staged { tree, trimmed, kernel, iso_extras })
+}
 
+/// Chroot hooks need a mount namespace (and a user namespace without root): checked
+/// once before the first, so the error names the element instead of failing in a hook.
+fn check_isolation(plan: &Plan) -> anyhow::Result<()> {
+    if !plan.hooks.any_chroot() {
+        return Ok(());
+    }
+    let first = PHASES
+        .iter()
+        .filter(|(_, s)| *s == Side::Chroot)
+        .find_map(|(p, _)| plan.hooks.phase(p).first())
+        .expect("a chroot hook exists");
+    namespace::available(plan.offline).map_err(|e| {
+        anyhow::anyhow!(
+            "element `{}` has {} hooks, which run inside the image: {e}",
+            first.element,
+            first.phase
+        )
+    })
+}
+
+/// Each element in order: its built-in work, `root/` overlay, source repositories and
+/// templates, all by reference.
+fn elements(
+    plan: &Plan,
+    tree: &mut Tree,
+    work: &Path,
+    ui: &Ui,
+    trimmed: &mut Vec<Trimmed>,
+) -> anyhow::Result<()> {
     let context = template_context(plan)?;
     for element in &plan.resolved.elements {
         let params = Value::Object(plan.params[&element.name].clone().into_iter().collect());
-        let based = crate::builtin::apply(&mut tree, element, &params, plan, work, mtime, &mut findings)?;
-        let overlaid = overlay::apply(&mut tree, element, mtime)? + sources::apply(&mut tree, element, work)?;
-        let rendered = template::apply(&mut tree, element, &params, &context, mtime)?;
+        let based = match plan.builtins.get(element) {
+            Some(work_of) => {
+                let mut cx = builtin::Context {
+                    element: &element.name,
+                    image: &plan.image,
+                    elements: &plan.resolved,
+                    client: plan.client.as_ref(),
+                    kernel: plan.kernel.as_ref(),
+                    params: &params,
+                    work,
+                    mtime: plan.time,
+                    offline: plan.offline,
+                    trimmed: &mut *trimmed,
+                };
+                Some(work_of.stage(tree, &mut cx)?)
+            }
+            None => None,
+        };
+        let overlaid = overlay::apply(tree, element, plan.time)? + sources::apply(tree, element, work)?;
+        let rendered = template::apply(tree, element, &params, &context, plan.time)?;
         ui.detail(&format!(
             "element {}: {}{overlaid} overlay entries, {rendered} templates",
             element.name,
             based.map_or(String::new(), |n| format!("{n} base entries, "))
         ));
     }
+    Ok(())
+}
 
-    if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
-        changes::materialise(&mut tree, &root)?;
-        for (phase, _) in &PHASES[1..] {
-            run_phase(plan, &mut tree, phase, env, ui, &mut findings)?;
-        }
-    }
-
-    let (pruned, bytes) = prune::prune(&mut tree, &plan.resolved.elements)?;
+/// What the elements' manifests ask for once everything is staged: `[prune]`,
+/// `[[permissions]]`, links checked, `[[devices]]`.
+fn finish(plan: &Plan, tree: &mut Tree, ui: &Ui) -> anyhow::Result<()> {
+    let (pruned, bytes) = prune::prune(tree, &plan.resolved.elements)?;
     if pruned > 0 {
         ui.detail(&format!("prune: removed {pruned} paths, {}", crate::config::size::human(bytes)));
     }
-    prune::permissions(&mut tree, &plan.resolved.elements)?;
-    prune::check_links(&tree)?;
-    prune::devices(&mut tree, &plan.resolved.elements, mtime)?;
-    let kernel = match plan.image.kernel {
-        Some(crate::config::image::Kernel::Image) => {
-            let k = crate::boot::take_image_kernel(&mut tree, work)?;
-            ui.info(&format!(
-                "kernel: the image's own, /boot/vmlinuz-{}; what /boot held is left out of the image ({})",
-                k.release,
-                crate::config::size::human(k.removed_bytes)
-            ));
-            Some(k)
-        }
-        _ => None,
-    };
-    Ok(Staged { tree, findings, kernel })
+    prune::permissions(tree, &plan.resolved.elements)?;
+    prune::check_links(tree)?;
+    prune::devices(tree, &plan.resolved.elements, plan.time)
 }
 
-/// The files elements put under `iso/`: on an ISO beside the image, never in it.
-pub fn iso_extras(plan: &Plan) -> anyhow::Result<Tree> {
-    let mtime = plan.time;
+/// The files elements put under `iso/`.
+fn iso_extras(plan: &Plan) -> anyhow::Result<Tree> {
     let mut tree = Tree::default();
     for element in &plan.resolved.elements {
-        overlay::apply_iso(&mut tree, element, mtime)?;
+        overlay::apply_iso(&mut tree, element, plan.time)?;
     }
     Ok(tree)
 }
@@ -153,10 +203,12 @@ fn template_context(plan: &Plan) -> anyhow::Result<template::Context> {
             "iso_label": img.iso_label,
         }),
     );
-    base.insert("client".into(), plan.client.clone());
-    base.insert("nodes".into(), Value::Array(plan.nodes.clone()));
+    let (client, nodes) = plan.client.as_ref().map(crate::network::view).unwrap_or_default();
+    base.insert("client".into(), client);
+    base.insert("nodes".into(), Value::Array(nodes.clone()));
     base.insert("build".into(), template::build_info(plan.time, &elements));
-    Ok(template::Context { base, nodes: plan.nodes.clone() })
+    let names = plan.nodes().iter().map(|n| n.name.clone());
+    Ok(template::Context { base, nodes: names.zip(nodes).collect() })
 }
 
 /// Whether a template file's text names `digest` (unreadable: taken as yes).

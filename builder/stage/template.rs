@@ -13,7 +13,8 @@ use crate::tree::{Entry, Tree};
 /// What every template sees, apart from its element's `params` (and `node`).
 pub struct Context {
     pub base: serde_json::Map<String, Value>,
-    pub nodes: Vec<Value>,
+    /// Each node's name and its view, for `{node}` templates.
+    pub nodes: Vec<(String, Value)>,
 }
 
 /// Renders the templates of `element` into the tree; returns how many files it wrote.
@@ -47,12 +48,12 @@ pub fn apply(
     let mut count = 0;
     for (rel, mode, _) in templates {
         let out = rel.strip_suffix(".tera").unwrap_or(rel);
-        let nodes = ctx.nodes.iter().map(|n| (n["name"].as_str().unwrap_or_default(), n));
+        let nodes = ctx.nodes.iter().map(|(name, view)| (name.as_str(), (name.as_str(), view)));
         for (dest, node) in per_item(out, "{node}", nodes) {
             let mut map = ctx.base.clone();
             map.insert("params".into(), params.clone());
-            if let Some(n) = node {
-                map.insert("node".into(), n.clone());
+            if let Some((_, view)) = node {
+                map.insert("node".into(), view.clone());
             }
             let text = tera.render(rel, &Value::Object(map)).map_err(|e| failed(rel, e))?;
             let path = ImagePath::new(&dest)
@@ -60,8 +61,8 @@ pub fn apply(
             let at = tree
                 .insert(&path, Entry::bytes(text.into_bytes(), mode, mtime, &element.name))
                 .map_err(|e| anyhow!("element `{}`: template templates/{rel}: {e}", element.name))?;
-            if let Some(n) = node.and_then(|n| n["name"].as_str()) {
-                tree.mark_node(at, n);
+            if let Some((name, _)) = node {
+                tree.mark_node(at, name);
             }
             count += 1;
         }

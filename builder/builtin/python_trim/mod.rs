@@ -27,23 +27,33 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use serde_json::Value;
 
-use super::{list_param, Findings, Trimmed};
+use super::{given, BuiltIn, Context};
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Kind, Tree};
+use crate::trimmed::Trimmed;
 
-/// The element's params, read once.
-struct Params {
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PythonTrim {
+    venv: Option<String>,
     remove: Vec<String>,
     keep: Vec<String>,
     verify: Vec<String>,
-    bundled: bool,
+    interpreter: Interpreter,
     python: String,
     python_version: Option<String>,
     keep_stdlib: Vec<String>,
     strip: bool,
+}
+
+/// Which interpreter runs the kit: the target's own, or one bundled with it.
+#[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Interpreter {
+    System,
+    Bundled,
 }
 
 /// The host interpreter the venv was made with, as it describes itself.
@@ -132,66 +142,52 @@ impl Removals {
     }
 }
 
-pub fn apply(
-    tree: &mut Tree,
-    element: &str,
-    params: &Value,
-    work: &Path,
-    epoch: i64,
-    found: &mut Findings,
-) -> anyhow::Result<usize> {
-    let p = Params {
-        remove: list_param(params, "remove"),
-        keep: list_param(params, "keep"),
-        verify: list_param(params, "verify"),
-        bundled: params.get("interpreter").and_then(Value::as_str) == Some("bundled"),
-        python: params.get("python").and_then(Value::as_str).unwrap_or("/usr/bin/python3").to_string(),
-        python_version: params.get("python-version").and_then(Value::as_str).map(String::from),
-        keep_stdlib: list_param(params, "keep-stdlib"),
-        strip: params.get("strip").and_then(Value::as_bool).unwrap_or(true),
-    };
-    let venv = locate(tree, element, params)?;
-    let host = interpreter(tree, &venv)
-        .with_context(|| format!("element `{element}`: finding the venv's python in {venv}/bin"))?;
-    let python = describe(&host)
-        .with_context(|| format!("element `{element}`: asking {} about itself", host.display()))?;
-    if let Some(want) = p.python_version.as_deref().filter(|_| !p.bundled) {
-        if want != python.version {
-            bail!(
-                "element `{element}`: the venv's python is {} but python-version says the target's is {want}: \
-                 bytecode of one does not load in the other; make the venv with python{want}, or use \
-                 interpreter = \"bundled\"",
-                python.version
-            );
+impl BuiltIn for PythonTrim {
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        let (element, work, epoch) = (cx.element, cx.work, cx.mtime);
+        let bundled = self.interpreter == Interpreter::Bundled;
+        let venv = locate(tree, element, given(&self.venv))?;
+        let host = interpreter(tree, &venv)
+            .with_context(|| format!("element `{element}`: finding the venv's python in {venv}/bin"))?;
+        let python = describe(&host)
+            .with_context(|| format!("element `{element}`: asking {} about itself", host.display()))?;
+        if let Some(want) = self.python_version.as_deref().filter(|_| !bundled) {
+            if want != python.version {
+                bail!(
+                    "element `{element}`: the venv's python is {} but python-version says the target's is {want}: \
+                     bytecode of one does not load in the other; make the venv with python{want}, or use \
+                     interpreter = \"bundled\"",
+                    python.version
+                );
+            }
         }
+        let site = venv.join(&format!("lib/python{}/site-packages", python.version))?;
+        let before = tree.len();
+        let mut log = Removals::default();
+        let keep = rules::globs(&venv, self.keep.iter().map(String::as_str))?;
+        rules::remove(tree, &venv, &site, &self.remove, &keep, &mut log)?;
+        if bundled {
+            bundle::add(tree, element, &venv, &site, &python, &self.keep_stdlib, epoch, &mut log)?;
+        }
+        compile::compile(tree, element, &venv, &python, &keep, bundled, work, epoch)?;
+        if bundled {
+            bundle::pack_stdlib(tree, element, &venv, &python, work, epoch)?;
+        }
+        if self.strip {
+            strip::strip(tree, element, &venv, &mut log)?;
+        }
+        self.relocate(tree, element, &venv, &python, epoch)?;
+        if !self.verify.is_empty() {
+            verify::run(tree, element, &venv, &site, &python, &self.verify, &log, work)?;
+        }
+        cx.trimmed.extend(log.report(element));
+        Ok(tree.len().abs_diff(before))
     }
-    let site = venv.join(&format!("lib/python{}/site-packages", python.version))?;
-    let before = tree.len();
-    let mut log = Removals::default();
-    let keep = rules::globs(&venv, p.keep.iter().map(String::as_str))?;
-    rules::remove(tree, &venv, &site, &p.remove, &keep, &mut log)?;
-    if p.bundled {
-        bundle::add(tree, element, &venv, &site, &python, &p.keep_stdlib, epoch, &mut log)?;
-    }
-    compile::compile(tree, element, &venv, &python, &keep, p.bundled, work, epoch)?;
-    if p.bundled {
-        bundle::pack_stdlib(tree, element, &venv, &python, work, epoch)?;
-    }
-    if p.strip {
-        strip::strip(tree, element, &venv, &mut log)?;
-    }
-    relocate(tree, element, &venv, &python, &p, epoch)?;
-    if !p.verify.is_empty() {
-        verify::run(tree, element, &venv, &site, &python, &p.verify, &log, work)?;
-    }
-    found.trimmed.extend(log.report(element));
-    Ok(tree.len().abs_diff(before))
 }
 
 /// The venv's directory in the image: `venv`, with symlinks among its parents resolved,
 /// holding a pyvenv.cfg.
-fn locate(tree: &Tree, element: &str, params: &Value) -> anyhow::Result<ImagePath> {
-    let text = params.get("venv").and_then(Value::as_str).filter(|s| !s.is_empty());
+fn locate(tree: &Tree, element: &str, text: Option<&str>) -> anyhow::Result<ImagePath> {
     let venv = ImagePath::new(text.with_context(|| {
         format!("element `{element}`: param `venv` is empty; give the venv's path in the image")
     })?)
@@ -255,49 +251,51 @@ fn describe(exe: &Path) -> anyhow::Result<Python> {
 /// once, as pip's relocatable launcher is). With the system interpreter, `bin/python*`
 /// link to the target's python and pyvenv.cfg names its directory; bundled, they are
 /// the launcher [`bundle`] wrote, and there is no pyvenv.cfg (the kit is a prefix).
-fn relocate(
-    tree: &mut Tree,
-    element: &str,
-    venv: &ImagePath,
-    python: &Python,
-    p: &Params,
-    epoch: i64,
-) -> anyhow::Result<()> {
-    const LAUNCHER: &str =
-        "#!/bin/sh\n'''exec' \"$(dirname \"$(realpath \"$0\")\")/python3\" \"$0\" \"$@\"\n' '''\n";
-    let at = |rel: &str| venv.join(rel);
-    let bin = at("bin")?;
-    let scripts: Vec<(ImagePath, Source, u32)> = tree
-        .iter()
-        .filter(|(path, _)| path.parent().as_ref() == Some(&bin))
-        .filter_map(|(path, e)| match &e.kind {
-            Kind::File { source, size, .. } if *size < 1 << 20 => Some((path, source.clone(), e.mode)),
-            _ => None,
-        })
-        .collect();
-    for (path, source, mode) in scripts {
-        let text = source.read_all()?;
-        let Some(rest) = text.strip_prefix(b"#!/") else { continue };
-        let first_end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
-        if !String::from_utf8_lossy(&rest[..first_end]).contains("/bin/python") {
-            continue;
+impl PythonTrim {
+    fn relocate(
+        &self,
+        tree: &mut Tree,
+        element: &str,
+        venv: &ImagePath,
+        python: &Python,
+        epoch: i64,
+    ) -> anyhow::Result<()> {
+        const LAUNCHER: &str =
+            "#!/bin/sh\n'''exec' \"$(dirname \"$(realpath \"$0\")\")/python3\" \"$0\" \"$@\"\n' '''\n";
+        let at = |rel: &str| venv.join(rel);
+        let bin = at("bin")?;
+        let scripts: Vec<(ImagePath, Source, u32)> = tree
+            .iter()
+            .filter(|(path, _)| path.parent().as_ref() == Some(&bin))
+            .filter_map(|(path, e)| match &e.kind {
+                Kind::File { source, size, .. } if *size < 1 << 20 => Some((path, source.clone(), e.mode)),
+                _ => None,
+            })
+            .collect();
+        for (path, source, mode) in scripts {
+            let text = source.read_all()?;
+            let Some(rest) = text.strip_prefix(b"#!/") else { continue };
+            let first_end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+            if !String::from_utf8_lossy(&rest[..first_end]).contains("/bin/python") {
+                continue;
+            }
+            let mut new = LAUNCHER.as_bytes().to_vec();
+            new.extend_from_slice(&rest[(first_end + 1).min(rest.len())..]);
+            tree.insert(&path, Entry::bytes(new, mode, epoch, element))?;
         }
-        let mut new = LAUNCHER.as_bytes().to_vec();
-        new.extend_from_slice(&rest[(first_end + 1).min(rest.len())..]);
-        tree.insert(&path, Entry::bytes(new, mode, epoch, element))?;
+        let cfg = at("pyvenv.cfg")?;
+        if self.interpreter == Interpreter::Bundled {
+            tree.remove(&cfg);
+            return Ok(());
+        }
+        let version = self.python_version.as_deref().unwrap_or(&python.version);
+        for name in ["python", "python3", &format!("python{version}")] {
+            let link = if name == "python" { "python3".to_string() } else { self.python.clone() };
+            tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element))?;
+        }
+        let home = Path::new(&self.python).parent().unwrap_or(Path::new("/usr/bin")).display().to_string();
+        let text = format!("home = {home}\ninclude-system-site-packages = false\nversion = {version}\n");
+        tree.insert(&cfg, Entry::bytes(text.into_bytes(), 0o644, epoch, element))?;
+        Ok(())
     }
-    let cfg = at("pyvenv.cfg")?;
-    if p.bundled {
-        tree.remove(&cfg);
-        return Ok(());
-    }
-    let version = p.python_version.as_deref().unwrap_or(&python.version);
-    for name in ["python", "python3", &format!("python{version}")] {
-        let link = if name == "python" { "python3".to_string() } else { p.python.clone() };
-        tree.insert(&at(&format!("bin/{name}"))?, Entry::symlink(&link, epoch, element))?;
-    }
-    let home = Path::new(&p.python).parent().unwrap_or(Path::new("/usr/bin")).display().to_string();
-    let text = format!("home = {home}\ninclude-system-site-packages = false\nversion = {version}\n");
-    tree.insert(&cfg, Entry::bytes(text.into_bytes(), 0o644, epoch, element))?;
-    Ok(())
 }

@@ -108,6 +108,27 @@ pub enum Kind {
     },
 }
 
+impl Node {
+    /// The MACs of its links, in order.
+    pub fn macs(&self) -> impl Iterator<Item = &str> {
+        self.interfaces.iter().filter_map(|i| match &i.kind {
+            Kind::Link { mac } => Some(mac.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl Kind {
+    /// `link`, `bond` or `vlan`, as templates and file names say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Link { .. } => "link",
+            Kind::Bond { .. } => "bond",
+            Kind::Vlan { .. } => "vlan",
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Route {
     /// `None` for the default route.

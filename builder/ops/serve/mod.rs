@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use crate::config::size::human;
-use crate::netboot::Nodes;
+use crate::outputs::netboot::Nodes;
 
 pub struct ServeOptions {
     pub dir: PathBuf,

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
+use crate::element::hooks::IN_IMAGE;
 use crate::element::{Element, FileKind, Origin};
 use crate::io::source::Source;
 use crate::plan::{param_env_name, param_env_value, Plan};
@@ -26,7 +27,7 @@ pub struct HookEnv {
     /// place as they see it).
     pub chroot_vars: BTreeMap<String, String>,
     pub target_root: PathBuf,
-    /// Host side of what chroot hooks see as `/tmp/in_target.d`.
+    /// Host side of what chroot hooks see as `IN_IMAGE` (`/tmp/in_target.d`).
     pub tmp_hooks: PathBuf,
     pub logs: PathBuf,
     pub no_network: bool,
@@ -43,87 +44,13 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
     if let Some(lib) = &lib {
         fs::copy(lib.join("dib-run-parts"), tmp_hooks.join("dib-run-parts")).ok();
     }
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in std::env::vars() {
-        if k.starts_with("DIB_")
-            || matches!(
-                k.as_str(),
-                "PATH"
-                    | "HOME"
-                    | "USER"
-                    | "LOGNAME"
-                    | "TERM"
-                    | "http_proxy"
-                    | "https_proxy"
-                    | "no_proxy"
-                    | "DISTRO_NAME"
-            )
-            || PIP_PASSED.contains(&k.as_str())
-            || CA_VARS.contains(&k.as_str())
-        {
-            vars.insert(k, v);
-        }
-    }
-    let dib: Vec<String> = vars
-        .iter()
-        .filter(|(k, _)| k.starts_with("DIB_"))
-        .map(|(k, v)| format!("declare -x {k}=\"{v}\""))
-        .collect();
-    vars.insert("DIB_ENV".into(), dib.join("\n"));
-    // What disk-image-create would have been given: the name and the elements (not this
-    // build's paths, which would reach images through DIB's manifests element).
-    let listed = plan.image.elements.join(" ");
-    vars.insert("DIB_ARGS".into(), format!("-o {} {listed}", plan.image.name));
-    vars.insert("LC_ALL".into(), "C".into());
-    vars.insert("TARGET_ROOT".into(), root.display().to_string());
-    vars.insert("TMP_MOUNT_PATH".into(), root.display().to_string());
-    // DIB's build directory, of which the image root is `mnt/` (some hooks write to
-    // `$TMP_BUILD_DIR/mnt/...`), and the one for DIB's own image files.
-    vars.insert("TMP_BUILD_DIR".into(), work.display().to_string());
-    fs::create_dir_all(work.join("image"))?;
-    vars.insert("TMP_IMAGE_DIR".into(), work.join("image").display().to_string());
-    vars.insert("TMP_HOOKS_PATH".into(), tmp_hooks.display().to_string());
-    vars.insert("SMELT_IMAGE_NAME".into(), plan.image.name.clone());
-    vars.insert("IMAGE_NAME".into(), plan.image.name.clone());
-    vars.insert("ARCH".into(), crate::platform::arch().into());
-    vars.insert("DISTRO_NAME".into(), plan.distro.clone());
-    vars.entry("DIB_DEBUG_TRACE".into()).or_insert_with(|| "0".into());
-    vars.entry("DIB_DEFAULT_INSTALLTYPE".into()).or_insert_with(|| "source".into());
-    vars.entry("DIB_PYTHON_EXEC".into()).or_insert_with(|| "python3".into());
-    vars.entry("DIB_IMAGE_CACHE".into())
-        .or_insert_with(|| crate::cache::dir().join("image-create").display().to_string());
-    if plan.offline {
-        vars.insert("DIB_OFFLINE".into(), "1".into());
-        vars.insert("SMELT_OFFLINE".into(), "1".into());
-    }
+    let mut vars = passed_from_caller();
+    vars.extend(dib_vars(plan, work, root, &tmp_hooks)?);
     if let Some(lib) = &lib {
         vars.insert("_LIB".into(), lib.display().to_string());
         vars.insert("DIB_RUN_PARTS".into(), tmp_hooks.join("dib-run-parts").display().to_string());
     }
-    // The elements as DIB's element-info gives them: a list, a YAML map, and the bash
-    // function hooks call to get the map as an associative array.
-    let names: Vec<&str> = plan.resolved.elements.iter().map(|e| e.name.as_str()).collect();
-    vars.insert("IMAGE_ELEMENT".into(), names.join(" "));
-    let yaml: String = names.iter().map(|n| format!("{n}: {}\n", element_dirs[*n].display())).collect();
-    vars.insert("IMAGE_ELEMENT_YAML".into(), yaml);
-    let array: String = names.iter().map(|n| format!("[{n}]={} ", element_dirs[*n].display())).collect();
-    vars.insert("BASH_FUNC_get_image_element_array%%".into(), format!("() {{  echo \"{array}\"\n}}"));
-    let paths: Vec<String> = element_dirs
-        .values()
-        .filter_map(|d| d.parent())
-        .map(|d| d.display().to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    vars.insert("ELEMENTS_PATH".into(), paths.join(":"));
-    if let Some(epoch) = plan.epoch {
-        vars.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-    }
-    for (element, params) in &plan.params {
-        for (k, v) in params {
-            vars.insert(param_env_name(element, k), param_env_value(v));
-        }
-    }
+    vars.extend(element_vars(plan, &element_dirs));
     let env_d = environment_d(&plan.resolved.elements, &vars, work)?;
     vars.extend(env_d);
     let host_path = format!(
@@ -145,6 +72,97 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
     })
 }
 
+/// What hooks get of the caller's environment: `DIB_*`, the proxies, pip's and the CA
+/// bundle's settings, and the basics (`PATH`, `HOME`, …); with `DIB_ENV`, the `DIB_*`
+/// ones as `declare -x` lines, as disk-image-create gives it.
+fn passed_from_caller() -> BTreeMap<String, String> {
+    const BASICS: [&str; 9] =
+        ["PATH", "HOME", "USER", "LOGNAME", "TERM", "http_proxy", "https_proxy", "no_proxy", "DISTRO_NAME"];
+    let mut vars: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("DIB_")
+                || BASICS.contains(&k.as_str())
+                || PIP_PASSED.contains(&k.as_str())
+                || CA_VARS.contains(&k.as_str())
+        })
+        .collect();
+    let dib: Vec<String> = vars
+        .iter()
+        .filter(|(k, _)| k.starts_with("DIB_"))
+        .map(|(k, v)| format!("declare -x {k}=\"{v}\""))
+        .collect();
+    vars.insert("DIB_ENV".into(), dib.join("\n"));
+    vars
+}
+
+/// DIB's own variables for the image: what disk-image-create was given, where the
+/// image, the build and the hooks are, the distro, and the defaults DIB sets (the
+/// caller's `DIB_*` win over those).
+fn dib_vars(
+    plan: &Plan,
+    work: &Path,
+    root: &Path,
+    tmp_hooks: &Path,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    let mut set = |k: &str, v: String| vars.insert(k.to_string(), v);
+    // What disk-image-create would have been given: the name and the elements (not this
+    // build's paths, which would reach images through DIB's manifests element).
+    set("DIB_ARGS", format!("-o {} {}", plan.image.name, plan.image.elements.join(" ")));
+    set("LC_ALL", "C".into());
+    set("TARGET_ROOT", root.display().to_string());
+    set("TMP_MOUNT_PATH", root.display().to_string());
+    // DIB's build directory, of which the image root is `mnt/` (some hooks write to
+    // `$TMP_BUILD_DIR/mnt/...`), and the one for DIB's own image files.
+    set("TMP_BUILD_DIR", work.display().to_string());
+    fs::create_dir_all(work.join("image"))?;
+    set("TMP_IMAGE_DIR", work.join("image").display().to_string());
+    set("TMP_HOOKS_PATH", tmp_hooks.display().to_string());
+    set("SMELT_IMAGE_NAME", plan.image.name.clone());
+    set("IMAGE_NAME", plan.image.name.clone());
+    set("ARCH", crate::platform::arch().into());
+    set("DISTRO_NAME", plan.distro.clone());
+    if plan.offline {
+        set("DIB_OFFLINE", "1".into());
+        set("SMELT_OFFLINE", "1".into());
+    }
+    if let Some(epoch) = plan.epoch {
+        set("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
+    let defaults = [
+        ("DIB_DEBUG_TRACE", "0".to_string()),
+        ("DIB_DEFAULT_INSTALLTYPE", "source".into()),
+        ("DIB_PYTHON_EXEC", "python3".into()),
+        ("DIB_IMAGE_CACHE", crate::cache::dir().join("image-create").display().to_string()),
+    ];
+    for (k, v) in defaults {
+        vars.insert(k.into(), std::env::var(k).unwrap_or(v));
+    }
+    Ok(vars)
+}
+
+/// The elements as DIB's element-info gives them (a list, a YAML map, and the bash
+/// function hooks call to get the map as an associative array), `ELEMENTS_PATH`, and
+/// every param as `SMELT_PARAM_ELEMENT_PARAM`.
+fn element_vars(plan: &Plan, element_dirs: &BTreeMap<String, PathBuf>) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    let names: Vec<&str> = plan.resolved.elements.iter().map(|e| e.name.as_str()).collect();
+    vars.insert("IMAGE_ELEMENT".into(), names.join(" "));
+    let yaml: String = names.iter().map(|n| format!("{n}: {}\n", element_dirs[*n].display())).collect();
+    vars.insert("IMAGE_ELEMENT_YAML".into(), yaml);
+    let array: String = names.iter().map(|n| format!("[{n}]={} ", element_dirs[*n].display())).collect();
+    vars.insert("BASH_FUNC_get_image_element_array%%".into(), format!("() {{  echo \"{array}\"\n}}"));
+    let paths: std::collections::BTreeSet<String> =
+        element_dirs.values().filter_map(|d| d.parent()).map(|d| d.display().to_string()).collect();
+    vars.insert("ELEMENTS_PATH".into(), paths.into_iter().collect::<Vec<_>>().join(":"));
+    for (element, params) in &plan.params {
+        for (k, v) in params {
+            vars.insert(param_env_name(element, k), param_env_value(v));
+        }
+    }
+    vars
+}
+
 /// pip's settings a hook gets from the caller: an index or mirror (DIB's
 /// `DIB_PYPI_MIRROR_URL` is passed as a `DIB_*` variable), and how long to wait.
 const PIP_PASSED: [&str; 5] = [
@@ -159,9 +177,9 @@ const PIP_PASSED: [&str; 5] = [
 const CA_VARS: [&str; 5] =
     ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"];
 
-/// Where hooks inside the image find the host's CA bundle: in the hooks directory,
-/// which is bound in while they run and is never part of the image.
-const CA_INSIDE: &str = "/tmp/in_target.d/smelt-ca.pem";
+/// Where hooks inside the image find the host's CA bundle: in the hooks directory
+/// (`IN_IMAGE`), which is bound in while they run and is never part of the image.
+const CA_INSIDE: &str = "smelt-ca.pem";
 
 /// Hooks inside the image trust what the build host trusts, so a registry reached
 /// through a proxy with its own CA works from them as from the host: the host's CA
@@ -175,9 +193,9 @@ fn trusted_cas(tmp_hooks: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let Some(bundle) = from_env.chain(system).find(|p| p.is_file()) else {
         return Ok(BTreeMap::new());
     };
-    fs::copy(&bundle, tmp_hooks.join("smelt-ca.pem"))
+    fs::copy(&bundle, tmp_hooks.join(CA_INSIDE))
         .with_context(|| format!("copying the CA bundle {} for hooks", bundle.display()))?;
-    Ok(CA_VARS.iter().map(|v| (v.to_string(), CA_INSIDE.to_string())).collect())
+    Ok(CA_VARS.iter().map(|v| (v.to_string(), format!("{IN_IMAGE}/{CA_INSIDE}"))).collect())
 }
 
 /// The element folders that are smelt's own concepts, not DIB's, and stay out of the
@@ -227,7 +245,7 @@ fn lay_out(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
         fs::write(&dest, hook.script.read_all()?)?;
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
     }
-    super::tools::write(dir, plan.family)?;
+    super::tools::write(dir, plan.builtins.hook_tools(plan.family))?;
     Ok(())
 }
 

@@ -1,15 +1,16 @@
-//! The tools smelt puts first on hooks' `PATH`, inside and outside the image:
-//! `install-packages`, `sudo` and `mknod` for every hook, and `cpio` for the hooks that
-//! write diskimage-builder's own image; with what `mknod` and `cpio` recorded read back
-//! into the tree. They live in the hooks directory's `smelt-bin/`, not in `bin/`, which
-//! DIB's `install-bin` copies into the image: smelt's stand-ins never reach it.
+//! The tools smelt puts first on hooks' `PATH`, inside and outside the image: `sudo`
+//! and `mknod` for every hook, the built-in elements' tools (`install-packages`), and
+//! `cpio` for the hooks that write diskimage-builder's own image; with what `mknod`
+//! recorded read back into the tree. They live in the hooks directory's `smelt-bin/`,
+//! not in `bin/`, which DIB's `install-bin` copies into the image: smelt's stand-ins
+//! never reach it.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::element::hooks::Side;
+use crate::element::image_writer;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Kind, Tree};
 
@@ -43,52 +44,24 @@ if [ -e "$1" ] || [ -L "$1" ]; then echo "mknod: $1: File exists" >&2; exit 1; f
 echo "$(readlink -f "$1") $2 ${3:-0} ${4:-0} $mode" >> "$(dirname "$0")/../smelt-devices"
 "#;
 
-/// `cpio` for a hook that writes DIB's own image: the paths the hook pipes to
-/// `cpio -o` are kept (in the hooks directory's `smelt-chosen`), nothing is archived.
-const CPIO: &str = r#"#!/bin/sh
-# cpio for a hook that makes diskimage-builder's own image, written by smelt: smelt
-# writes the image; the paths on stdin are what the image keeps.
-for a in "$@"; do
-  case "$a" in
-    -o*|--create) cat >> "$(dirname "$0")/../smelt-chosen"; exit 0 ;;
-  esac
-done
-echo "cpio: smelt stands in for cpio in this hook and only takes 'cpio -o' (got: $*)" >&2
-exit 1
-"#;
-
 const DEVICES: &str = "smelt-devices";
-const CHOSEN: &str = "smelt-chosen";
-/// Where the image writers' `cpio` lives, apart from `bin/` so no other hook gets it.
-const WRITER_BIN: &str = "smelt-image-writer-bin";
 
 /// The folder of the hooks directory holding smelt's tools, first on every hook's PATH.
 pub const BIN: &str = "smelt-bin";
 
-/// Writes the tools into the hooks directory `dir`: `install-packages` (and
-/// `smelt-install-packages`, smelt's own name) for `family`, `sudo` and `mknod` in
-/// [`BIN`], and the image writers' `cpio` apart.
-pub fn write(dir: &Path, family: &str) -> anyhow::Result<()> {
-    let tool = crate::element::packages::install_packages_tool(family);
+/// Writes the tools into the hooks directory `dir`: `sudo`, `mknod` and the built-ins'
+/// `tools` in [`BIN`], and the image writers' `cpio` apart.
+pub fn write(dir: &Path, tools: Vec<(&'static str, String)>) -> anyhow::Result<()> {
     let bin = dir.join(BIN);
-    let tools = [
-        (bin.join("smelt-install-packages"), tool.as_str()),
-        (bin.join("install-packages"), tool.as_str()),
-        (bin.join("sudo"), SUDO),
-        (bin.join("mknod"), MKNOD),
-        (dir.join(WRITER_BIN).join("cpio"), CPIO),
-    ];
-    for (dest, text) in tools {
+    let ours = [("sudo", SUDO), ("mknod", MKNOD)].map(|(name, text)| (bin.join(name), text.to_string()));
+    let built_ins = tools.into_iter().map(|(name, text)| (bin.join(name), text));
+    let writer = (dir.join(image_writer::BIN).join("cpio"), image_writer::CPIO.to_string());
+    for (dest, text) in ours.into_iter().chain(built_ins).chain([writer]) {
         fs::create_dir_all(dest.parent().expect("in a folder"))?;
         fs::write(&dest, text)?;
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
-}
-
-/// The `PATH` entries an image-writing hook gets before everyone else's (host side).
-pub fn image_writer_path(tmp_hooks: &Path) -> PathBuf {
-    tmp_hooks.join(WRITER_BIN)
 }
 
 /// Turns what `mknod` recorded during a hook into device entries of `element`, in
@@ -133,31 +106,4 @@ pub fn take_devices(
         count += 1;
     }
     Ok(count)
-}
-
-/// After an image-writing hook: keeps in `tree` only the paths it handed to `cpio -o`
-/// (`./etc/fstab` lines) and the nodes that were never on disk; returns (kept,
-/// removed, bytes removed), or `None` when the hook never called cpio. With
-/// `kernel_from_image`, `/boot` stays for smelt to take the kernel from (and then
-/// leave out), as the hook itself copies the kernel out of it.
-pub fn take_chosen(
-    tmp_hooks: &Path,
-    tree: &mut Tree,
-    kernel_from_image: bool,
-) -> anyhow::Result<Option<(usize, usize, u64)>> {
-    let file = tmp_hooks.join(CHOSEN);
-    let Ok(text) = fs::read_to_string(&file) else { return Ok(None) };
-    fs::remove_file(&file)?;
-    let chosen: BTreeSet<ImagePath> = text.lines().filter_map(|l| ImagePath::new(l).ok()).collect();
-    let mut bytes = 0;
-    let removed = tree.retain(|p, e| {
-        let never_on_disk = matches!(e.kind, Kind::Char(..) | Kind::Block(..) | Kind::Fifo);
-        let boot = kernel_from_image && p.as_str().starts_with("boot/");
-        let keep = p.is_root() || never_on_disk || boot || chosen.contains(p);
-        if !keep {
-            bytes += e.size();
-        }
-        keep
-    });
-    Ok(Some((tree.len(), removed, bytes)))
 }

@@ -1,20 +1,55 @@
-//! Package installs, as diskimage-builder's package-installs element does them: every
+//! `package-installs`, as diskimage-builder's element of that name does them: every
 //! element's `package-installs.yaml` (DIB form, names mapped through `pkg-map`) and
 //! `packages` list (native form) become one `01-package-installs` hook per phase,
 //! run inside the image with the package manager of its distro family (apt for
 //! Debian, zypper for SUSE, dnf for Red Hat, apk for Alpine). What each requested
-//! package installs is attributed to the element that asked for it. The same tool,
-//! `install-packages`, is on the hooks' `PATH` for DIB hooks that call it.
+//! package installs is attributed to the element that asked for it (read back from
+//! the hook by [`Owners`]). The same tool, `install-packages`, is on the hooks' `PATH`
+//! for DIB hooks that call it.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::hooks::{Hook, PHASES};
+use super::{BuiltIn, Planning};
+use crate::element::hooks::{Harvest, Harvested, Hook, IN_IMAGE, PHASES};
 use crate::element::{Element, FileKind};
 use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::tree::Tree;
+
+/// The element's name: its work is done for every image.
+pub const NAME: &str = "package-installs";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageInstalls {}
+
+impl BuiltIn for PackageInstalls {
+    /// One install hook (and one removal hook) per phase that has packages.
+    fn hooks(&self, cx: &Planning) -> anyhow::Result<Vec<Hook>> {
+        let lists = collect(cx.elements, cx.family, cx.env)?;
+        let mut hooks = Vec::new();
+        for (phase, list) in lists {
+            if !list.install.is_empty() {
+                hooks.push(install_hook(phase, &list.install));
+            }
+            if !list.uninstall.is_empty() {
+                hooks.push(uninstall_hook(phase, &list.uninstall));
+            }
+        }
+        Ok(hooks)
+    }
+
+    fn hook_tools(&self, family: &str) -> Vec<(&'static str, String)> {
+        let tool = install_packages_tool(family);
+        vec![("smelt-install-packages", tool.clone()), ("install-packages", tool)]
+    }
+}
 
 /// What to install and remove in one phase, in element order, each package with the
 /// element that asked for it.
@@ -24,33 +59,9 @@ pub struct Phase {
     pub uninstall: Vec<(String, String)>,
 }
 
-/// The image's distro family for pkg-map and the package manager, from DIB's
-/// `DISTRO_NAME` (the caller's, else `base-rootfs`'s `distro` param, else debian for
-/// base-debian and any other base).
-pub fn family(distro: &str) -> &'static str {
-    match distro {
-        "fedora" | "centos" | "rhel" | "rocky" | "almalinux" | "openeuler" => "redhat",
-        "opensuse" | "sles" | "suse" => "suse",
-        "alpine" => "alpine",
-        "gentoo" => "gentoo",
-        _ => "debian",
-    }
-}
-
-/// `DISTRO_NAME` for `elements`, as hooks see it.
-pub fn distro(elements: &[Element], rootfs_distro: Option<&str>) -> String {
-    if let Ok(d) = std::env::var("DISTRO_NAME") {
-        return d;
-    }
-    match rootfs_distro {
-        Some(d) if elements.iter().any(|e| e.name == "base-rootfs") => d.to_string(),
-        _ => "debian".to_string(),
-    }
-}
-
 /// Reads every element's package lists. `family` is the image's distro family for
 /// `pkg-map` (`debian`, `redhat`, `suse`, `alpine`); `env` answers `when` conditions.
-pub fn collect(
+fn collect(
     elements: &[Element],
     family: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -170,36 +181,16 @@ fn holds(when: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
     (env(var).unwrap_or_default() == want) == equal
 }
 
-/// The package installs of `elements`, one hook per phase that has any, as DIB's
-/// package-installs element runs them.
-pub fn hooks(
-    elements: &[Element],
-    family: &'static str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<Vec<Hook>> {
-    let lists = collect(elements, family, env)?;
-    let mut hooks = Vec::new();
-    for (phase, list) in lists {
-        if !list.install.is_empty() {
-            hooks.push(install_hook(phase, &list.install));
-        }
-        if !list.uninstall.is_empty() {
-            hooks.push(uninstall_hook(phase, &list.uninstall));
-        }
-    }
-    Ok(hooks)
-}
-
 /// The hook name smelt gives its package installs.
-pub const HOOK: &str = "01-package-installs";
+const HOOK: &str = "01-package-installs";
 
 /// Where a package hook writes, per line, `ELEMENT PATH` for every file of a package an
 /// element asked for (relative to the hooks directory), so the build attributes it.
-pub const OWNERS: &str = "package-owners";
+const OWNERS: &str = "package-owners";
 
 /// The hook name smelt gives its package removals, last in their phase (DIB's
 /// `99-package-uninstalls`): build-only packages go once the phase's hooks used them.
-pub const UNINSTALL_HOOK: &str = "99-package-uninstalls";
+const UNINSTALL_HOOK: &str = "99-package-uninstalls";
 
 fn names(list: &[(String, String)]) -> String {
     list.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join(" ")
@@ -213,7 +204,7 @@ fn install_hook(phase: &'static str, install: &[(String, String)]) -> Hook {
         "#!/bin/sh\n# Package installs of phase {phase}, written by smelt.\nset -e\n\
          install='{install}'\nasked='{asked}'\n\
          smelt-install-packages -u $install\n\
-         owners=/tmp/in_target.d/{OWNERS}/{phase}\nmkdir -p \"${{owners%/*}}\"\n\
+         owners={IN_IMAGE}/{OWNERS}/{phase}\nmkdir -p \"${{owners%/*}}\"\n\
          for pair in $asked; do\n\
          \x20   smelt-install-packages -l \"${{pair#*=}}\" | sed \"s|^|${{pair%%=*}} |\" >> \"$owners\"\n\
          done\n",
@@ -222,8 +213,28 @@ fn install_hook(phase: &'static str, install: &[(String, String)]) -> Hook {
     Hook {
         phase,
         name: HOOK.into(),
-        element: "package-installs".into(),
+        element: NAME.into(),
         script: Source::Bytes(script.into_bytes().into()),
+        harvest: Some(Arc::new(Owners)),
+    }
+}
+
+/// Which element asked for the package each file a package hook installed is from
+/// (the `ELEMENT PATH` lines it wrote): the first element to ask is the owner.
+#[derive(Debug)]
+struct Owners;
+
+impl Harvest for Owners {
+    fn before(&self, hook: &Hook, left: &Path, tree: &Tree, out: &mut Harvested) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(left.join(OWNERS).join(hook.phase)).unwrap_or_default();
+        for line in text.lines() {
+            let Some((element, path)) = line.split_once(' ') else { continue };
+            // dpkg names /bin/x where merged /usr keeps it at /usr/bin/x.
+            if let Ok(p) = ImagePath::new(path).map(|p| tree.resolve_parents(&p).unwrap_or(p)) {
+                out.owners.entry(p).or_insert_with(|| element.to_string());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -236,17 +247,11 @@ fn uninstall_hook(phase: &'static str, uninstall: &[(String, String)]) -> Hook {
     Hook {
         phase,
         name: UNINSTALL_HOOK.into(),
-        element: "package-installs".into(),
+        element: NAME.into(),
         script: Source::Bytes(script.into_bytes().into()),
+        harvest: None,
     }
 }
-
-/// The image paths of apt's package lists and downloads: chroot hooks have
-/// [`crate::cache::dir`]`/apt` bound there (made then, never while planning), so they
-/// are never part of the image and an `--offline` build installs from what an earlier
-/// one fetched.
-pub const APT_CACHE: [(&str, &str); 2] =
-    [("archives", "var/cache/apt/archives"), ("lists", "var/lib/apt/lists")];
 
 /// `install-packages [-u] [-e] [-l] PACKAGE...`, as DIB's distro elements give it to
 /// hooks: installs (`-u` refreshes the package lists first), removes (`-e`), or lists a
@@ -254,7 +259,7 @@ pub const APT_CACHE: [(&str, &str); 2] =
 /// Offline (`SMELT_OFFLINE=1`), apt installs from the cached downloads only. The logs
 /// and caches package managers write, which carry times, are removed so the image's
 /// bytes do not depend on when it was built.
-pub fn install_packages_tool(family: &str) -> String {
+fn install_packages_tool(family: &str) -> String {
     let preferred = match family {
         "suse" => "zypper",
         "redhat" => "dnf",

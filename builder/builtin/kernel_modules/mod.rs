@@ -12,146 +12,183 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use serde_json::Value;
 
+use super::{given, BuiltIn, Context, Planning};
 use crate::config::source::suggest;
+use crate::element::hooks::Hook;
 use crate::io::source::Source;
+use crate::kernel;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Tree};
 
-/// Adds the modules `params.modules` names; `release` is the image's kernel release,
-/// when it has a kernel.
-pub fn apply(
-    tree: &mut Tree,
-    element: &str,
-    params: &Value,
-    image_release: Option<String>,
-    autoload: bool,
-    mtime: i64,
-) -> anyhow::Result<usize> {
-    let wanted: Vec<String> = super::list_param(params, "modules");
-    if wanted.is_empty() {
-        bail!("element `{element}`: param `modules` is empty; list the modules to load, e.g. modules = [\"virtio_net\"]");
-    }
-    let release = match params.get("kernel-release").and_then(Value::as_str) {
-        Some(r) if !r.is_empty() => r.to_string(),
-        _ => image_release.map_or_else(newest_release, Ok)?,
-    };
-    let root = Path::new("/lib/modules").join(&release);
-    let dep_text = std::fs::read_to_string(root.join("modules.dep")).with_context(|| {
-        format!(
-            "element `{element}`: reading {}/modules.dep; is the kernel package for {release} installed?",
-            root.display()
-        )
-    })?;
-    let deps = parse_dep(&dep_text);
-    let softdeps =
-        std::fs::read_to_string(root.join("modules.softdep")).map(|t| parse_softdep(&t)).unwrap_or_default();
-    let by_name: BTreeMap<String, &String> = deps.keys().map(|p| (module_name(p), p)).collect();
+mod trim;
 
-    // The closure: hard dependencies and the softdeps that exist in this release.
-    let mut chosen: BTreeSet<&String> = BTreeSet::new();
-    let mut queue: Vec<String> = Vec::new();
-    let (groups, wanted): (Vec<&String>, Vec<&String>) = wanted.iter().partition(|w| w.starts_with('='));
-    for group in &groups {
-        let dir = format!(
-            "kernel/{}/",
-            group.trim_start_matches('=').trim_matches('/').trim_start_matches("kernel/")
-        );
-        let before = queue.len();
-        queue.extend(deps.keys().filter(|p| p.starts_with(&dir)).map(|p| module_name(p)));
-        if queue.len() == before {
-            bail!(
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KernelModules {
+    modules: Vec<String>,
+    kernel_release: Option<String>,
+    firmware: Vec<String>,
+}
+
+impl BuiltIn for KernelModules {
+    /// The listed modules of the host's kernel; with the image's own kernel, its
+    /// modules are trimmed by a hook instead ([`trim`]).
+    fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
+        let release = match cx.kernel {
+            Some(kernel::Planned::Image) => return Ok(0),
+            Some(kernel::Planned::Host { release, .. }) => release.clone(),
+            None => None,
+        };
+        let autoload = cx.elements.get("module-autoload").is_some();
+        self.copy(tree, cx.element, release, autoload, cx.mtime)
+    }
+
+    fn hooks(&self, cx: &Planning) -> anyhow::Result<Vec<Hook>> {
+        match cx.kernel {
+            Some(kernel::Planned::Image) => Ok(vec![trim::hook(&self.modules, given(&self.kernel_release))?]),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+impl KernelModules {
+    /// Adds the listed modules of one release (`image_release`, the image's kernel's, when
+    /// it has one) with their closure, trimmed module tables, and firmware.
+    fn copy(
+        &self,
+        tree: &mut Tree,
+        element: &str,
+        image_release: Option<String>,
+        autoload: bool,
+        mtime: i64,
+    ) -> anyhow::Result<usize> {
+        let wanted = &self.modules;
+        if wanted.is_empty() {
+            bail!("element `{element}`: param `modules` is empty; list the modules to load, e.g. modules = [\"virtio_net\"]");
+        }
+        let release = match given(&self.kernel_release) {
+            Some(r) => r.to_string(),
+            None => image_release.map_or_else(newest_release, Ok)?,
+        };
+        let root = Path::new("/lib/modules").join(&release);
+        let dep_text = std::fs::read_to_string(root.join("modules.dep")).with_context(|| {
+            format!(
+                "element `{element}`: reading {}/modules.dep; is the kernel package for {release} installed?",
+                root.display()
+            )
+        })?;
+        let deps = parse_dep(&dep_text);
+        let softdeps = std::fs::read_to_string(root.join("modules.softdep"))
+            .map(|t| parse_softdep(&t))
+            .unwrap_or_default();
+        let by_name: BTreeMap<String, &String> = deps.keys().map(|p| (module_name(p), p)).collect();
+
+        // The closure: hard dependencies and the softdeps that exist in this release.
+        let mut chosen: BTreeSet<&String> = BTreeSet::new();
+        let mut queue: Vec<String> = Vec::new();
+        let (groups, wanted): (Vec<&String>, Vec<&String>) = wanted.iter().partition(|w| w.starts_with('='));
+        for group in &groups {
+            let dir = format!(
+                "kernel/{}/",
+                group.trim_start_matches('=').trim_matches('/').trim_start_matches("kernel/")
+            );
+            let before = queue.len();
+            queue.extend(deps.keys().filter(|p| p.starts_with(&dir)).map(|p| module_name(p)));
+            if queue.len() == before {
+                bail!(
                 "element `{element}`: module group `{group}` holds no modules: there is no {}{dir} with modules in it",
                 root.display().to_string() + "/"
             );
+            }
         }
-    }
-    if !groups.is_empty() && !autoload {
-        crate::ui::warning(&format!(
+        if !groups.is_empty() && !autoload {
+            crate::ui::warning(&format!(
             "element `{element}`: the modules of {} are loaded by nothing at boot: add the module-autoload element \
              (it loads what the hardware asks for), or name the modules to load",
             groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
         ));
-    }
-    for w in &wanted {
-        let name = w.replace('-', "_");
-        if !by_name.contains_key(&name) {
-            let hint = suggest(&name, by_name.keys().map(String::as_str))
-                .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
-            bail!("element `{element}`: module `{w}` is not in {}/modules.dep (built into the kernel, or misspelt){hint}", root.display());
         }
-        queue.push(name);
-    }
-    while let Some(name) = queue.pop() {
-        let Some(path) = by_name.get(&name) else { continue };
-        if !chosen.insert(path) {
-            continue;
+        for w in &wanted {
+            let name = w.replace('-', "_");
+            if !by_name.contains_key(&name) {
+                let hint = suggest(&name, by_name.keys().map(String::as_str))
+                    .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+                bail!("element `{element}`: module `{w}` is not in {}/modules.dep (built into the kernel, or misspelt){hint}", root.display());
+            }
+            queue.push(name);
         }
-        queue.extend(deps[*path].iter().map(|d| module_name(d)));
-        queue.extend(softdeps.get(&name).into_iter().flatten().cloned());
-    }
+        while let Some(name) = queue.pop() {
+            let Some(path) = by_name.get(&name) else { continue };
+            if !chosen.insert(path) {
+                continue;
+            }
+            queue.extend(deps[*path].iter().map(|d| module_name(d)));
+            queue.extend(softdeps.get(&name).into_iter().flatten().cloned());
+        }
 
-    // Copy each module, decompressing zstd (busybox insmod reads .ko, .ko.gz and .ko.xz,
-    // not .ko.zst); the trimmed modules.dep names what is in the image.
-    let mut renamed: BTreeMap<&String, String> = BTreeMap::new();
-    let mut count = 0;
-    for path in &chosen {
-        let host = root.join(path);
-        let (image_rel, source) = match path.strip_suffix(".zst") {
-            Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
-            None => (path.to_string(), Source::host(&host)),
+        // Copy each module, decompressing zstd (busybox insmod reads .ko, .ko.gz and .ko.xz,
+        // not .ko.zst); the trimmed modules.dep names what is in the image.
+        let mut renamed: BTreeMap<&String, String> = BTreeMap::new();
+        let mut count = 0;
+        for path in &chosen {
+            let host = root.join(path);
+            let (image_rel, source) = match path.strip_suffix(".zst") {
+                Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
+                None => (path.to_string(), Source::host(&host)),
+            };
+            let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
+            let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}"))?;
+            tree.insert(&at, Entry::file(source, size, 0o644, mtime, element))?;
+            renamed.insert(path, image_rel);
+            count += 1;
+        }
+        let mut dep_out = String::new();
+        for path in &chosen {
+            let ds: Vec<&str> =
+                deps[*path].iter().filter_map(|d| renamed.get(d).map(String::as_str)).collect();
+            dep_out.push_str(&format!(
+                "{}:{}{}\n",
+                renamed[path],
+                if ds.is_empty() { "" } else { " " },
+                ds.join(" ")
+            ));
+        }
+        let names: BTreeSet<String> = chosen.iter().map(|p| module_name(p)).collect();
+        let aliases = std::fs::read_to_string(root.join("modules.alias")).unwrap_or_default();
+        let builtin = std::fs::read_to_string(root.join("modules.builtin")).unwrap_or_default();
+        let builtin_names: BTreeSet<String> = builtin.lines().map(module_name).collect();
+        for missing in missing_transports(&names, &aliases, &builtin_names) {
+            crate::ui::warning(&format!("element `{element}`: {missing}"));
+        }
+        let alias_out: String = aliases
+            .lines()
+            .filter(|l| l.split_whitespace().nth(2).is_some_and(|m| names.contains(&m.replace('-', "_"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let softdep_out: String = std::fs::read_to_string(root.join("modules.softdep"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1).is_some_and(|m| names.contains(&m.replace('-', "_"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        count += firmware(tree, element, &self.firmware, Path::new("/lib/firmware"))?;
+        let mut write = |rel: &str, text: String| -> anyhow::Result<()> {
+            let at = ImagePath::new(rel)?;
+            tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))?;
+            count += 1;
+            Ok(())
         };
-        let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
-        let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}"))?;
-        tree.insert(&at, Entry::file(source, size, 0o644, mtime, element))?;
-        renamed.insert(path, image_rel);
-        count += 1;
+        write(&format!("lib/modules/{release}/modules.dep"), dep_out)?;
+        write(&format!("lib/modules/{release}/modules.alias"), alias_out)?;
+        write(&format!("lib/modules/{release}/modules.softdep"), softdep_out)?;
+        if !builtin.is_empty() {
+            write(&format!("lib/modules/{release}/modules.builtin"), builtin)?;
+        }
+        let load: String = wanted.iter().map(|w| format!("{w}\n")).collect();
+        write("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
+        Ok(count)
     }
-    let mut dep_out = String::new();
-    for path in &chosen {
-        let ds: Vec<&str> = deps[*path].iter().filter_map(|d| renamed.get(d).map(String::as_str)).collect();
-        dep_out.push_str(&format!(
-            "{}:{}{}\n",
-            renamed[path],
-            if ds.is_empty() { "" } else { " " },
-            ds.join(" ")
-        ));
-    }
-    let names: BTreeSet<String> = chosen.iter().map(|p| module_name(p)).collect();
-    let aliases = std::fs::read_to_string(root.join("modules.alias")).unwrap_or_default();
-    let builtin = std::fs::read_to_string(root.join("modules.builtin")).unwrap_or_default();
-    let builtin_names: BTreeSet<String> = builtin.lines().map(module_name).collect();
-    for missing in missing_transports(&names, &aliases, &builtin_names) {
-        crate::ui::warning(&format!("element `{element}`: {missing}"));
-    }
-    let alias_out: String = aliases
-        .lines()
-        .filter(|l| l.split_whitespace().nth(2).is_some_and(|m| names.contains(&m.replace('-', "_"))))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let softdep_out: String = std::fs::read_to_string(root.join("modules.softdep"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split_whitespace().nth(1).is_some_and(|m| names.contains(&m.replace('-', "_"))))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    count += firmware(tree, element, params, Path::new("/lib/firmware"))?;
-    let mut write = |rel: &str, text: String| -> anyhow::Result<()> {
-        let at = ImagePath::new(rel)?;
-        tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))?;
-        count += 1;
-        Ok(())
-    };
-    write(&format!("lib/modules/{release}/modules.dep"), dep_out)?;
-    write(&format!("lib/modules/{release}/modules.alias"), alias_out)?;
-    write(&format!("lib/modules/{release}/modules.softdep"), softdep_out)?;
-    if !builtin.is_empty() {
-        write(&format!("lib/modules/{release}/modules.builtin"), builtin)?;
-    }
-    let load: String = wanted.iter().map(|w| format!("{w}\n")).collect();
-    write("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
-    Ok(count)
 }
 
 /// The buses whose devices appear only through a transport or host controller, and the
@@ -198,11 +235,10 @@ fn missing_transports(chosen: &BTreeSet<String>, aliases: &str, builtin: &BTreeS
     out
 }
 
-/// Firmware only from the allow-list `params.firmware`: paths or globs under the host's
-/// firmware directory, copied by reference to `lib/firmware/` (its bytes are this
-/// element's in the report; `[path."lib/firmware"]` budgets them).
-fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> anyhow::Result<usize> {
-    let patterns: Vec<String> = super::list_param(params, "firmware");
+/// Firmware only from the allow-list `patterns` (the `firmware` param): paths or globs
+/// under the host's firmware directory, copied by reference to `lib/firmware/` (its
+/// bytes are this element's in the report; `[path."lib/firmware"]` budgets them).
+fn firmware(tree: &mut Tree, element: &str, patterns: &[String], host_dir: &Path) -> anyhow::Result<usize> {
     let mut count = 0;
     for pattern in patterns {
         let rel = pattern.trim_start_matches('/').trim_start_matches("lib/firmware/").to_string();
@@ -231,19 +267,6 @@ fn firmware(tree: &mut Tree, element: &str, params: &Value, host_dir: &Path) -> 
         count += found;
     }
     Ok(count)
-}
-
-/// The release of a kernel image: its file name's `vmlinuz-RELEASE`, else the version
-/// string a bzImage carries (boot protocol: offset 0x20e).
-pub fn kernel_release(kernel: &Path) -> Option<String> {
-    if let Some(r) = kernel.file_name()?.to_str()?.strip_prefix("vmlinuz-") {
-        return Some(r.to_string());
-    }
-    let bytes = std::fs::read(kernel).ok()?;
-    let at = u16::from_le_bytes(bytes.get(0x20e..0x210)?.try_into().ok()?) as usize + 0x200;
-    let text = bytes.get(at..at + 128)?;
-    let end = text.iter().position(|b| *b == b' ' || *b == 0)?;
-    Some(String::from_utf8_lossy(&text[..end]).into_owned())
 }
 
 fn newest_release() -> anyhow::Result<String> {
@@ -311,11 +334,11 @@ mod tests {
         std::fs::write(host.path().join("bnx2x/b.fw"), b"bb").unwrap();
         std::fs::write(host.path().join("other.bin"), b"x").unwrap();
         let mut tree = Tree::default();
-        let params = serde_json::json!({ "firmware": ["bnx2x/*.fw"] });
-        assert_eq!(firmware(&mut tree, "kernel-modules", &params, host.path()).unwrap(), 2);
+        let patterns = ["bnx2x/*.fw".to_string()];
+        assert_eq!(firmware(&mut tree, "kernel-modules", &patterns, host.path()).unwrap(), 2);
         let paths: Vec<&str> = tree.iter().filter(|(_, e)| e.size() > 0).map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["lib/firmware/bnx2x/a.fw", "lib/firmware/bnx2x/b.fw"]);
-        let missing = serde_json::json!({ "firmware": ["nope/*"] });
+        let missing = ["nope/*".to_string()];
         let e = firmware(&mut tree, "kernel-modules", &missing, host.path()).unwrap_err().to_string();
         assert!(e.starts_with("element `kernel-modules`: firmware `nope/*` matches nothing under "), "{e}");
     }

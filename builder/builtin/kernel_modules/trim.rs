@@ -1,35 +1,30 @@
-//! The `kernel-modules` element on an image that boots its own kernel (`kernel =
+//! `kernel-modules` on an image that boots its own kernel (`kernel =
 //! "image"`): the image installed the kernel with all its modules, so instead of copying
 //! modules from the host the element keeps only the listed ones (names and dracut-style
 //! `=dir` groups, with everything they need) and drops the rest. That is one
 //! `finalise.d/99-kernel-modules` hook, run inside the image with its own `modprobe` and
 //! `depmod`, which lists what it dropped for the report.
 
-use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
 
-use super::hooks::Hook;
+use crate::element::hooks::{Harvest, Harvested, Hook, IN_IMAGE};
 use crate::io::source::Source;
+use crate::path::ImagePath;
+use crate::tree::Tree;
+use crate::trimmed::Trimmed;
 
 /// The hook's name, and where it lists the modules it dropped (in the hooks directory,
 /// never in the image): one image path a line.
-pub const HOOK: &str = "99-kernel-modules";
-pub const DROPPED: &str = "smelt-modules-dropped";
+const HOOK: &str = "99-kernel-modules";
+const DROPPED: &str = "smelt-modules-dropped";
 /// Where it lists the groups this kernel has no directory for (a cloud kernel has no
 /// `drivers/usb`): a warning, so one list serves several kernels.
-pub const MISSING: &str = "smelt-modules-missing";
+const MISSING: &str = "smelt-modules-missing";
 
-/// The trim hook for the `kernel-modules` params `params`.
-pub fn hook(params: &std::collections::BTreeMap<String, Value>) -> anyhow::Result<Hook> {
-    let list = |key: &str| -> Vec<String> {
-        match params.get(key) {
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-            Some(Value::String(s)) => {
-                s.split([' ', ',']).filter(|w| !w.is_empty()).map(String::from).collect()
-            }
-            _ => Vec::new(),
-        }
-    };
-    let wanted = list("modules");
+/// The trim hook keeping `wanted` (the `modules` param) of the kernel `release` (the
+/// newest the image has when not given).
+pub fn hook(wanted: &[String], release: Option<&str>) -> anyhow::Result<Hook> {
     if wanted.is_empty() {
         anyhow::bail!(
             "element `kernel-modules`: param `modules` is empty; with kernel = \"image\" it lists what to keep of \
@@ -44,13 +39,13 @@ pub fn hook(params: &std::collections::BTreeMap<String, Value>) -> anyhow::Resul
     let groups: Vec<String> =
         groups.iter().map(|g| g.trim_start_matches('=').trim_matches('/').to_string()).collect();
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-    let release = params.get("kernel-release").and_then(Value::as_str).unwrap_or("");
+    let release = release.unwrap_or("");
     let script = format!(
         r#"#!/bin/sh
 # Keeps of the image's kernel modules only those listed (with what they need) and drops
 # the rest; written by smelt's kernel-modules element (kernel = "image").
 set -eu
-work=/tmp/in_target.d
+work={IN_IMAGE}
 rm -f "$work/{MISSING}"
 rel='{release}'
 names='{names}'
@@ -99,5 +94,45 @@ for m in $names; do echo "$m" >> /etc/modules-load.d/smelt.conf; done
         name: HOOK.into(),
         element: "kernel-modules".into(),
         script: Source::Bytes(script.into_bytes().into()),
+        harvest: Some(Arc::new(Dropped)),
     })
+}
+
+/// What the trim dropped, read back for the report, with the bytes the tree holds of
+/// them before the removal is applied.
+#[derive(Debug)]
+struct Dropped;
+
+impl Harvest for Dropped {
+    fn before(&self, hook: &Hook, left: &Path, tree: &Tree, out: &mut Harvested) -> anyhow::Result<()> {
+        if let Ok(missing) = std::fs::read_to_string(left.join(MISSING)) {
+            let groups: Vec<&str> = missing.lines().collect();
+            out.warnings.push(format!(
+                "element `{}`: this kernel has no modules under {}; nothing kept for them",
+                hook.element,
+                groups.join(", ")
+            ));
+        }
+        let Ok(text) = std::fs::read_to_string(left.join(DROPPED)) else { return Ok(()) };
+        let paths: Vec<String> = text.lines().map(String::from).collect();
+        let bytes = paths
+            .iter()
+            .filter_map(|p| ImagePath::new(p).ok().and_then(|p| tree.resolve_parents(&p).ok()))
+            .filter_map(|p| tree.get(&p).map(|e| e.size()))
+            .sum();
+        out.notes.push(format!(
+            "{}: dropped {} of the image's modules not listed ({}); report.json names them",
+            hook.element,
+            paths.len(),
+            crate::config::size::human(bytes)
+        ));
+        out.trimmed.push(Trimmed {
+            element: hook.element.clone(),
+            rule: "modules of the image's kernel not listed in `modules`".into(),
+            files: paths.len(),
+            bytes,
+            paths,
+        });
+        Ok(())
+    }
 }
