@@ -27,8 +27,8 @@ fn unknown_keys_are_all_reported_with_their_place() {
     let r = dir.smelt(&["build", "image.toml"]).fails(1);
     assert_eq!(
         r.stderr,
-        "error: unknown key `compresion` in [image]\n  --> image.toml:4:1\n  |\n4 | compresion = \"xz\"\n  | ^\n  = help: remove it or check its spelling; the README lists every key\n\
-         \nerror: unknown key `extra` in [image]\n  --> image.toml:6:8\n  |\n6 | [image.extra]\n  |        ^\n  = help: remove it or check its spelling; the README lists every key\n\
+        "error: unknown key `compresion` in [image]\n  --> image.toml:4:1\n  |\n4 | compresion = \"xz\"\n  | ^\n  = help: remove it or check its spelling; the reference in docs/ lists every key\n\
+         \nerror: unknown key `extra` in [image]\n  --> image.toml:6:8\n  |\n6 | [image.extra]\n  |        ^\n  = help: remove it or check its spelling; the reference in docs/ lists every key\n\
          2 errors in input\n"
     );
 }

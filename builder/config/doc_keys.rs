@@ -1,11 +1,26 @@
-//! Tests that the README documents every key the input files take: the keys come from
-//! the serde types themselves (the field list serde hands a deserializer), so a key
-//! added to the code and not to the README fails a test.
+//! Tests that the reference in `docs/` documents every key the input files take: the
+//! keys come from the serde types themselves (the field list serde hands a
+//! deserializer), so a key added to the code and not to the reference fails a test.
 
 use serde::de::{self, Deserialize, Visitor};
 
-/// The README, where every key is documented.
-pub const README: &str = include_str!("../../README.md");
+/// A page of the reference: its path in the repository and its text.
+#[derive(Clone, Copy)]
+pub struct Doc {
+    pub path: &'static str,
+    pub text: &'static str,
+}
+
+macro_rules! doc {
+    ($path:literal) => {
+        Doc { path: $path, text: include_str!(concat!("../../", $path)) }
+    };
+}
+
+pub const IMAGE: Doc = doc!("docs/image-toml.md");
+pub const CLIENT: Doc = doc!("docs/client-toml.md");
+pub const ELEMENTS: Doc = doc!("docs/elements.md");
+pub const BUDGET: Doc = doc!("docs/size-budget.md");
 
 /// The keys of `T`'s fields, as they are spelled in the file (after renames).
 pub fn keys<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
@@ -14,26 +29,27 @@ pub fn keys<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     recorder.0.expect("a struct with named fields")
 }
 
-/// The README from `heading` up to the next heading of the same level.
-pub fn section(heading: &str) -> &'static str {
-    let start = README.find(heading).unwrap_or_else(|| panic!("README has no `{heading}`"));
+/// The page from `heading` up to the next heading of the same level.
+pub fn section(doc: Doc, heading: &str) -> &'static str {
+    let text = doc.text;
+    let start = text.find(heading).unwrap_or_else(|| panic!("{} has no `{heading}`", doc.path));
     let level = heading.chars().take_while(|&c| c == '#').count();
-    let next = README[start + heading.len()..]
+    let next = text[start + heading.len()..]
         .match_indices('\n')
         .map(|(i, _)| start + heading.len() + i + 1)
         .find(|&i| {
-            let line = &README[i..];
+            let line = &text[i..];
             line.starts_with('#') && line.chars().take_while(|&c| c == '#').count() <= level
         })
-        .unwrap_or(README.len());
-    &README[start..next]
+        .unwrap_or(text.len());
+    &text[start..next]
 }
 
-/// Asserts the README's section under `heading` documents every key in `keys`.
-pub fn assert_documented(heading: &str, keys: &[&[&str]]) {
-    let text = section(heading);
+/// Asserts the page's section under `heading` documents every key in `keys`.
+pub fn assert_documented(doc: Doc, heading: &str, keys: &[&[&str]]) {
+    let text = section(doc, heading);
     for key in keys.concat() {
-        assert!(documents(text, key), "`{key}` is not in the README's {heading} section");
+        assert!(documents(text, key), "`{key}` is not in {}'s {heading} section", doc.path);
     }
 }
 

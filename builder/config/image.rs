@@ -321,16 +321,16 @@ pub fn unknown_param_tables(file: &TomlFile, image: &Image, known: &[&str]) -> V
 mod tests {
     use super::*;
 
-    /// `unknown key` errors send users to the README: it must list exactly these keys.
+    /// `unknown key` errors send users to the reference: it must list exactly these keys.
     #[test]
-    fn the_readme_table_lists_every_image_key_and_no_other() {
-        use crate::config::doc_keys::{assert_documented, keys, section};
-        let text = section("## image.toml");
+    fn the_reference_table_lists_every_image_key_and_no_other() {
+        use crate::config::doc_keys::{assert_documented, keys, section, IMAGE};
+        let text = section(IMAGE, "# image.toml");
         let table: std::collections::BTreeSet<&str> =
             text.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
         let code: std::collections::BTreeSet<&str> = keys::<RawImage>().iter().copied().collect();
         assert_eq!(table, code);
-        assert_documented("## image.toml", &[keys::<RawFile>(), keys::<RawSecrets>()]);
+        assert_documented(IMAGE, "# image.toml", &[keys::<RawFile>(), keys::<RawSecrets>()]);
     }
 
     fn parse(text: &str) -> Result<Image, Diagnostics> {

@@ -115,7 +115,7 @@ impl TomlFile {
         self.diagnostic(
             self.key_span(&keys),
             format!("unknown key `{}` {place}", key[0]),
-            Some("remove it or check its spelling; the README lists every key".into()),
+            Some("remove it or check its spelling; the reference in docs/ lists every key".into()),
         )
     }
 

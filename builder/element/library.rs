@@ -222,20 +222,22 @@ mod tests {
         assert_eq!(choices, crate::network::RENDERERS);
     }
 
-    /// Every built-in element has a row in the README's table naming each of its params.
+    /// Every built-in element has a row in the reference's table naming each of its
+    /// params.
     #[test]
-    fn the_readme_lists_every_built_in_element_and_its_params() {
-        use crate::config::doc_keys::section;
-        let table = section("### Built-in elements");
+    fn the_reference_lists_every_built_in_element_and_its_params() {
+        use crate::config::doc_keys::{section, ELEMENTS};
+        let table = section(ELEMENTS, "## Built-in elements");
         let lib = Library::new(&[], None);
         for (name, _) in lib.names() {
             let row = table.lines().find(|l| l.starts_with(&format!("| `{name}` |")));
-            let row = row.unwrap_or_else(|| panic!("the README has no row for built-in element `{name}`"));
+            let row =
+                row.unwrap_or_else(|| panic!("docs/elements.md has no row for built-in element `{name}`"));
             let params = row.rsplit(" | ").next().unwrap_or_default();
             for param in lib.load(&name).unwrap().unwrap().manifest.params.keys() {
                 assert!(
                     params.contains(&format!("`{param}`")),
-                    "README: `{name}` does not list its param `{param}`"
+                    "docs/elements.md: `{name}` does not list its param `{param}`"
                 );
             }
         }

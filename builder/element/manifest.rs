@@ -353,8 +353,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_readme_documents_every_element_toml_key() {
-        use crate::config::doc_keys::{assert_documented, keys};
+    fn the_reference_documents_every_element_toml_key() {
+        use crate::config::doc_keys::{assert_documented, keys, ELEMENTS};
         let all = [
             keys::<RawManifest>(),
             keys::<RawParam>(),
@@ -362,7 +362,7 @@ mod tests {
             keys::<RawDevice>(),
             keys::<RawPermission>(),
         ];
-        assert_documented("## Elements", &all);
+        assert_documented(ELEMENTS, "# Elements", &all);
     }
 
     #[test]

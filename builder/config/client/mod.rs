@@ -146,10 +146,11 @@ mod tests {
     use super::raw::*;
 
     #[test]
-    fn the_readme_documents_every_client_key() {
-        use crate::config::doc_keys::{assert_documented, keys};
+    fn the_reference_documents_every_client_key() {
+        use crate::config::doc_keys::{assert_documented, keys, CLIENT};
         assert_documented(
-            "## Client inventories and per-node networking",
+            CLIENT,
+            "# client.toml",
             &[
                 keys::<RawFile>(),
                 keys::<RawClient>(),
