@@ -6,7 +6,7 @@ use crate::util::{member, sh, Dir, Image};
 #[test]
 fn an_offline_rebuild_without_network_gives_the_same_bytes() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     dir.image(
         &Image::new("deb", &["base-debian", "init"]).params("base-debian", "packages = [\"iproute2\"]"),
     );
@@ -130,7 +130,7 @@ fn base_rootfs_keeps_what_the_tarball_records() {
 #[test]
 fn dib_elements_run_unchanged() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     dir.write("elements/dib-app/element-deps", "base-debian\n");
     dir.write("elements/dib-app/element-provides", "app-runtime\n");
     dir.write("elements/dib-app/environment.d/10-app.bash", "export APP_GREETING='hello from dib-app'\n");

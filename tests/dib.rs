@@ -96,7 +96,7 @@ fn elements_of_ours(dir: &Dir) {
 #[test]
 fn dib_elements_from_the_wheel_run_unchanged_on_base_debian() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     elements_of_ours(&dir);
     dir.image(
         &Image::new(
@@ -266,7 +266,7 @@ fn elements_list_shows_dib_elements_with_their_phases() {
 /// rpm database in the image lists them, and an offline rebuild gives the same bytes.
 fn rpms_install_from_a_local_repository(distro: &str, manager: &str, repos: &str) {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     let top = dir.path("rpmbuild");
     for (name, text) in [("smelt-hello", "hello"), ("smelt-world", "world")] {
         dir.write(
@@ -362,7 +362,7 @@ fn dnf_installs_rpms_for_the_red_hat_family() {
 #[test]
 fn a_hook_that_makes_dibs_own_ramdisk_runs_with_smelts_cpio() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     // What a Debian kernel package leaves in /boot, for DIB's select_boot_kernel_initrd.
     dir.write("elements/our-kernel/element-deps", "");
     dir.write("elements/our-kernel/root/boot/vmlinuz-6.1.0-99-amd64", "a kernel\n");

@@ -65,7 +65,7 @@ fn runner(dir: &Dir) -> PathBuf {
 
 #[test]
 fn the_bundled_kit_runs_its_playbook_from_a_read_only_cd_on_a_node_without_python() {
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     field_kit(&dir, "bundled").ok();
     let iso = dir.path("out/fieldkit.iso");
     // The example stores its files compressed (zisofs), which the guest's kernel reads
@@ -87,7 +87,7 @@ fn the_bundled_kit_runs_its_playbook_from_a_read_only_cd_on_a_node_without_pytho
         "-cdrom",
         iso.to_str().unwrap(),
     ];
-    let console = qemu_sized(1024, 900, &args);
+    let console = qemu_sized(1024, 2400, &args);
     let release = k.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
     for want in [
         "fieldkit: mounted read-only at /media/kit-".to_string(),
@@ -107,7 +107,7 @@ fn the_bundled_kit_runs_its_playbook_from_a_read_only_cd_on_a_node_without_pytho
 #[test]
 fn the_system_kit_runs_from_a_copy_on_the_build_host() {
     assert!(Path::new("/usr/bin/python3").exists(), "needs Debian's python3: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     field_kit(&dir, "system").ok();
     let copy = dir.path("elsewhere/kit");
     let dest = dir.path("settings");
@@ -135,7 +135,7 @@ fn the_system_kit_runs_from_a_copy_on_the_build_host() {
 /// rule and the `keep` line that would bring the package back.
 #[test]
 fn a_trim_that_breaks_the_kit_fails_naming_the_rule_and_the_keep_line() {
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     sh(&format!("cp -r {}/examples/fieldkit/. {}", env!("CARGO_MANIFEST_DIR"), dir.path("").display()));
     let image = std::fs::read_to_string(dir.path("image.toml")).unwrap().replace(
         "remove = [\"lib/python*/site-packages/ansible_test\", \"bin/ansible-test\"]",

@@ -155,8 +155,10 @@ impl Booted {
             "-smp", "2", "-kernel", &kernel, "-initrd", &initrd, "-append", &append, "-netdev", &netdev,
             "-device", &nic, "-drive", &disk,
         ];
-        let mut guest = Guest::start(2048, 1200, &dir.path("serial.log"), &args);
-        let beat = guest.wait_for(900, || stub.find("POST", "/v1/heartbeat/").is_some());
+        let mut guest = Guest::start(2048, 3000, &dir.path("serial.log"), &args);
+        // Hardware inspection under TCG can be quiet on the console for a while.
+        guest.quiet = std::time::Duration::from_secs(600);
+        let beat = guest.wait_for(2400, || stub.find("POST", "/v1/heartbeat/").is_some());
         assert!(
             beat,
             "no heartbeat; requests {:?}\nconsole:\n{}",
@@ -226,7 +228,7 @@ fn copy_example(dir: &Dir) {
 #[test]
 fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     copy_example(&dir);
     deploy_step_element(&dir);
     let image = std::fs::read_to_string(dir.path("image.toml")).unwrap();
@@ -367,7 +369,7 @@ fn requirements_repo() -> String {
 #[test]
 fn ironic_python_agent_builders_elements_build_a_ramdisk_that_talks_to_ironic() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the first bootstrap needs root: run tests/run.sh as root");
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     dir.write(
         "image.toml",
         "[image]\nname = \"ipa\"\nelements = [\"base-debian\", \"ironic-python-agent-ramdisk\", \

@@ -77,7 +77,7 @@ fn boot_all(dir: &Dir, tree: &Path, ways: &[Way]) -> Vec<String> {
             .iter()
             .map(|(name, bootfile, macs, uefi, want)| {
                 let args = pxe(dir, tree, bootfile, macs, *uefi);
-                s.spawn(move || boot_until(dir, name, &args, want, 300))
+                s.spawn(move || boot_until(dir, name, &args, want, 900))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

@@ -7,7 +7,7 @@ use crate::util::{sh, Dir};
 
 #[test]
 fn a_trimmed_venv_runs_its_entry_point_from_anywhere() {
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     let venv = dir.path("build/venv");
     sh(&format!(
         "python3 -m venv {v} && {v}/bin/pip install -q --disable-pip-version-check cowsay==6.1",

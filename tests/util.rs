@@ -4,14 +4,23 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub struct Dir {
     pub tmp: tempfile::TempDir,
+    /// Its builds hold both cores ([`Slot::heavy`]).
+    heavy: bool,
 }
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir { tmp: tempfile::Builder::new().prefix("smelt-test-").tempdir().unwrap() }
+        Dir { tmp: tempfile::Builder::new().prefix("smelt-test-").tempdir().unwrap(), heavy: false }
+    }
+
+    /// A directory whose builds are heavy (a bootstrap, package installs, pip, DIB's
+    /// elements): each smelt run holds both cores, so no QEMU guest shares them.
+    pub fn heavy() -> Dir {
+        Dir { heavy: true, ..Dir::new() }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -42,6 +51,7 @@ impl Dir {
 
     /// Runs smelt with `args` and extra environment variables.
     pub fn smelt_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let _cores = self.heavy.then(Slot::heavy);
         let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
             .args(args)
             .current_dir(self.tmp.path())
@@ -74,6 +84,7 @@ impl Dir {
     /// namespace with no network at all (`unshare -n`); fails the test if it fails.
     #[track_caller]
     pub fn build_offline(&self, extra: &[&str], env: &[(&str, &str)]) {
+        let _cores = self.heavy.then(Slot::heavy);
         let out = Command::new("unshare")
             .args([
                 "-n",
@@ -156,8 +167,80 @@ pub fn kernel() -> PathBuf {
     kernels.pop().expect("no /boot/vmlinuz-*: run tests/run.sh as root to install linux-image-cloud-amd64")
 }
 
-static QEMU_SLOTS: Mutex<u32> = Mutex::new(0);
-static QEMU_FREE: Condvar = Condvar::new();
+/// The machine's two cores, shared by what loads them: a QEMU guest (TCG, one vCPU)
+/// holds one, a heavy step — a Debian bootstrap, a pip install, a build that runs
+/// hooks — holds both, since it uses every core it gets. So a guest never shares the
+/// machine with a heavy step, and runs at the speed its time limits assume. Waiters
+/// are served in the order they asked, so none waits forever.
+pub struct Slot {
+    weight: u32,
+}
+
+const CORES: u32 = 2;
+
+struct Cores {
+    free: u32,
+    /// Tickets of the waiters, first come first.
+    queue: std::collections::VecDeque<u64>,
+    next: u64,
+}
+
+static CORES_STATE: Mutex<Cores> =
+    Mutex::new(Cores { free: CORES, queue: std::collections::VecDeque::new(), next: 0 });
+static CORES_FREED: Condvar = Condvar::new();
+
+thread_local! {
+    /// What this thread holds already: a heavy step that boots a guest holds on.
+    static HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl Slot {
+    /// Both cores, for a heavy step; held until dropped.
+    pub fn heavy() -> Slot {
+        Slot::take(CORES)
+    }
+
+    /// One core, for a QEMU guest.
+    pub fn guest() -> Slot {
+        Slot::take(1)
+    }
+
+    fn take(weight: u32) -> Slot {
+        let need = weight.saturating_sub(HELD.get());
+        if need == 0 {
+            return Slot { weight: 0 };
+        }
+        let mut cores = CORES_STATE.lock().unwrap();
+        let ticket = cores.next;
+        cores.next += 1;
+        cores.queue.push_back(ticket);
+        while cores.queue.front() != Some(&ticket) || cores.free < need {
+            cores = CORES_FREED.wait(cores).unwrap();
+        }
+        cores.queue.pop_front();
+        cores.free -= need;
+        drop(cores);
+        // The next in line may fit in what is left.
+        CORES_FREED.notify_all();
+        HELD.set(HELD.get() + need);
+        Slot { weight: need }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.weight == 0 {
+            return;
+        }
+        HELD.set(HELD.get() - self.weight);
+        CORES_STATE.lock().unwrap().free += self.weight;
+        CORES_FREED.notify_all();
+    }
+}
+
+/// How long a guest may print nothing before it is taken for hung and stopped. Under
+/// TCG the quietest stretch seen is a Python program starting (tens of seconds).
+pub const QUIET: Duration = Duration::from_secs(300);
 
 /// Boots `initrd` with the host kernel under TCG and returns the serial console.
 pub fn boot(initrd: &Path, append: &str) -> String {
@@ -195,61 +278,52 @@ pub fn nics(macs: &[&str]) -> Vec<String> {
 }
 
 /// Runs QEMU (TCG, 512 MiB, serial on stdout, no reboot) with `args` and returns what
-/// the guest printed. At most two guests run at once: the machine has two cores.
+/// the guest printed. It holds a core ([`Slot::guest`]) while it runs.
 pub fn qemu<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    qemu_sized(512, 180, args)
+    qemu_sized(512, 600, args)
 }
 
-/// As [`qemu`], with `mib` of RAM and `seconds` before the guest is stopped.
-pub fn qemu_sized<S: AsRef<std::ffi::OsStr>>(mib: u32, seconds: u32, args: &[S]) -> String {
-    {
-        let mut busy = QEMU_SLOTS.lock().unwrap();
-        while *busy >= 2 {
-            busy = QEMU_FREE.wait(busy).unwrap();
-        }
-        *busy += 1;
-    }
-    let (mib, seconds) = (mib.to_string(), seconds.to_string());
-    let out = Command::new("timeout")
-        .args([
-            seconds.as_str(),
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            mib.as_str(),
-            "-nographic",
-            "-no-reboot",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    *QEMU_SLOTS.lock().unwrap() -= 1;
-    QEMU_FREE.notify_one();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// As [`qemu`], with `mib` of RAM, stopped once it has printed nothing for [`QUIET`]
+/// or after `ceiling` seconds in all.
+pub fn qemu_sized<S: AsRef<std::ffi::OsStr>>(mib: u32, ceiling: u32, args: &[S]) -> String {
+    let serial = tempfile::NamedTempFile::new().unwrap();
+    // What the guest printed only: QEMU's own messages go elsewhere.
+    let mut guest = Guest::spawn(mib, ceiling, serial.path(), args, false);
+    guest.wait_for(u64::from(ceiling), || false);
+    guest.stop();
+    guest.console()
 }
 
-/// A QEMU guest left running while the test talks to it (TCG, serial console to a
-/// file), holding one of the two QEMU slots until dropped, which stops it.
+/// A QEMU guest (TCG, serial console to a file) holding a core ([`Slot::guest`]) until
+/// dropped, which stops it.
 pub struct Guest {
     child: std::process::Child,
     pub serial: PathBuf,
+    /// How long it may print nothing before it is taken for hung ([`QUIET`]).
+    pub quiet: Duration,
+    _core: Slot,
 }
 
 impl Guest {
-    /// Starts QEMU with `mib` of RAM, stopped after `seconds` at the latest.
-    pub fn start<S: AsRef<std::ffi::OsStr>>(mib: u32, seconds: u32, serial: &Path, args: &[S]) -> Guest {
-        {
-            let mut busy = QEMU_SLOTS.lock().unwrap();
-            while *busy >= 2 {
-                busy = QEMU_FREE.wait(busy).unwrap();
-            }
-            *busy += 1;
-        }
+    /// Starts QEMU with `mib` of RAM, stopped after `ceiling` seconds at the latest;
+    /// the serial console and QEMU's own messages go to `serial`.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(mib: u32, ceiling: u32, serial: &Path, args: &[S]) -> Guest {
+        Guest::spawn(mib, ceiling, serial, args, true)
+    }
+
+    fn spawn<S: AsRef<std::ffi::OsStr>>(
+        mib: u32,
+        ceiling: u32,
+        serial: &Path,
+        args: &[S],
+        qemu_too: bool,
+    ) -> Guest {
+        let core = Slot::guest();
         let log = std::fs::File::create(serial).unwrap();
+        let stderr = if qemu_too { log.try_clone().unwrap().into() } else { std::process::Stdio::null() };
         let child = Command::new("timeout")
             .args([
-                seconds.to_string().as_str(),
+                ceiling.to_string().as_str(),
                 "qemu-system-x86_64",
                 "-accel",
                 "tcg",
@@ -259,11 +333,11 @@ impl Guest {
             .args(["-m", mib.to_string().as_str()])
             .args(args)
             .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(log)
+            .stderr(stderr)
             .spawn()
             .unwrap();
-        Guest { child, serial: serial.to_path_buf() }
+        Guest { child, serial: serial.to_path_buf(), quiet: QUIET, _core: core }
     }
 
     /// What the guest printed so far.
@@ -271,30 +345,53 @@ impl Guest {
         String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
     }
 
-    /// Waits until `done` holds (checked every two seconds) or `seconds` pass; returns
-    /// whether it held.
-    pub fn wait_for(&mut self, seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        while std::time::Instant::now() < until {
+    /// Waits until `done` holds (checked every second), the guest exits, it has printed
+    /// nothing for `quiet` (it hung: a note is added to its console), or `ceiling`
+    /// seconds pass; returns whether `done` held.
+    pub fn wait_for(&mut self, ceiling: u64, mut done: impl FnMut() -> bool) -> bool {
+        let started = Instant::now();
+        let (mut printed, mut last) = (0, Instant::now());
+        while started.elapsed() < Duration::from_secs(ceiling) {
             if done() {
                 return true;
             }
             if self.child.try_wait().unwrap().is_some() {
                 return done();
             }
-            std::thread::sleep(std::time::Duration::from_secs(2));
+            let now = std::fs::metadata(&self.serial).map_or(0, |m| m.len());
+            if now != printed {
+                (printed, last) = (now, Instant::now());
+            } else if last.elapsed() > self.quiet {
+                self.note(&format!("stopped: printed nothing for {} s", self.quiet.as_secs()));
+                return done();
+            }
+            std::thread::sleep(Duration::from_secs(1));
         }
-        false
+        self.note(&format!("stopped: still running after {ceiling} s"));
+        done()
+    }
+
+    /// Adds a line of the test's own to the console log.
+    fn note(&self, what: &str) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.serial) {
+            let _ = writeln!(f, "\n[test: {what}]");
+        }
+    }
+
+    /// Stops the guest: SIGTERM, which `timeout` passes on to QEMU (a SIGKILL would
+    /// orphan it).
+    fn stop(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        // SIGTERM, which `timeout` passes on to QEMU (a SIGKILL would orphan it).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        *QEMU_SLOTS.lock().unwrap() -= 1;
-        QEMU_FREE.notify_one();
+        self.stop();
     }
 }
 
@@ -392,7 +489,7 @@ pub fn text_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
 /// A directory made once by `make` and kept between test runs (under cargo's
 /// `target/tmp`): downloads such as a venv from PyPI. Made under a lock, in a temporary
 /// directory renamed into place, so parallel tests wait for one another and a failed
-/// attempt leaves nothing.
+/// attempt leaves nothing; and holding both cores ([`Slot::heavy`]).
 pub fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
     use std::os::fd::AsRawFd;
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
@@ -403,7 +500,10 @@ pub fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
     if !dir.exists() {
         let partial = root.join(format!("{name}.partial"));
         let _ = std::fs::remove_dir_all(&partial);
+        // Downloads and installs load the machine: no guest shares it with them.
+        let cores = Slot::heavy();
         make(&partial);
+        drop(cores);
         std::fs::rename(&partial, &dir).unwrap();
     }
     dir
