@@ -67,7 +67,6 @@ fn collect(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<BTreeMap<&'static str, Phase>> {
     let mut phases: BTreeMap<&'static str, Phase> = BTreeMap::new();
-    let arch = crate::platform::arch();
     for e in elements {
         for p in &e.manifest.packages {
             phases.entry("install.d").or_default().install.push((e.name.clone(), p.clone()));
@@ -83,62 +82,21 @@ fn collect(
         let Some(Yaml::Hash(entries)) = docs.into_iter().next() else { continue };
         for (name, spec) in entries {
             let Some(name) = name.as_str() else { continue };
-            let get = |key: &str| match &spec {
-                Yaml::Hash(h) => h.get(&Yaml::String(key.into())).cloned(),
-                _ => None,
-            };
-            let phase_name =
-                get("phase").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| "install.d".into());
-            let Some(phase) = PHASES.iter().map(|(p, _)| *p).find(|p| *p == phase_name) else {
-                anyhow::bail!(
-                    "element `{}`: package-installs.yaml: {name}: unknown phase `{phase_name}`",
-                    e.name
-                );
-            };
-            if let Some(archs) = get("arch").and_then(|v| v.as_str().map(String::from)) {
-                let wanted: Vec<&str> = archs.split(',').map(str::trim).collect();
-                if !wanted.contains(&arch) {
-                    continue;
-                }
-            }
-            if let Some(archs) = get("not-arch").and_then(|v| v.as_str().map(String::from)) {
-                if archs.split(',').map(str::trim).any(|a| a == arch) {
-                    continue;
-                }
-            }
-            // `when`: one condition or a list of them, all of which must hold.
-            let conditions: Vec<String> = match get("when") {
-                Some(Yaml::Array(list)) => list.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
-                Some(Yaml::String(c)) => vec![c],
-                _ => Vec::new(),
-            };
-            if !conditions.iter().all(|c| holds(c, env)) {
-                continue;
-            }
-            // `dib_python_version: 2` entries are for images with Python 2.
-            let py = get("dib_python_version").map(|v| match v {
-                Yaml::Integer(i) => i.to_string(),
-                other => other.as_str().unwrap_or_default().to_string(),
-            });
-            if py.is_some_and(|v| Some(v) != env("DIB_PYTHON_VERSION")) {
-                continue;
-            }
+            let Some((phase, how)) = entry(&e.name, name, &spec, env)? else { continue };
             let mapped = mapped(&map, family, name);
             if mapped.trim().is_empty() {
                 continue; // pkg-map says this family has no such package
             }
-            let uninstall = get("uninstall").and_then(|v| v.as_bool()).unwrap_or(false);
-            let build_only = get("build-only").and_then(|v| v.as_bool()).unwrap_or(false);
             let list = phases.entry(phase).or_default();
             let asked = (e.name.clone(), mapped);
-            if uninstall {
-                list.uninstall.push(asked);
-            } else if build_only {
-                // Installed for the phase's hooks, removed when they are done.
-                list.install.push(asked.clone());
-                list.uninstall.push(asked);
-            } else {
-                list.install.push(asked);
+            match how {
+                How::Install => list.install.push(asked),
+                How::Uninstall => list.uninstall.push(asked),
+                How::BuildOnly => {
+                    // Installed for the phase's hooks, removed when they are done.
+                    list.install.push(asked.clone());
+                    list.uninstall.push(asked);
+                }
             }
         }
     }
@@ -152,6 +110,65 @@ fn collect(
         p.uninstall.retain(|(_, n)| !kept.contains(n));
     }
     Ok(phases)
+}
+
+/// What an entry of package-installs.yaml asks of its package.
+enum How {
+    Install,
+    Uninstall,
+    /// Installed for the phase's hooks, removed when they are done.
+    BuildOnly,
+}
+
+/// One entry of `element`'s package-installs.yaml: its phase and what it asks, or
+/// `None` when it is not for this image (`arch`, `not-arch`, `when`,
+/// `dib_python_version`).
+fn entry(
+    element: &str,
+    name: &str,
+    spec: &Yaml,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<(&'static str, How)>> {
+    let get = |key: &str| match spec {
+        Yaml::Hash(h) => h.get(&Yaml::String(key.into())).cloned(),
+        _ => None,
+    };
+    let text = |key: &str| get(key).and_then(|v| v.as_str().map(String::from));
+    let phase_name = text("phase").unwrap_or_else(|| "install.d".into());
+    let Some(phase) = PHASES.iter().map(|(p, _)| *p).find(|p| *p == phase_name) else {
+        anyhow::bail!("element `{element}`: package-installs.yaml: {name}: unknown phase `{phase_name}`");
+    };
+    let arch = crate::platform::arch();
+    if text("arch").is_some_and(|archs| !archs.split(',').map(str::trim).any(|a| a == arch)) {
+        return Ok(None);
+    }
+    if text("not-arch").is_some_and(|archs| archs.split(',').map(str::trim).any(|a| a == arch)) {
+        return Ok(None);
+    }
+    // `when`: one condition or a list of them, all of which must hold.
+    let conditions: Vec<String> = match get("when") {
+        Some(Yaml::Array(list)) => list.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
+        Some(Yaml::String(c)) => vec![c],
+        _ => Vec::new(),
+    };
+    if !conditions.iter().all(|c| holds(c, env)) {
+        return Ok(None);
+    }
+    // `dib_python_version: 2` entries are for images with Python 2.
+    let py = get("dib_python_version").map(|v| match v {
+        Yaml::Integer(i) => i.to_string(),
+        other => other.as_str().unwrap_or_default().to_string(),
+    });
+    if py.is_some_and(|v| Some(v) != env("DIB_PYTHON_VERSION")) {
+        return Ok(None);
+    }
+    let flag = |key: &str| get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+    let how = match (flag("uninstall"), flag("build-only")) {
+        (true, _) => How::Uninstall,
+        (false, true) => How::BuildOnly,
+        (false, false) => How::Install,
+    };
+    Ok(Some((phase, how)))
 }
 
 fn file_text(e: &Element, name: &str) -> anyhow::Result<Option<String>> {

@@ -142,135 +142,25 @@ impl Image {
 pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     let raw: RawFile = file.parse()?;
     let r = raw.image;
-    let mut errs: Vec<Diagnostic> = Vec::new();
-
-    if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        errs.push(file.error_at(
-            &["image", "name"],
-            format!("image name `{}` cannot be used as a file name stem", r.name),
-            Some("use letters, digits, `.`, `_` and `-` only".into()),
-        ));
-    }
-    // Config drives are made from the inventory alone; every other output packs the tree.
+    let mut c = Checker { file, errs: Vec::new() };
+    c.name(&r.name);
     let named = r.outputs.clone().unwrap_or_else(|| vec!["initramfs".into()]);
-    if r.elements.is_empty() && named.iter().any(|o| o != "config-drive") {
-        errs.push(file.error_at(
-            &["image", "elements"],
-            "the image lists no elements",
-            Some("only config-drive outputs can be made without elements".into()),
-        ));
-    }
-    let mut outputs = Vec::new();
-    for (i, name) in named.iter().enumerate() {
-        match OutputKind::from_name(name) {
-            Some(kind) if !outputs.contains(&kind) => outputs.push(kind),
-            Some(_) => errs.push(file.error_at(
-                &["image", "outputs", &i.to_string()],
-                format!("output `{name}` is listed twice"),
-                None,
-            )),
-            None => errs.push(file.error_at(
-                &["image", "outputs", &i.to_string()],
-                format!("unknown output `{name}`"),
-                Some(format!("outputs are {}", OutputKind::listed())),
-            )),
-        }
-    }
-    let compression = match Compression::from_config(r.compression.as_deref(), r.compression_level) {
-        Ok(c) => c,
-        Err(bad) => {
-            let key = match bad {
-                BadCompression::Level { .. } => "compression-level",
-                BadCompression::Unknown(_) => "compression",
-            };
-            errs.push(file.error_at(&["image", key], bad.to_string(), None));
-            Compression::default()
-        }
-    };
-    let iso_label = r.iso_label.clone().unwrap_or_else(|| default_label(&r.name));
-    if iso_label.is_empty()
-        || iso_label.len() > 32
-        || !iso_label.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    {
-        errs.push(file.error_at(
-            &["image", "iso-label"],
-            format!("iso-label `{iso_label}` is not an ISO 9660 volume label"),
-            Some("use 1 to 32 upper-case letters, digits and `_`; BIOS and UEFI loaders find the ISO by it".into()),
-        ));
-    }
+    c.elements(&r.elements, &named);
+    let outputs = c.outputs(&named);
+    let compression = c.compression(r.compression.as_deref(), r.compression_level);
+    let iso_label = c.iso_label(r.iso_label.clone().unwrap_or_else(|| default_label(&r.name)));
     let dir = file.path.parent().unwrap_or(Path::new("."));
     let kernel = r.kernel.map(|k| match k.as_str() {
         "auto" => Kernel::Auto,
         "image" => Kernel::Image,
         p => Kernel::Path(dir.join(p)),
     });
-    // Outputs that boot a kernel name one.
-    for (i, name) in named.iter().enumerate() {
-        let needs = matches!(OutputKind::from_name(name), Some(OutputKind::RamdiskTar | OutputKind::Netboot));
-        if needs && kernel.is_none() {
-            errs.push(file.error_at(
-                &["image", "outputs", &i.to_string()],
-                format!("output `{name}` boots a kernel, but the image names none"),
-                Some(
-                    "set kernel = \"auto\" (the host's), \"image\" (the one the image installs) or a vmlinuz path"
-                        .into(),
-                ),
-            ));
-        }
-    }
-    let iso_compression = match r.iso_compression.as_deref().map(FileCompression::from_name) {
-        None => FileCompression::None,
-        Some(Some(c)) => c,
-        Some(None) => {
-            errs.push(file.error_at(
-                &["image", "iso-compression"],
-                format!("unknown iso-compression `{}`", r.iso_compression.as_deref().unwrap_or_default()),
-                Some(format!("use one of {}", FileCompression::listed())),
-            ));
-            FileCompression::None
-        }
-    };
-    if iso_compression == FileCompression::Zisofs && kernel.is_some() {
-        errs.push(
-            file.error_at(
-                &["image", "iso-compression"],
-                "iso-compression = \"zisofs\" is for data ISOs, but this image has a kernel (a bootable ISO)",
-                Some(
-                    "boot loaders cannot read zisofs files, and the initramfs is compressed already: \
-                 remove iso-compression or kernel"
-                        .into(),
-                ),
-            ),
-        );
-    }
-    let mut allow = globset::GlobSetBuilder::new();
-    for (i, glob) in raw.secrets.iter().flat_map(|s| &s.allow).enumerate() {
-        match globset::Glob::new(glob.trim_start_matches('/')) {
-            Ok(g) => {
-                allow.add(g);
-            }
-            Err(e) => errs.push(file.error_at(
-                &["secrets", "allow", &i.to_string()],
-                format!("bad glob `{glob}`: {e}"),
-                None,
-            )),
-        }
-    }
-    let secrets_allow = allow.build().unwrap_or_else(|_| globset::GlobSet::empty());
-    let mut checksums = Vec::new();
-    for (i, name) in r.checksums.iter().flatten().enumerate() {
-        match name.as_str() {
-            "sha256" => checksums.push(Checksum::Sha256),
-            "md5" => checksums.push(Checksum::Md5),
-            other => errs.push(file.error_at(
-                &["image", "checksums", &i.to_string()],
-                format!("unknown checksum `{other}`"),
-                Some("use \"sha256\" or \"md5\"".into()),
-            )),
-        }
-    }
-    if !errs.is_empty() {
-        return Err(Diagnostics(errs));
+    c.kernel_named(&named, kernel.is_some());
+    let iso_compression = c.iso_compression(r.iso_compression.as_deref(), kernel.is_some());
+    let secrets_allow = c.secrets_allow(raw.secrets.iter().flat_map(|s| &s.allow));
+    let checksums = c.checksums(r.checksums.iter().flatten());
+    if !c.errs.is_empty() {
+        return Err(Diagnostics(c.errs));
     }
     Ok(Image {
         file: file.path.clone(),
@@ -287,6 +177,148 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         secrets_allow,
         checksums,
     })
+}
+
+/// Checks `image.toml` key by key, collecting every error at its place.
+struct Checker<'a> {
+    file: &'a TomlFile,
+    errs: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, keys: &[&str], message: impl Into<String>, help: Option<&str>) {
+        self.errs.push(self.file.error_at(keys, message, help.map(String::from)));
+    }
+
+    fn name(&mut self, name: &str) {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            let message = format!("image name `{name}` cannot be used as a file name stem");
+            self.error(&["image", "name"], message, Some("use letters, digits, `.`, `_` and `-` only"));
+        }
+    }
+
+    /// Config drives are made from the inventory alone; every other output packs the tree.
+    fn elements(&mut self, elements: &[String], outputs: &[String]) {
+        if elements.is_empty() && outputs.iter().any(|o| o != "config-drive") {
+            let help = Some("only config-drive outputs can be made without elements");
+            self.error(&["image", "elements"], "the image lists no elements", help);
+        }
+    }
+
+    fn outputs(&mut self, named: &[String]) -> Vec<OutputKind> {
+        let mut outputs = Vec::new();
+        for (i, name) in named.iter().enumerate() {
+            let at = ["image", "outputs", &i.to_string()];
+            match OutputKind::from_name(name) {
+                Some(kind) if !outputs.contains(&kind) => outputs.push(kind),
+                Some(_) => self.error(&at, format!("output `{name}` is listed twice"), None),
+                None => {
+                    let help = format!("outputs are {}", OutputKind::listed());
+                    self.error(&at, format!("unknown output `{name}`"), Some(&help));
+                }
+            }
+        }
+        outputs
+    }
+
+    fn compression(&mut self, kind: Option<&str>, level: Option<i32>) -> Compression {
+        Compression::from_config(kind, level).unwrap_or_else(|bad| {
+            let key = match bad {
+                BadCompression::Level { .. } => "compression-level",
+                BadCompression::Unknown(_) => "compression",
+            };
+            self.error(&["image", key], bad.to_string(), None);
+            Compression::default()
+        })
+    }
+
+    fn iso_label(&mut self, label: String) -> String {
+        if label.is_empty()
+            || label.len() > 32
+            || !label.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            self.error(
+                &["image", "iso-label"],
+                format!("iso-label `{label}` is not an ISO 9660 volume label"),
+                Some("use 1 to 32 upper-case letters, digits and `_`; BIOS and UEFI loaders find the ISO by it"),
+            );
+        }
+        label
+    }
+
+    /// Outputs that boot a kernel name one.
+    fn kernel_named(&mut self, named: &[String], has_kernel: bool) {
+        for (i, name) in named.iter().enumerate() {
+            let needs =
+                matches!(OutputKind::from_name(name), Some(OutputKind::RamdiskTar | OutputKind::Netboot));
+            if needs && !has_kernel {
+                self.error(
+                    &["image", "outputs", &i.to_string()],
+                    format!("output `{name}` boots a kernel, but the image names none"),
+                    Some("set kernel = \"auto\" (the host's), \"image\" (the one the image installs) or a vmlinuz path"),
+                );
+            }
+        }
+    }
+
+    fn iso_compression(&mut self, text: Option<&str>, has_kernel: bool) -> FileCompression {
+        let at = ["image", "iso-compression"];
+        let chosen = match text.map(FileCompression::from_name) {
+            None => FileCompression::None,
+            Some(Some(c)) => c,
+            Some(None) => {
+                let help = format!("use one of {}", FileCompression::listed());
+                self.error(
+                    &at,
+                    format!("unknown iso-compression `{}`", text.unwrap_or_default()),
+                    Some(&help),
+                );
+                FileCompression::None
+            }
+        };
+        if chosen == FileCompression::Zisofs && has_kernel {
+            self.error(
+                &at,
+                "iso-compression = \"zisofs\" is for data ISOs, but this image has a kernel (a bootable ISO)",
+                Some(
+                    "boot loaders cannot read zisofs files, and the initramfs is compressed already: \
+                     remove iso-compression or kernel",
+                ),
+            );
+        }
+        chosen
+    }
+
+    fn secrets_allow<'g>(&mut self, globs: impl Iterator<Item = &'g String>) -> globset::GlobSet {
+        let mut allow = globset::GlobSetBuilder::new();
+        for (i, glob) in globs.enumerate() {
+            match globset::Glob::new(glob.trim_start_matches('/')) {
+                Ok(g) => {
+                    allow.add(g);
+                }
+                Err(e) => {
+                    self.error(&["secrets", "allow", &i.to_string()], format!("bad glob `{glob}`: {e}"), None)
+                }
+            }
+        }
+        allow.build().unwrap_or_else(|_| globset::GlobSet::empty())
+    }
+
+    fn checksums<'n>(&mut self, names: impl Iterator<Item = &'n String>) -> Vec<Checksum> {
+        let mut checksums = Vec::new();
+        for (i, name) in names.enumerate() {
+            match name.as_str() {
+                "sha256" => checksums.push(Checksum::Sha256),
+                "md5" => checksums.push(Checksum::Md5),
+                other => self.error(
+                    &["image", "checksums", &i.to_string()],
+                    format!("unknown checksum `{other}`"),
+                    Some("use \"sha256\" or \"md5\""),
+                ),
+            }
+        }
+        checksums
+    }
 }
 
 /// The image name as a volume label: upper case, `_` for anything else, 32 at most.

@@ -15,6 +15,7 @@ use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, Report};
 use crate::stage::{self, hooks::HookFailed};
 use crate::tree::Tree;
+use crate::trimmed::Trimmed;
 use crate::ui::Ui;
 
 pub struct BuildOptions {
@@ -38,37 +39,11 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         ui.info(&format!("smelt: removed what stopped builds left: {}", names.join(", ")));
     }
     let work = Scratch::new(&opts.outdir, "smelt-work")?;
-
-    let staged = match ui.step("stage", || stage::stage(&plan, work.path(), ui)) {
-        Ok(staged) => staged,
-        Err(e) if e.downcast_ref::<HookFailed>().is_some() => {
-            // The hook's log moves with the tree it is in.
-            let at = work.path().display().to_string();
-            let kept = work.keep(&opts.outdir.join("smelt-failed"))?;
-            let e = e.to_string().replace(&at, &kept.display().to_string());
-            bail!("{e}\n  the staging tree and logs are kept in {} (remove it when done)", kept.display());
-        }
-        Err(e) => return Err(e),
-    };
+    let (staged, work) = stage(&plan, work, opts, ui)?;
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
-    let mut report = Report {
-        image: plan.image.name.clone(),
-        smelt_version: env!("CARGO_PKG_VERSION"),
-        source_date_epoch: plan.epoch,
-        outputs: Vec::new(),
-        largest: budget::largest(&tree, 20)
-            .into_iter()
-            .map(|(path, bytes, element)| Largest { path, bytes, element })
-            .collect(),
-        packages: report::by_package(&tree),
-        tree: measure,
-        budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
-        certificates: report::certificates(&tree),
-        secrets: secrets(&plan, &tree, ui),
-        trim: staged.trimmed,
-    };
+    let mut report = tree_report(&plan, &tree, measure, staged.trimmed, ui);
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {
         return over_budget(report, checks, &plan);
@@ -111,6 +86,48 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         report.table()
     ));
     Ok(report)
+}
+
+/// Stages the image in `work`; when a hook fails, its staging tree and logs are kept in
+/// `OUTDIR/smelt-failed/`, and the error says where.
+fn stage(
+    plan: &Plan,
+    work: Scratch,
+    opts: &BuildOptions,
+    ui: &Ui,
+) -> anyhow::Result<(stage::Staged, Scratch)> {
+    match ui.step("stage", || stage::stage(plan, work.path(), ui)) {
+        Ok(staged) => Ok((staged, work)),
+        Err(e) if e.downcast_ref::<HookFailed>().is_some() => {
+            // The hook's log moves with the tree it is in.
+            let at = work.path().display().to_string();
+            let kept = work.keep(&opts.outdir.join("smelt-failed"))?;
+            let e = e.to_string().replace(&at, &kept.display().to_string());
+            bail!("{e}\n  the staging tree and logs are kept in {} (remove it when done)", kept.display());
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The report of the staged tree, before any output is written: its totals, largest
+/// paths, packages, certificates, secrets and what trims removed.
+fn tree_report(plan: &Plan, tree: &Tree, measure: budget::Measure, trim: Vec<Trimmed>, ui: &Ui) -> Report {
+    Report {
+        image: plan.image.name.clone(),
+        smelt_version: env!("CARGO_PKG_VERSION"),
+        source_date_epoch: plan.epoch,
+        outputs: Vec::new(),
+        largest: budget::largest(tree, 20)
+            .into_iter()
+            .map(|(path, bytes, element)| Largest { path, bytes, element })
+            .collect(),
+        packages: report::by_package(tree),
+        tree: measure,
+        budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
+        certificates: report::certificates(tree),
+        secrets: secrets(plan, tree, ui),
+        trim,
+    }
 }
 
 /// The secrets of the tree, each unexpected one warned about (path, kind, element).

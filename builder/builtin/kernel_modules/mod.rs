@@ -63,90 +63,160 @@ impl KernelModules {
         autoload: bool,
         mtime: i64,
     ) -> anyhow::Result<usize> {
-        let wanted = &self.modules;
-        if wanted.is_empty() {
+        if self.modules.is_empty() {
             bail!("element `{element}`: param `modules` is empty; list the modules to load, e.g. modules = [\"virtio_net\"]");
         }
         let release = match given(&self.kernel_release) {
             Some(r) => r.to_string(),
             None => image_release.map_or_else(newest_release, Ok)?,
         };
-        let root = Path::new("/lib/modules").join(&release);
+        let modules = Release::read(element, &release)?;
+        let (groups, names): (Vec<&String>, Vec<&String>) =
+            self.modules.iter().partition(|w| w.starts_with('='));
+        if !groups.is_empty() && !autoload {
+            crate::ui::warning(&format!(
+                "element `{element}`: the modules of {} are loaded by nothing at boot: add the module-autoload \
+                 element (it loads what the hardware asks for), or name the modules to load",
+                groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let chosen = modules.closure(element, &groups, &names)?;
+        let mut put = Put { tree, element, mtime, count: 0 };
+        let renamed = modules.copy(&mut put, &chosen)?;
+        modules.tables(&mut put, &chosen, &renamed)?;
+        put.count += firmware(put.tree, element, &self.firmware, Path::new("/lib/firmware"))?;
+        let load: String = names.iter().map(|w| format!("{w}\n")).collect();
+        put.text("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
+        Ok(put.count)
+    }
+}
+
+/// Entries going into the tree for the element, counted.
+struct Put<'t> {
+    tree: &'t mut Tree,
+    element: &'t str,
+    mtime: i64,
+    count: usize,
+}
+
+impl Put<'_> {
+    fn text(&mut self, rel: &str, text: String) -> anyhow::Result<()> {
+        let at = ImagePath::new(rel)?;
+        self.tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, self.mtime, self.element))?;
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// One kernel release's modules on the host, as `modules.dep` and `modules.softdep`
+/// describe them.
+struct Release {
+    release: String,
+    root: PathBuf,
+    /// Module path (relative to `root`) → the paths it needs.
+    deps: BTreeMap<String, Vec<String>>,
+    /// Module name → the names loaded with it.
+    softdeps: BTreeMap<String, Vec<String>>,
+}
+
+impl Release {
+    fn read(element: &str, release: &str) -> anyhow::Result<Release> {
+        let root = Path::new("/lib/modules").join(release);
         let dep_text = std::fs::read_to_string(root.join("modules.dep")).with_context(|| {
             format!(
                 "element `{element}`: reading {}/modules.dep; is the kernel package for {release} installed?",
                 root.display()
             )
         })?;
-        let deps = parse_dep(&dep_text);
         let softdeps = std::fs::read_to_string(root.join("modules.softdep"))
             .map(|t| parse_softdep(&t))
             .unwrap_or_default();
-        let by_name: BTreeMap<String, &String> = deps.keys().map(|p| (module_name(p), p)).collect();
+        Ok(Release { release: release.to_string(), deps: parse_dep(&dep_text), softdeps, root })
+    }
 
-        // The closure: hard dependencies and the softdeps that exist in this release.
-        let mut chosen: BTreeSet<&String> = BTreeSet::new();
+    /// The paths of the modules `names` and `groups` (`=drivers/net`: every module
+    /// below) ask for, with their hard dependencies and the softdeps this release has.
+    fn closure(
+        &self,
+        element: &str,
+        groups: &[&String],
+        names: &[&String],
+    ) -> anyhow::Result<BTreeSet<&String>> {
+        let by_name: BTreeMap<String, &String> = self.deps.keys().map(|p| (module_name(p), p)).collect();
         let mut queue: Vec<String> = Vec::new();
-        let (groups, wanted): (Vec<&String>, Vec<&String>) = wanted.iter().partition(|w| w.starts_with('='));
-        for group in &groups {
+        for group in groups {
             let dir = format!(
                 "kernel/{}/",
                 group.trim_start_matches('=').trim_matches('/').trim_start_matches("kernel/")
             );
             let before = queue.len();
-            queue.extend(deps.keys().filter(|p| p.starts_with(&dir)).map(|p| module_name(p)));
+            queue.extend(self.deps.keys().filter(|p| p.starts_with(&dir)).map(|p| module_name(p)));
             if queue.len() == before {
                 bail!(
-                "element `{element}`: module group `{group}` holds no modules: there is no {}{dir} with modules in it",
-                root.display().to_string() + "/"
-            );
+                    "element `{element}`: module group `{group}` holds no modules: there is no {}/{dir} with modules in it",
+                    self.root.display()
+                );
             }
         }
-        if !groups.is_empty() && !autoload {
-            crate::ui::warning(&format!(
-            "element `{element}`: the modules of {} are loaded by nothing at boot: add the module-autoload element \
-             (it loads what the hardware asks for), or name the modules to load",
-            groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
-        ));
-        }
-        for w in &wanted {
+        for w in names {
             let name = w.replace('-', "_");
             if !by_name.contains_key(&name) {
                 let hint = suggest(&name, by_name.keys().map(String::as_str))
                     .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
-                bail!("element `{element}`: module `{w}` is not in {}/modules.dep (built into the kernel, or misspelt){hint}", root.display());
+                bail!(
+                    "element `{element}`: module `{w}` is not in {}/modules.dep (built into the kernel, or misspelt){hint}",
+                    self.root.display()
+                );
             }
             queue.push(name);
         }
+        let mut chosen = BTreeSet::new();
         while let Some(name) = queue.pop() {
             let Some(path) = by_name.get(&name) else { continue };
-            if !chosen.insert(path) {
+            if !chosen.insert(*path) {
                 continue;
             }
-            queue.extend(deps[*path].iter().map(|d| module_name(d)));
-            queue.extend(softdeps.get(&name).into_iter().flatten().cloned());
+            queue.extend(self.deps[*path].iter().map(|d| module_name(d)));
+            queue.extend(self.softdeps.get(&name).into_iter().flatten().cloned());
         }
+        Ok(chosen)
+    }
 
-        // Copy each module, decompressing zstd (busybox insmod reads .ko, .ko.gz and .ko.xz,
-        // not .ko.zst); the trimmed modules.dep names what is in the image.
-        let mut renamed: BTreeMap<&String, String> = BTreeMap::new();
-        let mut count = 0;
-        for path in &chosen {
-            let host = root.join(path);
+    /// Copies each chosen module, decompressing zstd (busybox insmod reads .ko, .ko.gz
+    /// and .ko.xz, not .ko.zst); returns each one's path in the image.
+    fn copy<'m>(
+        &self,
+        put: &mut Put,
+        chosen: &BTreeSet<&'m String>,
+    ) -> anyhow::Result<BTreeMap<&'m String, String>> {
+        let mut renamed = BTreeMap::new();
+        for path in chosen {
+            let host = self.root.join(path);
             let (image_rel, source) = match path.strip_suffix(".zst") {
                 Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
                 None => (path.to_string(), Source::host(&host)),
             };
             let size = source.byte_len().with_context(|| format!("reading {}", host.display()))?;
-            let at = ImagePath::new(&format!("lib/modules/{release}/{image_rel}"))?;
-            tree.insert(&at, Entry::file(source, size, 0o644, mtime, element))?;
-            renamed.insert(path, image_rel);
-            count += 1;
+            let at = ImagePath::new(&format!("lib/modules/{}/{image_rel}", self.release))?;
+            put.tree.insert(&at, Entry::file(source, size, 0o644, put.mtime, put.element))?;
+            renamed.insert(*path, image_rel);
+            put.count += 1;
         }
+        Ok(renamed)
+    }
+
+    /// `modules.dep`, `modules.alias`, `modules.softdep` (and `modules.builtin`) of
+    /// what the image holds; warns of a bus whose transport is left out.
+    fn tables(
+        &self,
+        put: &mut Put,
+        chosen: &BTreeSet<&String>,
+        renamed: &BTreeMap<&String, String>,
+    ) -> anyhow::Result<()> {
         let mut dep_out = String::new();
-        for path in &chosen {
+        for path in chosen {
             let ds: Vec<&str> =
-                deps[*path].iter().filter_map(|d| renamed.get(d).map(String::as_str)).collect();
+                self.deps[*path].iter().filter_map(|d| renamed.get(d).map(String::as_str)).collect();
             dep_out.push_str(&format!(
                 "{}:{}{}\n",
                 renamed[path],
@@ -155,39 +225,29 @@ impl KernelModules {
             ));
         }
         let names: BTreeSet<String> = chosen.iter().map(|p| module_name(p)).collect();
-        let aliases = std::fs::read_to_string(root.join("modules.alias")).unwrap_or_default();
-        let builtin = std::fs::read_to_string(root.join("modules.builtin")).unwrap_or_default();
+        let aliases = std::fs::read_to_string(self.root.join("modules.alias")).unwrap_or_default();
+        let builtin = std::fs::read_to_string(self.root.join("modules.builtin")).unwrap_or_default();
         let builtin_names: BTreeSet<String> = builtin.lines().map(module_name).collect();
         for missing in missing_transports(&names, &aliases, &builtin_names) {
-            crate::ui::warning(&format!("element `{element}`: {missing}"));
+            crate::ui::warning(&format!("element `{}`: {missing}", put.element));
         }
-        let alias_out: String = aliases
-            .lines()
-            .filter(|l| l.split_whitespace().nth(2).is_some_and(|m| names.contains(&m.replace('-', "_"))))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let softdep_out: String = std::fs::read_to_string(root.join("modules.softdep"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.split_whitespace().nth(1).is_some_and(|m| names.contains(&m.replace('-', "_"))))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        count += firmware(tree, element, &self.firmware, Path::new("/lib/firmware"))?;
-        let mut write = |rel: &str, text: String| -> anyhow::Result<()> {
-            let at = ImagePath::new(rel)?;
-            tree.insert(&at, Entry::bytes(text.into_bytes(), 0o644, mtime, element))?;
-            count += 1;
-            Ok(())
+        let of_names = |text: &str, field: usize| -> String {
+            text.lines()
+                .filter(|l| {
+                    l.split_whitespace().nth(field).is_some_and(|m| names.contains(&m.replace('-', "_")))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect()
         };
-        write(&format!("lib/modules/{release}/modules.dep"), dep_out)?;
-        write(&format!("lib/modules/{release}/modules.alias"), alias_out)?;
-        write(&format!("lib/modules/{release}/modules.softdep"), softdep_out)?;
+        let softdeps = std::fs::read_to_string(self.root.join("modules.softdep")).unwrap_or_default();
+        let dir = format!("lib/modules/{}", self.release);
+        put.text(&format!("{dir}/modules.dep"), dep_out)?;
+        put.text(&format!("{dir}/modules.alias"), of_names(&aliases, 2))?;
+        put.text(&format!("{dir}/modules.softdep"), of_names(&softdeps, 1))?;
         if !builtin.is_empty() {
-            write(&format!("lib/modules/{release}/modules.builtin"), builtin)?;
+            put.text(&format!("{dir}/modules.builtin"), builtin)?;
         }
-        let load: String = wanted.iter().map(|w| format!("{w}\n")).collect();
-        write("etc/modules-load.d/smelt.conf", format!("# written by smelt's {element} element\n{load}"))?;
-        Ok(count)
+        Ok(())
     }
 }
 
