@@ -8,22 +8,25 @@
 //! 2. [`element`] — find elements on the element path (built-ins are embedded in the
 //!    binary), read their manifests and params, resolve `depends`/`provides`/
 //!    `conflicts` into one order, and decide which hooks run when.
-//! 3. [`plan`] — all of that with the params merged and checked, the client, the
-//!    budget and the build's one time, before any work; `smelt plan` prints it.
-//! 4. [`stage`] — build the image as a [`tree`] of records: each element's Rust work
-//!    ([`builtin`]), `root/` overlays and `templates/` (through [`render`]) by
-//!    reference; phase hooks on a materialised copy when an element has any (DIB's
-//!    environment and smelt's stand-in tools, package installs, the kernel-module
-//!    trim); then prune, permissions, devices, and for `kernel = "image"` the kernel
-//!    taken out of `/boot`. [`network`] renders the client's per-node configs.
+//! 3. [`plan`] — all of that with the params merged and checked, the built-in
+//!    elements' params typed ([`builtin`]), the hooks they generate, the client, the
+//!    kernel chosen ([`kernel`]), the budget and the build's one time, before any work;
+//!    `smelt plan` prints it.
+//! 4. [`stage`] — build the image as a [`tree`] of records: each built-in element's
+//!    work, `root/` overlays and `templates/` (through [`render`]) by reference; phase
+//!    hooks on a materialised copy when an element has any (DIB's environment and
+//!    smelt's stand-in tools), each hook's changes attributed to its element and what
+//!    it left read back by its origin; then prune, permissions, devices, and for
+//!    `kernel = "image"` the kernel taken out of `/boot`. [`network`] renders the
+//!    client's per-node configs.
 //! 5. [`budget`] — measure the tree (apparent, allocated, per element, per path) and
 //!    check the budget before and after writing; [`secrets`] names the keys and
 //!    hashes that ride along.
-//! 6. [`outputs`] — every output of every variant (the image, or one per node): the
-//!    [`archive`] writers (newc through [`io`]'s compressors, ISO, tar, dir), bootable
-//!    ISOs assembled by [`boot`], config drives by [`config_drive`], network-boot trees
-//!    by [`netboot`]; each written under
-//!    a temporary name and published only when every output is within budget.
+//! 6. [`outputs`] — every output kind of every variant (the image, or one per node),
+//!    assembled from the [`archive`] writers (newc through [`io`]'s compressors, ISO,
+//!    tar, dir): bootable ISOs, ramdisk tarballs, network-boot trees, config drives;
+//!    each written under a temporary name and published only when every output is
+//!    within budget.
 //! 7. [`report`] — `report.json` and the closing table.
 //!
 //! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`;
@@ -31,7 +34,8 @@
 //! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and
 //! checks; [`path`] is an image path, kept with host paths in the process-long
 //! [`arena`]; [`cache`] is where fetched things are kept, [`platform`] the host's
-//! architecture.
+//! architecture, [`distro`] the image's distribution family, [`trimmed`] what a trim
+//! removed.
 //!
 //! Layers import downwards only: `arena`, `path`, `io`, `tree` at the bottom import
 //! nothing of `stage`, `ops` or `cli`.

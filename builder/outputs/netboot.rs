@@ -131,14 +131,21 @@ pub fn tree(
     );
     tree.configs(client, &nodes, &ctx)?;
     tree.element_files(plan, client, &nodes, &ctx)?;
-    let index = json!({
-        "image": plan.image.name,
-        "client": client.name,
-        "kernel": KERNEL,
-        "nodes": nodes.iter().map(|n| json!({
-            "name": n["name"], "macs": n["macs"], "address": n["address"], "initrd": n["initrd"],
-        })).collect::<Vec<_>>(),
-    });
+    let index = Index {
+        client: client.name.clone(),
+        image: plan.image.name.clone(),
+        kernel: KERNEL.into(),
+        nodes: client
+            .nodes
+            .iter()
+            .map(|n| IndexNode {
+                address: n.netboot_address,
+                initrd: initrd_of(&n.name, shared),
+                macs: n.macs().map(String::from).collect(),
+                name: n.name.clone(),
+            })
+            .collect(),
+    };
     let index = serde_json::to_string_pretty(&index).expect("JSON") + "\n";
     tree.put(INDEX, Source::Bytes(index.into_bytes().into()), "smelt")?;
     Ok(tree.tree)
@@ -159,7 +166,7 @@ fn booted_nodes(
         let ctx = with(base, &[("node", view.clone()), ("nodes", Value::Array(node_views.to_vec()))]);
         let cmdline = crate::render::render_str(&plan.image.cmdline, &ctx)
             .map_err(|e| anyhow!("{}: cmdline, rendered for node {name}: {e}", plan.image.file.display()))?;
-        let initrd = if shared { "initrd.img".to_string() } else { format!("initrd-{name}.img") };
+        let initrd = initrd_of(name, shared);
         let mut view = view.clone();
         let extra = json!({
             "cmdline": format!("{} smelt.node={name}", cmdline.trim()).trim().to_string(),
@@ -170,6 +177,15 @@ fn booted_nodes(
         nodes.push(view);
     }
     Ok(nodes)
+}
+
+/// The initramfs file `node` boots: the shared one, or its own.
+fn initrd_of(node: &str, shared: bool) -> String {
+    if shared {
+        "initrd.img".to_string()
+    } else {
+        format!("initrd-{node}.img")
+    }
 }
 
 /// What a machine no node has boots with `[netboot] unknown = "image"`: the shared
@@ -355,6 +371,24 @@ fn with(base: &Value, pairs: &[(&str, Value)]) -> Value {
     v
 }
 
+/// `netboot.json`, the tree's index (keys in the order they have always been written).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Index {
+    client: String,
+    image: String,
+    kernel: String,
+    nodes: Vec<IndexNode>,
+}
+
+/// A node as the index lists it: its DHCP address, initramfs, MACs and name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IndexNode {
+    address: Option<std::net::Ipv4Addr>,
+    initrd: String,
+    macs: Vec<String>,
+    name: String,
+}
+
 /// Which node a request of the tree is for, by the path asked for (its initramfs,
 /// its configs, its `nodes/NODE/` files) or the client's address: for `smelt serve`.
 pub struct Nodes {
@@ -367,16 +401,16 @@ impl Nodes {
     pub fn read(root: &Path) -> Nodes {
         let mut nodes = Nodes { by_path: BTreeMap::new(), by_address: BTreeMap::new() };
         let Ok(text) = std::fs::read_to_string(root.join(INDEX)) else { return nodes };
-        let Ok(index) = serde_json::from_str::<Value>(&text) else { return nodes };
-        for n in index["nodes"].as_array().into_iter().flatten() {
-            let name = n["name"].as_str().unwrap_or_default().to_string();
-            if let Some(addr) = n["address"].as_str() {
+        let Ok(index) = serde_json::from_str::<Index>(&text) else { return nodes };
+        for n in index.nodes {
+            let name = n.name;
+            if let Some(addr) = n.address {
                 nodes.by_address.insert(addr.to_string(), name.clone());
             }
-            if let Some(initrd) = n["initrd"].as_str().filter(|i| *i != "initrd.img") {
-                nodes.by_path.insert(initrd.to_string(), name.clone());
+            if n.initrd != "initrd.img" {
+                nodes.by_path.insert(n.initrd, name.clone());
             }
-            for mac in n["macs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for mac in n.macs {
                 let h = mac.replace(':', "-");
                 nodes.by_path.insert(format!("pxelinux.cfg/01-{h}"), name.clone());
                 nodes.by_path.insert(format!("ipxe/{h}.ipxe"), name.clone());
