@@ -34,8 +34,8 @@
 //! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and
 //! checks; [`path`] is an image path, kept with host paths in the process-long
 //! [`arena`]; [`cache`] is where fetched things are kept, [`platform`] the host's
-//! architecture, [`distro`] the image's distribution family, [`trimmed`] what a trim
-//! removed.
+//! architecture, [`distro`] the image's distribution family, [`findings`] what built-in
+//! elements found.
 //!
 //! Layers import downwards only: `arena`, `path`, `io`, `tree` at the bottom import
 //! nothing of `stage`, `ops` or `cli`.
@@ -50,6 +50,7 @@ pub mod cli;
 pub mod config;
 mod distro;
 mod element;
+mod findings;
 mod inspect;
 mod io;
 mod kernel;
@@ -65,5 +66,4 @@ mod report;
 mod secrets;
 mod stage;
 mod tree;
-mod trimmed;
 pub mod ui;

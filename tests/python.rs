@@ -1,5 +1,6 @@
-//! python-trim on a real virtualenv from PyPI: trimmed into a data ISO, then its entry
-//! point run from a copy of the ISO's contents somewhere else.
+//! python-trim on a real virtualenv from PyPI, made by the distribution's Python:
+//! trimmed into a data ISO, then its entry point run from a copy of the ISO's contents
+//! somewhere else.
 
 use std::process::Command;
 
@@ -10,7 +11,7 @@ fn a_trimmed_venv_runs_its_entry_point_from_anywhere() {
     let dir = Dir::heavy();
     let venv = dir.path("build/venv");
     sh(&format!(
-        "python3 -m venv {v} && {v}/bin/pip install -q --disable-pip-version-check cowsay==6.1",
+        "/usr/bin/python3 -m venv {v} && {v}/bin/pip install -q --disable-pip-version-check cowsay==6.1",
         v = venv.display()
     ));
     let before = sh(&format!("du -sb {} | cut -f1", venv.display())).trim().parse::<u64>().unwrap();

@@ -39,11 +39,11 @@ use crate::element::hooks::Hook;
 use crate::element::param::Params;
 use crate::element::resolve::Resolved;
 use crate::element::{Element, Origin};
+use crate::findings::Findings;
 use crate::kernel;
 use crate::path::ImagePath;
 use crate::secrets;
 use crate::tree::Tree;
-use crate::trimmed::Trimmed;
 
 /// A built-in element: its params, typed, and what it does with them. Every method has
 /// a default that does nothing, so each element says only what it does.
@@ -106,8 +106,8 @@ pub struct Context<'a> {
     /// The build's one time, for everything it makes.
     pub mtime: i64,
     pub offline: bool,
-    /// What its trims removed, for the report.
-    pub trimmed: &'a mut Vec<Trimmed>,
+    /// What it found for the report: what its trims removed, the kits it made.
+    pub found: &'a mut Findings,
 }
 
 /// What a built-in's hooks are planned with.

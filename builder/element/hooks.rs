@@ -10,10 +10,10 @@ use std::sync::Arc;
 use anyhow::bail;
 
 use super::{Element, FileKind};
+use crate::findings::Trimmed;
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::Tree;
-use crate::trimmed::Trimmed;
 
 /// Where hooks inside the image see the hooks directory (DIB's `TMP_HOOKS_PATH`, bound
 /// in while they run and never part of the image).

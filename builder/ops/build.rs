@@ -8,6 +8,7 @@ use anyhow::{bail, Context as _};
 
 use crate::budget::{self, OverBudget};
 use crate::config::image::OutputKind;
+use crate::findings::Findings;
 use crate::io::atomic::{Pending, Scratch};
 use crate::io::outdir::OutDir;
 use crate::outputs::{self, variants::Variants};
@@ -15,7 +16,6 @@ use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, Report};
 use crate::stage::{self, hooks::HookFailed};
 use crate::tree::Tree;
-use crate::trimmed::Trimmed;
 use crate::ui::Ui;
 
 pub struct BuildOptions {
@@ -43,7 +43,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
-    let mut report = tree_report(&plan, &tree, measure, staged.trimmed, ui);
+    let mut report = tree_report(&plan, &tree, measure, staged.found, ui);
     // Tree limits fail fast: no output is written when the tree alone is over.
     if checks.iter().any(|c| !c.ok) {
         return over_budget(report, checks, &plan);
@@ -110,8 +110,8 @@ fn stage(
 }
 
 /// The report of the staged tree, before any output is written: its totals, largest
-/// paths, packages, certificates, secrets and what trims removed.
-fn tree_report(plan: &Plan, tree: &Tree, measure: budget::Measure, trim: Vec<Trimmed>, ui: &Ui) -> Report {
+/// paths, packages, certificates, secrets, what trims removed and the Python kits.
+fn tree_report(plan: &Plan, tree: &Tree, measure: budget::Measure, found: Findings, ui: &Ui) -> Report {
     Report {
         image: plan.image.name.clone(),
         smelt_version: env!("CARGO_PKG_VERSION"),
@@ -126,7 +126,8 @@ fn tree_report(plan: &Plan, tree: &Tree, measure: budget::Measure, trim: Vec<Tri
         budget: BudgetReport { source: plan.budget.source_name(), checks: Vec::new() },
         certificates: report::certificates(tree),
         secrets: secrets(plan, tree, ui),
-        trim,
+        trim: found.trimmed,
+        python: found.python_kits,
     }
 }
 

@@ -38,7 +38,10 @@ pub struct Report {
     pub secrets: Vec<crate::secrets::Secret>,
     /// What python-trim's rules removed (files and bytes each), so a user sees where
     /// to cut next.
-    pub trim: Vec<crate::trimmed::Trimmed>,
+    pub trim: Vec<crate::findings::Trimmed>,
+    /// The Python kits in the image and the interpreter each carries or expects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub python: Vec<crate::findings::PythonKit>,
 }
 
 #[derive(Serialize)]

@@ -27,19 +27,19 @@ use crate::config::image::OutputKind;
 use crate::config::names::Named;
 use crate::element::hooks::{Side, PHASES};
 use crate::element::Origin;
+use crate::findings::Findings;
 use crate::kernel;
 use crate::namespace;
 use crate::plan::Plan;
 use crate::tree::Tree;
-use crate::trimmed::Trimmed;
 use crate::ui::Ui;
 use hooks::run_phase;
 
-/// What staging made: the tree, what built-in elements' trims removed, the kernel the
+/// What staging made: the tree, what built-in elements found (trims, kits), the kernel the
 /// outputs boot, and for an image with an ISO the files elements put beside it.
 pub struct Staged {
     pub tree: Tree,
-    pub trimmed: Vec<Trimmed>,
+    pub found: Findings,
     /// The kernel file: the planned one on the host, or the one the image installed,
     /// taken out of it (`kernel = "image"`).
     pub kernel: Option<PathBuf>,
@@ -49,7 +49,7 @@ pub struct Staged {
 
 /// Stages the image described by `plan` in `work` (a scratch directory).
 pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
-    let mut trimmed = Vec::new();
+    let mut found = Findings::default();
     // `mnt` as in DIB, where TMP_MOUNT_PATH is `$TMP_BUILD_DIR/mnt` and hooks name it so.
     let root = work.join("mnt");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
@@ -64,13 +64,13 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
 
     let mut tree = Tree::default();
     if let Some(env) = &env {
-        run_phase(plan, &mut tree, "root.d", env, ui, &mut trimmed)?;
+        run_phase(plan, &mut tree, "root.d", env, ui, &mut found)?;
     }
-    elements(plan, &mut tree, work, ui, &mut trimmed)?;
+    elements(plan, &mut tree, work, ui, &mut found)?;
     if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
         changes::materialise(&mut tree, &root)?;
         for (phase, _) in &PHASES[1..] {
-            run_phase(plan, &mut tree, phase, env, ui, &mut trimmed)?;
+            run_phase(plan, &mut tree, phase, env, ui, &mut found)?;
         }
     }
     finish(plan, &mut tree, ui)?;
@@ -89,7 +89,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
     };
     let iso_extras =
         if plan.image.outputs.contains(&OutputKind::Iso) { Some(iso_extras(plan)?) } else { None };
-    Ok(Staged { tree, trimmed, kernel, iso_extras })
+    Ok(Staged { tree, found, kernel, iso_extras })
 }
 
 /// Chroot hooks need a mount namespace (and a user namespace without root): checked
@@ -114,13 +114,7 @@ fn check_isolation(plan: &Plan) -> anyhow::Result<()> {
 
 /// Each element in order: its built-in work, `root/` overlay, source repositories and
 /// templates, all by reference.
-fn elements(
-    plan: &Plan,
-    tree: &mut Tree,
-    work: &Path,
-    ui: &Ui,
-    trimmed: &mut Vec<Trimmed>,
-) -> anyhow::Result<()> {
+fn elements(plan: &Plan, tree: &mut Tree, work: &Path, ui: &Ui, found: &mut Findings) -> anyhow::Result<()> {
     let context = template_context(plan)?;
     for element in &plan.resolved.elements {
         let params = Value::Object(plan.params[&element.name].clone().into_iter().collect());
@@ -136,7 +130,7 @@ fn elements(
                     work,
                     mtime: plan.time,
                     offline: plan.offline,
-                    trimmed: &mut *trimmed,
+                    found: &mut *found,
                 };
                 Some(work_of.stage(tree, &mut cx)?)
             }

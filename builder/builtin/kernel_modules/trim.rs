@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::element::hooks::{Harvest, Harvested, Hook, IN_IMAGE};
+use crate::findings::Trimmed;
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::Tree;
-use crate::trimmed::Trimmed;
 
 /// The hook's name, and where it lists the modules it dropped (in the hooks directory,
 /// never in the image): one image path a line.

@@ -18,6 +18,12 @@
 //! `lib/pythonX.Y/` holds the venv's `site-packages` and, in `lib-dynload/`, the
 //! standard library's extension modules, `lib/smelt-python/` the
 //! interpreter, its loader and libraries; `bin/python3` the launcher.
+//!
+//! Where the kit's packages are found does not rest on the interpreter's own `site`:
+//! Debian's and Ubuntu's patch it to look in `dist-packages` outside a virtualenv,
+//! upstream builds (pyenv, python.org) in `site-packages`. The kit is a prefix (the
+//! launcher's `PYTHONHOME`), not a virtualenv, so the kit's `sitecustomize` adds its
+//! `site-packages`, `.pth` files and all, whichever `site` runs ([`SITECUSTOMIZE`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -150,6 +156,12 @@ pub fn add(
              Ansible needs; install libc-bin"
         ));
     }
+    // The kit's own path set-up, in place of any the interpreter's distribution ships
+    // (Debian's hooks apport, which the kit does not carry).
+    let custom = lib.join("sitecustomize.py").map_err(|e| fail(e.into()))?;
+    tree.remove(&custom);
+    tree.insert(&custom, Entry::bytes(SITECUSTOMIZE.as_bytes().to_vec(), 0o644, epoch, element))
+        .map_err(fail)?;
     let script = launcher(&python.version, &loader);
     for name in ["python", "python3", &format!("python{}", python.version)] {
         let at = venv.join(&format!("bin/{name}")).map_err(|e| fail(e.into()))?;
@@ -220,6 +232,22 @@ fn launcher(version: &str, loader: &str) -> String {
          exec \"$rt/{loader}\" --library-path \"$rt\" --argv0 \"$kit/bin/python3\" \"$rt/python{version}\" \"$@\"\n"
     )
 }
+
+/// The kit's `sitecustomize`, which `site` imports at start-up whatever its flavour:
+/// the kit's `site-packages` on `sys.path`, with its `.pth` files, unless `site` put it
+/// there already (upstream's does; Debian's looks in `dist-packages` instead).
+pub const SITECUSTOMIZE: &str = "\
+# The kit's path set-up, written by smelt's python-trim (interpreter = bundled): the
+# kit's site-packages, whichever site.py this interpreter came with.
+import os
+import site
+import sys
+
+_packages = os.path.join(sys.prefix, 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages')
+if _packages not in sys.path:
+    site.addsitedir(_packages)
+del _packages
+";
 
 /// glibc's C.UTF-8 locale, for the launcher's `LOCPATH`.
 const LOCALE: &str = "/usr/lib/locale/C.utf8";

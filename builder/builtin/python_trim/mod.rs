@@ -29,10 +29,10 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 use super::{given, BuiltIn, Context};
+use crate::findings::{PythonKit, Trimmed};
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Kind, Tree};
-use crate::trimmed::Trimmed;
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -69,6 +69,20 @@ pub struct Python {
     pub dynload: PathBuf,
     /// Top-level modules the interpreter imports at start-up (`site` included).
     pub startup: Vec<String>,
+    /// Where its `site` looks for packages outside a virtualenv.
+    pub site: SiteFlavour,
+    /// `3.11.2`
+    pub release: String,
+}
+
+/// Where an interpreter's `site` looks for packages outside a virtualenv: upstream
+/// CPython (pyenv, python.org, uv's) in `lib/pythonX.Y/site-packages`; Debian's and
+/// Ubuntu's, patched, in `dist-packages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteFlavour {
+    Upstream,
+    Debian,
 }
 
 /// What the rules removed, rule by rule, and which rule removed each path, so a
@@ -180,7 +194,18 @@ impl BuiltIn for PythonTrim {
         if !self.verify.is_empty() {
             verify::run(tree, element, &venv, &site, &python, &self.verify, &log, work)?;
         }
-        cx.trimmed.extend(log.report(element));
+        cx.found.trimmed.extend(log.report(element));
+        cx.found.python_kits.push(PythonKit {
+            element: element.into(),
+            path: venv.to_string(),
+            interpreter: if bundled { "bundled" } else { "system" },
+            python: python.exe.display().to_string(),
+            version: python.release.clone(),
+            site: match python.site {
+                SiteFlavour::Upstream => "upstream",
+                SiteFlavour::Debian => "debian",
+            },
+        });
         Ok(tree.len().abs_diff(before))
     }
 }
@@ -225,16 +250,20 @@ fn describe(exe: &Path) -> anyhow::Result<Python> {
         print(sys.implementation.cache_tag)\n\
         print(sysconfig.get_path('stdlib'))\n\
         print(sysconfig.get_config_var('DESTSHARED'))\n\
-        print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n";
+        print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n\
+        import site\n\
+        print(' '.join(site.getsitepackages(['/prefix'])))\n\
+        print(sys.version.split()[0])\n";
     let out = crate::cleanup::output(Command::new(exe).args(["-I", "-c", ASK]).env_clear())?;
     if !out.status.success() {
         bail!("{} failed ({}): {}", exe.display(), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    let [version, tag, stdlib, dynload, startup] = lines[..] else {
-        bail!("{} answered with {} lines, not 5", exe.display(), lines.len());
+    let [version, tag, stdlib, dynload, startup, packages, release] = lines[..] else {
+        bail!("{} answered with {} lines, not 7", exe.display(), lines.len());
     };
+    let site = if packages.contains("dist-packages") { SiteFlavour::Debian } else { SiteFlavour::Upstream };
     let words = |s: &str| s.split_whitespace().map(String::from).collect();
     Ok(Python {
         exe: exe.to_path_buf(),
@@ -243,6 +272,8 @@ fn describe(exe: &Path) -> anyhow::Result<Python> {
         stdlib: stdlib.into(),
         dynload: dynload.into(),
         startup: words(startup),
+        site,
+        release: release.into(),
     })
 }
 

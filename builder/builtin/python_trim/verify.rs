@@ -2,8 +2,10 @@
 //! will be used — a copy of the image tree at a path the build never used (so nothing
 //! can lean on the build's paths), mounted read-only (as an ISO is; root cannot write
 //! there either), with a writable home and temporary directory apart. A command that
-//! fails fails the build; when it could not import a module, the error names the rule
-//! that removed it and the `keep` line (or `keep-stdlib` name) that restores it.
+//! fails fails the build; when it could not import a module, the error says why: the
+//! module is in the kit but not on the kit's `sys.path` (which it shows), or a rule
+//! removed it (named, with the `keep` line or `keep-stdlib` name that restores it), or
+//! the venv never had it.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,18 +41,10 @@ pub fn run(
         crate::tree::disk::write_entry(&entry, &root.join(path.as_str()))
             .with_context(|| format!("element `{element}`: copying {path} for verify"))?;
     }
+    let copy = Copy { root: root.clone(), home, tmp };
     for command in commands {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", command])
-            .current_dir(&root)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
-            .env("HOME", &home)
-            .env("TMPDIR", &tmp)
-            .env("LC_ALL", "C.UTF-8");
-        isolate(&mut cmd, &Isolation { read_only: vec![root.clone()], ..Isolation::default() })?;
-        let out = crate::cleanup::output(&mut cmd)
-            .with_context(|| format!("element `{element}`: running verify `{command}`"))?;
+        let out =
+            copy.run(command).with_context(|| format!("element `{element}`: running verify `{command}`"))?;
         if out.status.success() {
             continue;
         }
@@ -58,7 +52,8 @@ pub fn run(
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(12)..].join("\n    ");
-        let why = missing_module(&text).map(|m| explain(&m, venv, site, python, log)).unwrap_or_default();
+        let kit = Kit { tree, venv, site, python, log, copy: &copy };
+        let why = missing_module(&text).map(|m| kit.explain(&m)).unwrap_or_default();
         bail!(
             "element `{element}`: verify `{command}` failed ({}) in a read-only copy of the image at {}:\n    {tail}{why}",
             out.status,
@@ -75,9 +70,100 @@ fn missing_module(text: &str) -> Option<String> {
     Some(rest.split('\'').next()?.to_string())
 }
 
+/// The read-only copy of the image verify runs in.
+struct Copy {
+    root: std::path::PathBuf,
+    home: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+}
+
+impl Copy {
+    /// Runs `command` with `sh` in the copy, isolated as it is read-only.
+    fn run(&self, command: &str) -> anyhow::Result<std::process::Output> {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", command])
+            .current_dir(&self.root)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
+            .env("LC_ALL", "C.UTF-8");
+        isolate(&mut cmd, &Isolation { read_only: vec![self.root.clone()], ..Isolation::default() })?;
+        Ok(crate::cleanup::output(&mut cmd)?)
+    }
+}
+
+/// The kit, as verify finds out why a module is missing from it.
+struct Kit<'a> {
+    tree: &'a Tree,
+    venv: &'a ImagePath,
+    site: &'a ImagePath,
+    python: &'a Python,
+    log: &'a Removals,
+    copy: &'a Copy,
+}
+
+impl Kit<'_> {
+    /// Why `module` (`a.b.c`) could not be imported, and what to do.
+    fn explain(&self, module: &str) -> String {
+        if let Some(at) = self.present(module) {
+            let shown =
+                at.as_str().strip_prefix(self.venv.as_str()).unwrap_or(at.as_str()).trim_start_matches('/');
+            return format!(
+                "\n  `{module}` is in the kit ({shown}), but the kit's Python does not look there: its sys.path is {}",
+                self.sys_path()
+            );
+        }
+        if let Some(why) = removed(module, self.venv, self.site, self.python, self.log) {
+            return why;
+        }
+        format!(
+            "\n  `{module}` is not in the kit, and no rule removed it: install it into the venv (its pip), or if it is \
+             part of the standard library, add `keep-stdlib = [\"{}\"]` to [params.python-trim]",
+            module.split('.').next().unwrap_or(module)
+        )
+    }
+
+    /// Where the module's files are in the kit (a package's directory, a module, or an
+    /// extension module), if they are.
+    fn present(&self, module: &str) -> Option<ImagePath> {
+        let rel = module.replace('.', "/");
+        let (dir, file) = rel.rsplit_once('/').map_or(("", rel.as_str()), |(d, f)| (d, f));
+        let parent = self.site.join(dir).ok()?;
+        let package = parent.join(file).ok()?;
+        if self.tree.get(&package).is_some() {
+            return Some(package);
+        }
+        // `name.py`, `name.pyc`, `name.cpython-311-x86_64-linux-gnu.so`.
+        self.tree
+            .below(&parent)
+            .map(|(p, _)| p)
+            .find(|p| p.parent().as_ref() == Some(&parent) && p.file_name().split('.').next() == Some(file))
+    }
+
+    /// The kit's `sys.path`, as its own Python reports it in the copy.
+    fn sys_path(&self) -> String {
+        let python = format!("./{}/bin/python3", self.venv.as_str());
+        let out = self.copy.run(&format!("{python} -c 'import sys; print(sys.path)'"));
+        match out {
+            // Paths as the image has them, not the copy's.
+            Ok(o) if o.status.success() => {
+                String::from_utf8_lossy(&o.stdout).trim().replace(&self.copy.root.display().to_string(), "")
+            }
+            _ => "(its Python did not start)".into(),
+        }
+    }
+}
+
 /// Which rule removed `module` (`a.b.c`: the directory or file it would load from), and
 /// how to get it back.
-fn explain(module: &str, venv: &ImagePath, site: &ImagePath, python: &Python, log: &Removals) -> String {
+fn removed(
+    module: &str,
+    venv: &ImagePath,
+    site: &ImagePath,
+    python: &Python,
+    log: &Removals,
+) -> Option<String> {
     let rel = module.replace('.', "/");
     let lib = format!("lib/python{}", python.version);
     for base in
@@ -100,10 +186,10 @@ fn explain(module: &str, venv: &ImagePath, site: &ImagePath, python: &Python, lo
             } else {
                 format!("add `keep = [\"{glob}\"]`")
             };
-            return format!(
+            return Some(format!(
                 "\n  `{module}` is missing because rule `{rule}` removed {shown}; {fix} to [params.python-trim] to restore it"
-            );
+            ));
         }
     }
-    String::new()
+    None
 }

@@ -12,10 +12,10 @@ pub use env::HookEnv;
 pub use run::HookFailed;
 
 use crate::element::hooks::{Harvested, PHASES};
+use crate::findings::Findings;
 use crate::plan::Plan;
 use crate::stage::changes;
 use crate::tree::Tree;
-use crate::trimmed::Trimmed;
 use crate::ui::Ui;
 
 /// Runs one phase's hooks, attributing what each changed on disk to its element, and
@@ -26,7 +26,7 @@ pub fn run_phase(
     phase: &str,
     env: &HookEnv,
     ui: &Ui,
-    trimmed: &mut Vec<Trimmed>,
+    found: &mut Findings,
 ) -> anyhow::Result<()> {
     let list = plan.hooks.phase(phase);
     if list.is_empty() {
@@ -48,7 +48,7 @@ pub fn run_phase(
         if let Some(h) = &hook.harvest {
             h.after(hook, &env.tmp_hooks, tree, &mut harvested)?;
         }
-        tell(harvested, ui, trimmed);
+        tell(harvested, ui, found);
         before = after;
     }
     let mut table = format!("phase {phase}:");
@@ -60,12 +60,12 @@ pub fn run_phase(
 }
 
 /// What harvesting a hook gave: said to the user, and its trims kept for the report.
-fn tell(harvested: Harvested, ui: &Ui, trimmed: &mut Vec<Trimmed>) {
+fn tell(harvested: Harvested, ui: &Ui, found: &mut Findings) {
     for w in &harvested.warnings {
         ui.warn(w);
     }
     for n in &harvested.notes {
         ui.info(n);
     }
-    trimmed.extend(harvested.trimmed);
+    found.trimmed.extend(harvested.trimmed);
 }
