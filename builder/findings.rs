@@ -33,7 +33,11 @@ pub struct Trimmed {
     pub files: usize,
     /// Bytes the image is smaller by (for `strip`, what stripping saved).
     pub bytes: u64,
-    /// What it removed, where a user wants the names (the kernel modules dropped).
+    /// What it removed, where a user wants the names (the kernel modules dropped, the
+    /// Ansible collections no playbook uses).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// What it kept, where a user wants the names (an Ansible collection's plugins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
 }

@@ -247,6 +247,8 @@ fn the_system_kit_runs_from_a_copy_on_the_build_host() {
             report["trim"].as_array().unwrap().iter().map(|t| t["rule"].as_str().unwrap()).collect();
         assert!(rules.contains(&"remove: lib/python*/site-packages/ansible_test"), "{rules:?}");
         assert!(rules.iter().any(|r| r.starts_with("strip --strip-unneeded")), "{rules:?}");
+        // examples/fieldkit names its playbook: ansible-core's modules it does not use go.
+        assert!(rules.contains(&"ansible-core modules no playbook uses"), "{rules:?}");
         assert_eq!(report["python"][0]["interpreter"], "system", "{}", report["python"]);
     }
 }

@@ -17,6 +17,7 @@ mod ipa;
 mod iso;
 mod litter;
 mod netboot;
+mod netkit;
 mod network;
 mod python;
 mod repro;

@@ -132,6 +132,7 @@ impl Harvest for Dropped {
             files: paths.len(),
             bytes,
             paths,
+            kept: Vec::new(),
         });
         Ok(())
     }

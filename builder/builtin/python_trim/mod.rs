@@ -16,6 +16,7 @@
 //! 6. [`verify`] runs the `verify` commands in a relocated, read-only copy of the image,
 //!    and a failure names the rule that removed what was missing.
 
+mod ansible;
 mod bundle;
 mod compile;
 mod rules;
@@ -46,6 +47,7 @@ pub struct PythonTrim {
     python_version: Option<String>,
     keep_stdlib: Vec<String>,
     strip: bool,
+    ansible_playbooks: Vec<String>,
 }
 
 /// Which interpreter runs the kit: the target's own, or one bundled with it.
@@ -91,6 +93,9 @@ pub enum SiteFlavour {
 pub struct Removals {
     rules: Vec<(String, usize, u64)>,
     by_path: std::collections::BTreeMap<ImagePath, usize>,
+    /// Per rule: what it removed, by name (collections), and what it kept (plugins).
+    named: std::collections::BTreeMap<usize, Vec<String>>,
+    kept: std::collections::BTreeMap<usize, Vec<String>>,
 }
 
 impl Removals {
@@ -111,6 +116,16 @@ impl Removals {
         r.1 += usize::from(file);
         r.2 += bytes;
         self.by_path.insert(*path, rule);
+    }
+
+    /// Names what `rule` removed, for the report (the collections it took out).
+    fn named(&mut self, rule: usize, names: Vec<String>) {
+        self.named.insert(rule, names);
+    }
+
+    /// Names what a rule's trim kept, for the report (a collection's plugins).
+    fn kept(&mut self, rule: usize, names: Vec<String>) {
+        self.kept.insert(rule, names);
     }
 
     /// Records bytes a rule saved without removing a path (stripping).
@@ -144,13 +159,15 @@ impl Removals {
     fn report(&self, element: &str) -> Vec<Trimmed> {
         self.rules
             .iter()
-            .filter(|(_, files, _)| *files > 0)
-            .map(|(rule, files, bytes)| Trimmed {
+            .enumerate()
+            .filter(|(_, (_, files, _))| *files > 0)
+            .map(|(i, (rule, files, bytes))| Trimmed {
                 element: element.into(),
                 rule: rule.clone(),
                 files: *files,
                 bytes: *bytes,
-                paths: Vec::new(),
+                paths: self.named.get(&i).cloned().unwrap_or_default(),
+                kept: self.kept.get(&i).cloned().unwrap_or_default(),
             })
             .collect()
     }
@@ -180,6 +197,9 @@ impl BuiltIn for PythonTrim {
         let mut log = Removals::default();
         let keep = rules::globs(&venv, self.keep.iter().map(String::as_str))?;
         rules::remove(tree, &venv, &site, &self.remove, &keep, &mut log)?;
+        if !self.ansible_playbooks.is_empty() {
+            ansible::trim(tree, element, &site, &self.ansible_playbooks, &keep, &mut log)?;
+        }
         if bundled {
             bundle::add(tree, element, &venv, &site, &python, &self.keep_stdlib, epoch, &mut log)?;
         }
