@@ -353,10 +353,7 @@ impl<'t> Reader<'t> {
         let place = Place { file: path, dir: *dir, search: Vec::new() };
         for line in text.lines() {
             let Some((key, value)) = line.split_once('=') else { continue };
-            if matches!(
-                key.trim(),
-                "stdout_callback" | "callbacks_enabled" | "callback_whitelist" | "callbacks_enabled "
-            ) {
+            if matches!(key.trim(), "stdout_callback" | "callbacks_enabled" | "callback_whitelist") {
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     self.add(Kind::Callback, name, &place);
                 }
