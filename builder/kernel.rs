@@ -126,3 +126,67 @@ pub fn take_from_image(tree: &mut Tree, work: &Path) -> anyhow::Result<ImageKern
     });
     Ok(ImageKernel { path, release, removed_bytes })
 }
+
+/// Whether the PE image at `path` (a vmlinuz with its EFI stub, an EFI binary) carries
+/// an Authenticode signature: a certificate table among its optional header's data
+/// directories (PE/COFF, "The Attribute Certificate Table"). Reads the headers only.
+pub fn authenticode_signed(path: &Path) -> anyhow::Result<bool> {
+    use std::io::Read;
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
+    head.truncate(n);
+    let u16_at = |at: usize| head.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| head.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if head.get(..2) != Some(b"MZ") {
+        return Ok(false);
+    }
+    let Some(pe) = u32_at(0x3c).map(|v| v as usize) else { return Ok(false) };
+    if head.get(pe..pe + 4) != Some(b"PE\0\0") {
+        return Ok(false);
+    }
+    // The optional header follows the 4-byte signature and the 20-byte COFF header.
+    let optional = pe + 24;
+    let (count_at, directories) = match u16_at(optional) {
+        Some(0x10b) => (optional + 92, optional + 96),
+        Some(0x20b) => (optional + 108, optional + 112),
+        _ => return Ok(false),
+    };
+    const CERTIFICATE_TABLE: usize = 4;
+    let count = u32_at(count_at).unwrap_or(0) as usize;
+    let size = u32_at(directories + CERTIFICATE_TABLE * 8 + 4).unwrap_or(0);
+    Ok(count > CERTIFICATE_TABLE && size > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal PE32+ header with a certificate table of `size` bytes.
+    fn pe(size: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 512];
+        b[..2].copy_from_slice(b"MZ");
+        b[0x3c..0x40].copy_from_slice(&64u32.to_le_bytes());
+        b[64..68].copy_from_slice(b"PE\0\0");
+        let optional = 64 + 24;
+        b[optional..optional + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+        b[optional + 108..optional + 112].copy_from_slice(&16u32.to_le_bytes());
+        let cert = optional + 112 + 4 * 8;
+        b[cert..cert + 4].copy_from_slice(&1024u32.to_le_bytes());
+        b[cert + 4..cert + 8].copy_from_slice(&size.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_certificate_table_is_a_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let (signed, unsigned, text) = (dir.path().join("s"), dir.path().join("u"), dir.path().join("t"));
+        std::fs::write(&signed, pe(2000)).unwrap();
+        std::fs::write(&unsigned, pe(0)).unwrap();
+        std::fs::write(&text, b"not a PE").unwrap();
+        assert!(authenticode_signed(&signed).unwrap());
+        assert!(!authenticode_signed(&unsigned).unwrap());
+        assert!(!authenticode_signed(&text).unwrap());
+    }
+}

@@ -10,7 +10,12 @@ use crate::util::{nics, sh, Dir, Guest, Image};
 
 /// The acme client with a provisioning network, two nodes booting with fixed addresses,
 /// and an element shipping a kickstart template; the image boots as the acme ramdisk.
-fn netboot_image(dir: &Dir, http: Option<&str>) {
+pub fn netboot_image(dir: &Dir, http: Option<&str>) {
+    netboot_image_with(dir, http, |image| image);
+}
+
+/// As [`netboot_image`], with `more` adding to the image.
+pub fn netboot_image_with(dir: &Dir, http: Option<&str>, more: impl FnOnce(Image) -> Image) {
     dir.fixture("examples/acme/client.toml", "client.toml");
     let client = std::fs::read_to_string(dir.path("client.toml"))
         .unwrap()
@@ -24,8 +29,8 @@ fn netboot_image(dir: &Dir, http: Option<&str>) {
              \"10.0.2.150\"]\nrouter = \"10.0.2.2\"\n{http}"
         ),
     );
-    dir.image(
-        &Image::new("acme", &["base-busybox", "init", "kernel-modules", "network", "kickstart"])
+    dir.image(&more(
+        Image::new("acme", &["base-busybox", "init", "kernel-modules", "network", "kickstart"])
             .outputs(&["netboot"])
             .set("kernel", "\"auto\"")
             .set(
@@ -34,7 +39,7 @@ fn netboot_image(dir: &Dir, http: Option<&str>) {
             )
             .params("kernel-modules", "modules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]")
             .params("init", "then = \"poweroff\""),
-    );
+    ));
     dir.write("elements/kickstart/element.toml", "description = \"a kickstart per node\"\n");
     dir.write(
         "elements/kickstart/netboot/ks.cfg.tera",
@@ -86,7 +91,7 @@ fn boot_all(dir: &Dir, tree: &Path, ways: &[Way]) -> Vec<String> {
 
 /// Boots until `want` is on the console (or `seconds` pass) and returns the console,
 /// without the terminal escapes loaders print between characters.
-fn boot_until(dir: &Dir, name: &str, args: &[String], want: &str, seconds: u64) -> String {
+pub fn boot_until(dir: &Dir, name: &str, args: &[String], want: &str, seconds: u64) -> String {
     let serial = dir.path(&format!("{name}.log"));
     let mut guest = Guest::start(512, seconds as u32 + 30, &serial, args);
     let plain = || strip_escapes(&String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()));
@@ -117,7 +122,7 @@ fn strip_escapes(text: &str) -> String {
     out
 }
 
-fn summary(node: &str, last: &str) -> String {
+pub fn summary(node: &str, last: &str) -> String {
     format!("smelt-network: node {node}: bond0[fast0 fast1] up 802.3ad; front 10.10.0.{last}/24; back 192.168.50.{last}/24;")
 }
 

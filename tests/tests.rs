@@ -22,5 +22,6 @@ mod network;
 mod python;
 mod repro;
 mod secrets;
+mod secureboot;
 mod staging;
 mod util;

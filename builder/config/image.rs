@@ -38,6 +38,7 @@ struct RawImage {
     cmdline: Option<String>,
     iso_label: Option<String>,
     iso_compression: Option<String>,
+    secure_boot: Option<String>,
     budget: Option<String>,
     checksums: Option<Vec<String>>,
 }
@@ -88,6 +89,23 @@ impl Named for FileCompression {
         &[("none", FileCompression::None), ("zisofs", FileCompression::Zisofs)];
 }
 
+/// How a bootable output's UEFI boot passes Secure Boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecureBoot {
+    /// GRUB made by `grub-mkimage` at build time, unsigned: firmware with Secure Boot
+    /// on refuses it.
+    Off,
+    /// The distribution's signed chain: its shim (signed by Microsoft's UEFI CA), its
+    /// signed GRUB, and a kernel it signed.
+    Distribution,
+}
+
+impl Named for SecureBoot {
+    const NAMES: &'static [(&'static str, SecureBoot)] =
+        &[("off", SecureBoot::Off), ("distribution", SecureBoot::Distribution)];
+}
+
 /// Where the kernel of a bootable output comes from.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -113,6 +131,8 @@ pub struct Image {
     pub iso_label: String,
     /// How a data ISO stores its files (`iso-compression`).
     pub iso_compression: FileCompression,
+    /// How UEFI boot passes Secure Boot (`secure-boot`).
+    pub secure_boot: SecureBoot,
     /// The budget file named by the image, resolved against the image's directory.
     pub budget: Option<PathBuf>,
     /// `[params.ELEMENT]` tables, before `--set` and element defaults are applied.
@@ -157,6 +177,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     });
     c.kernel_named(&named, kernel.is_some());
     let iso_compression = c.iso_compression(r.iso_compression.as_deref(), kernel.is_some());
+    let secure_boot = c.secure_boot(r.secure_boot.as_deref(), kernel.is_some());
     let secrets_allow = c.secrets_allow(raw.secrets.iter().flat_map(|s| &s.allow));
     let checksums = c.checksums(r.checksums.iter().flatten());
     if !c.errs.is_empty() {
@@ -166,6 +187,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         file: file.path.clone(),
         iso_label,
         iso_compression,
+        secure_boot,
         name: r.name,
         elements: r.elements,
         outputs,
@@ -284,6 +306,29 @@ impl Checker<'_> {
                     "boot loaders cannot read zisofs files, and the initramfs is compressed already: \
                      remove iso-compression or kernel",
                 ),
+            );
+        }
+        chosen
+    }
+
+    /// `secure-boot`: off, or through the distribution's signed chain, which only a
+    /// bootable output has.
+    fn secure_boot(&mut self, text: Option<&str>, has_kernel: bool) -> SecureBoot {
+        let at = ["image", "secure-boot"];
+        let chosen = match text.map(SecureBoot::from_name) {
+            None => SecureBoot::Off,
+            Some(Some(s)) => s,
+            Some(None) => {
+                let help = format!("use one of {}", SecureBoot::listed());
+                self.error(&at, format!("unknown secure-boot `{}`", text.unwrap_or_default()), Some(&help));
+                SecureBoot::Off
+            }
+        };
+        if chosen != SecureBoot::Off && !has_kernel {
+            self.error(
+                &at,
+                "secure-boot is for what boots a kernel, but this image names none",
+                Some("set kernel = \"auto\", \"image\" or a vmlinuz path (signed by the distribution), or remove secure-boot"),
             );
         }
         chosen

@@ -1,6 +1,9 @@
 //! The bootable ISO's boot: the loaders found on the host (isolinux for BIOS, GRUB for
 //! UEFI, in a FAT ESP) and the configs, rendered from `templates/boot/`, that tie them
-//! to the kernel and the image's initramfs.
+//! to the kernel and the image's initramfs. With `secure-boot = "distribution"` the ESP
+//! holds the distribution's signed chain instead of a GRUB made here: shim (signed by
+//! Microsoft's UEFI CA) as `BOOTX64.EFI`, beside it the signed GRUB for media (which
+//! finds the ISO by its `/.disk/info` and reads `/boot/grub/grub.cfg`) and MokManager.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +12,7 @@ use serde_json::json;
 
 use super::loaders::{grub_efi, host_file, LDLINUX};
 use crate::archive::{esp, iso::Boot};
-use crate::config::image::Image;
+use crate::config::image::{Image, SecureBoot};
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Tree};
@@ -17,6 +20,15 @@ use crate::tree::{Entry, Tree};
 const ISOLINUX_CFG: &str = include_str!("../../templates/boot/isolinux.cfg.tera");
 const GRUB_CFG: &str = include_str!("../../templates/boot/grub.cfg.tera");
 const GRUB_EARLY_CFG: &str = include_str!("../../templates/boot/grub-early.cfg.tera");
+
+/// The distribution's signed loaders (Debian's paths; the package that has them).
+pub const SHIM: (&str, &str) = ("/usr/lib/shim/shimx64.efi.signed", "shim-signed");
+pub const MOK_MANAGER: (&str, &str) = ("/usr/lib/shim/mmx64.efi.signed", "shim-signed");
+const SIGNED_GRUB_CD: (&str, &str) =
+    ("/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed", "grub-efi-amd64-signed");
+
+/// The file the signed GRUB for media looks for to find the medium it belongs to.
+const DISK_INFO: &str = ".disk/info";
 
 /// Where things go on a bootable ISO.
 const KERNEL: &str = "/boot/vmlinuz";
@@ -62,6 +74,8 @@ pub struct Loaders {
     isolinux_cfg: Vec<u8>,
     grub_cfg: Vec<u8>,
     boot: Boot,
+    /// `/.disk/info`, by which the distribution's signed GRUB finds the ISO.
+    disk_info: Option<Vec<u8>>,
 }
 
 impl Loaders {
@@ -78,8 +92,25 @@ impl Loaders {
             "isolinux",
             WHAT,
         )?;
-        let early = String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?;
-        let grub = grub_efi("/boot/grub", GRUB_MODULES, Some(&early), work, WHAT)?;
+        let esp = match image.secure_boot {
+            SecureBoot::Off => {
+                let early = String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?;
+                let grub = grub_efi("/boot/grub", GRUB_MODULES, Some(&early), work, WHAT)?;
+                esp::fat_image(&[("EFI/BOOT/BOOTX64.EFI", &grub)])?
+            }
+            SecureBoot::Distribution => {
+                let read = |(path, package): (&str, &str)| -> anyhow::Result<Vec<u8>> {
+                    Ok(std::fs::read(host_file(&[path], package, WHAT)?)?)
+                };
+                let (shim, grub, mok) = (read(SHIM)?, read(SIGNED_GRUB_CD)?, read(MOK_MANAGER)?);
+                // shim starts `grubx64.efi` (and `mmx64.efi` to enrol keys) beside itself.
+                esp::fat_image(&[
+                    ("EFI/BOOT/BOOTX64.EFI", &shim),
+                    ("EFI/BOOT/grubx64.efi", &grub),
+                    ("EFI/BOOT/mmx64.efi", &mok),
+                ])?
+            }
+        };
         Ok(Loaders {
             isolinux,
             ldlinux,
@@ -89,8 +120,10 @@ impl Loaders {
                 bios_image: "isolinux/isolinux.bin".into(),
                 catalog: "isolinux/boot.cat".into(),
                 mbr_code: std::fs::read(&isohdpfx)?,
-                esp: esp::fat_image(&[("EFI/BOOT/BOOTX64.EFI", &grub)])?,
+                esp,
             },
+            disk_info: (image.secure_boot == SecureBoot::Distribution)
+                .then(|| format!("{} (smelt {})\n", image.name, env!("CARGO_PKG_VERSION")).into_bytes()),
         })
     }
 
@@ -122,6 +155,9 @@ impl Loaders {
         put("isolinux/ldlinux.c32", Source::host(&self.ldlinux))?;
         put("isolinux/isolinux.cfg", Source::Bytes(self.isolinux_cfg.clone().into()))?;
         put("boot/grub/grub.cfg", Source::Bytes(self.grub_cfg.clone().into()))?;
+        if let Some(info) = &self.disk_info {
+            put(DISK_INFO, Source::Bytes(info.clone().into()))?;
+        }
         Ok(tree)
     }
 }

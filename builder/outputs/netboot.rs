@@ -21,6 +21,7 @@ use super::Outputs;
 use crate::archive;
 use crate::config::client::Client;
 use crate::config::image::OutputKind;
+use crate::config::image::SecureBoot;
 use crate::element::FileKind;
 use crate::io::source::Source;
 use crate::path::ImagePath;
@@ -66,6 +67,11 @@ const GRUB_MODULES: &[&str] = &[
     "all_video",
 ];
 
+/// The distribution's signed GRUB for the network, which reads `grub/grub.cfg` from the
+/// server it came from.
+const SIGNED_GRUB_NET: (&str, &str) =
+    ("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed");
+
 /// The loaders, found on the host (and GRUB's made by grub-mkimage) once per build.
 pub struct Loaders {
     /// lpxelinux.0, which fetches by TFTP or HTTP, served as `pxelinux.0`.
@@ -74,17 +80,31 @@ pub struct Loaders {
     undionly: PathBuf,
     ipxe_efi: PathBuf,
     /// GRUB for UEFI, reading `grub/grub.cfg` from the server it was fetched from.
-    grub: Vec<u8>,
+    grub: Source,
+    /// With `secure-boot = "distribution"`: the UEFI firmware's loader is shim, which
+    /// starts the signed GRUB as `grubx64.efi` (and MokManager as `mmx64.efi`).
+    shim: Option<(PathBuf, PathBuf)>,
 }
 
 impl Loaders {
-    pub fn find(work: &Path) -> anyhow::Result<Loaders> {
+    pub fn find(work: &Path, secure_boot: SecureBoot) -> anyhow::Result<Loaders> {
+        let signed = |(path, package): (&str, &str)| host_file(&[path], package, WHAT);
+        let (grub, shim) = match secure_boot {
+            SecureBoot::Off => {
+                (Source::Bytes(grub_efi("/grub", GRUB_MODULES, None, work, WHAT)?.into()), None)
+            }
+            SecureBoot::Distribution => (
+                Source::host(&signed(SIGNED_GRUB_NET)?),
+                Some((signed(super::bootable::SHIM)?, signed(super::bootable::MOK_MANAGER)?)),
+            ),
+        };
         Ok(Loaders {
             pxelinux: host_file(&["/usr/lib/PXELINUX/lpxelinux.0"], "pxelinux", WHAT)?,
             ldlinux: host_file(LDLINUX, "syslinux-common", WHAT)?,
             undionly: host_file(&["/usr/lib/ipxe/undionly.kpxe"], "ipxe", WHAT)?,
             ipxe_efi: host_file(&["/usr/lib/ipxe/ipxe.efi"], "ipxe", WHAT)?,
-            grub: grub_efi("/grub", GRUB_MODULES, None, work, WHAT)?,
+            grub,
+            shim,
         })
     }
 }
@@ -228,7 +248,14 @@ impl Files {
         self.put("ldlinux.c32", Source::host(&loaders.ldlinux), "smelt")?;
         self.put("undionly.kpxe", Source::host(&loaders.undionly), "smelt")?;
         self.put("ipxe.efi", Source::host(&loaders.ipxe_efi), "smelt")?;
-        self.put("bootx64.efi", Source::Bytes(loaders.grub.clone().into()), "smelt")?;
+        match &loaders.shim {
+            None => self.put("bootx64.efi", loaders.grub.clone(), "smelt")?,
+            Some((shim, mok)) => {
+                self.put("bootx64.efi", Source::host(shim), "smelt")?;
+                self.put("grubx64.efi", loaders.grub.clone(), "smelt")?;
+                self.put("mmx64.efi", Source::host(mok), "smelt")?;
+            }
+        }
         self.put(KERNEL, Source::host(kernel), "smelt")?;
         let shared = initramfs.iter().find(|i| i.node.is_none());
         if let Some(i) = shared {
@@ -311,7 +338,7 @@ impl Outputs<'_> {
         let parts: Vec<Initramfs> =
             initramfs.iter().map(|(node, path)| Initramfs { node: *node, path }).collect();
         let tree = self.ui.step("netboot tree", || {
-            let loaders = Loaders::find(work)?;
+            let loaders = Loaders::find(work, plan.image.secure_boot)?;
             tree(plan, &loaders, kernel, &parts, plan.time)
         })?;
         let dest = self.outdir.join(format!("{}.netboot", plan.image.name));

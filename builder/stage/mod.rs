@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::builtin;
-use crate::config::image::OutputKind;
+use crate::config::image::{OutputKind, SecureBoot};
 use crate::config::names::Named;
 use crate::element::hooks::{Side, PHASES};
 use crate::element::Origin;
@@ -87,6 +87,17 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
         }
         None => None,
     };
+    if let (Some(path), SecureBoot::Distribution) = (&kernel, plan.image.secure_boot) {
+        if !kernel::authenticode_signed(path)? {
+            anyhow::bail!(
+                "secure-boot = \"distribution\" (in {}) boots through the distribution's signed GRUB, which \
+                 starts only a kernel the distribution signed, and {} carries no signature: use the distribution's \
+                 kernel (Debian: linux-image-amd64 or linux-image-cloud-amd64), or remove secure-boot",
+                plan.image.file.display(),
+                path.display()
+            );
+        }
+    }
     let iso_extras =
         if plan.image.outputs.contains(&OutputKind::Iso) { Some(iso_extras(plan)?) } else { None };
     Ok(Staged { tree, found, kernel, iso_extras })
