@@ -49,6 +49,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod config;
 mod distro;
+mod efi;
 mod element;
 mod findings;
 mod inspect;

@@ -11,9 +11,10 @@ use serde_json::Value;
 use crate::builtin::{self, BuiltIns, Planning};
 use crate::config::budget::{self, Budget};
 use crate::config::client::Client;
-use crate::config::image::{self, Image};
+use crate::config::image::{self, Image, KeyAt, Signing};
 use crate::config::source::{suggest, Diagnostics, TomlFile};
 use crate::distro;
+use crate::efi::signer::KeyFile;
 use crate::element::hooks::{self, Hooks};
 use crate::element::library::Library;
 use crate::element::manifest::Form;
@@ -55,6 +56,8 @@ pub struct Plan {
     /// clock read once, here, so all of one build's timestamps are the same second.
     pub time: i64,
     pub offline: bool,
+    /// `[secure-boot]`'s key and certificate, read and checked: what signs the UKI.
+    pub signer: Option<KeyFile>,
 }
 
 pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
@@ -96,6 +99,7 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
     let hooks = hooks::collect(&resolved.elements, generated, &|k| std::env::var(k).ok(), kernel_from_image)?;
     let budget = find_budget(&image)?;
     let client = inputs.client.as_deref().map(crate::config::client::load).transpose()?;
+    let signer = image.signing.as_ref().map(|s| load_signer(s, &image)).transpose()?;
     Ok(Plan {
         image,
         resolved,
@@ -110,7 +114,27 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         family,
         time: inputs.source_date_epoch.unwrap_or_else(crate::ui::now),
         offline: inputs.offline,
+        signer,
     })
+}
+
+/// Reads and checks `[secure-boot]`'s key and certificate, against the clock (a
+/// certificate must be valid when what it signs boots, not when its inputs were dated).
+fn load_signer(s: &Signing, image: &Image) -> anyhow::Result<KeyFile> {
+    let env = |var: &str, what: &str| {
+        std::env::var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: [secure-boot] {what} names the variable {var}, which is not set: export it for the build",
+                image.file.display()
+            )
+        })
+    };
+    let key = match &s.key {
+        KeyAt::Path(p) => p.clone(),
+        KeyAt::Env(var) => image.dir().join(env(var, "key-env")?),
+    };
+    let password = s.password_env.as_deref().map(|v| env(v, "key-password-env")).transpose()?;
+    Ok(KeyFile::load(&key, &s.cert, password.as_deref(), crate::ui::now())?)
 }
 
 impl Plan {

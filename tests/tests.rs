@@ -24,4 +24,5 @@ mod repro;
 mod secrets;
 mod secureboot;
 mod staging;
+mod uki;
 mod util;

@@ -18,6 +18,17 @@ struct RawFile {
     #[serde(default)]
     params: BTreeMap<String, BTreeMap<String, Value>>,
     secrets: Option<RawSecrets>,
+    secure_boot: Option<RawSigning>,
+}
+
+/// `[secure-boot]`: the key and certificate that sign what boots.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawSigning {
+    key: Option<String>,
+    key_env: Option<String>,
+    cert: Option<String>,
+    key_password_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +50,7 @@ struct RawImage {
     iso_label: Option<String>,
     iso_compression: Option<String>,
     secure_boot: Option<String>,
+    uki_stub: Option<String>,
     budget: Option<String>,
     checksums: Option<Vec<String>>,
 }
@@ -71,6 +83,7 @@ pub enum OutputKind {
     ConfigDrive,
     Dir,
     Netboot,
+    Uki,
 }
 
 impl Named for OutputKind {
@@ -81,6 +94,7 @@ impl Named for OutputKind {
         ("config-drive", OutputKind::ConfigDrive),
         ("dir", OutputKind::Dir),
         ("netboot", OutputKind::Netboot),
+        ("uki", OutputKind::Uki),
     ];
 }
 
@@ -104,6 +118,23 @@ pub enum SecureBoot {
 impl Named for SecureBoot {
     const NAMES: &'static [(&'static str, SecureBoot)] =
         &[("off", SecureBoot::Off), ("distribution", SecureBoot::Distribution)];
+}
+
+/// Where the signing key is: a path, or an environment variable that names one (so CI
+/// can keep it out of the repository).
+#[derive(Debug, Clone)]
+pub enum KeyAt {
+    Path(PathBuf),
+    Env(String),
+}
+
+/// `[secure-boot]`: the key and certificate that sign the unified kernel image.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub key: KeyAt,
+    pub cert: PathBuf,
+    /// The environment variable holding an encrypted key's password.
+    pub password_env: Option<String>,
 }
 
 /// Where the kernel of a bootable output comes from.
@@ -133,6 +164,10 @@ pub struct Image {
     pub iso_compression: FileCompression,
     /// How UEFI boot passes Secure Boot (`secure-boot`).
     pub secure_boot: SecureBoot,
+    /// `uki-stub`: the EFI stub a UKI is built on, when not systemd-boot-efi's.
+    pub uki_stub: Option<PathBuf>,
+    /// `[secure-boot]`: who signs the unified kernel image.
+    pub signing: Option<Signing>,
     /// The budget file named by the image, resolved against the image's directory.
     pub budget: Option<PathBuf>,
     /// `[params.ELEMENT]` tables, before `--set` and element defaults are applied.
@@ -151,6 +186,7 @@ impl Image {
         has(OutputKind::Initramfs)
             || has(OutputKind::RamdiskTar)
             || has(OutputKind::Netboot)
+            || has(OutputKind::Uki)
             || (has(OutputKind::Iso) && self.kernel.is_some())
     }
 
@@ -180,6 +216,7 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
     let secure_boot = c.secure_boot(r.secure_boot.as_deref(), kernel.is_some());
     let secrets_allow = c.secrets_allow(raw.secrets.iter().flat_map(|s| &s.allow));
     let checksums = c.checksums(r.checksums.iter().flatten());
+    let signing = raw.secure_boot.as_ref().and_then(|s| c.signing(s, dir, &named));
     if !c.errs.is_empty() {
         return Err(Diagnostics(c.errs));
     }
@@ -188,6 +225,8 @@ pub fn check(file: &TomlFile) -> Result<Image, Diagnostics> {
         iso_label,
         iso_compression,
         secure_boot,
+        signing,
+        uki_stub: r.uki_stub.map(|p| dir.join(p)),
         name: r.name,
         elements: r.elements,
         outputs,
@@ -271,8 +310,10 @@ impl Checker<'_> {
     /// Outputs that boot a kernel name one.
     fn kernel_named(&mut self, named: &[String], has_kernel: bool) {
         for (i, name) in named.iter().enumerate() {
-            let needs =
-                matches!(OutputKind::from_name(name), Some(OutputKind::RamdiskTar | OutputKind::Netboot));
+            let needs = matches!(
+                OutputKind::from_name(name),
+                Some(OutputKind::RamdiskTar | OutputKind::Netboot | OutputKind::Uki)
+            );
             if needs && !has_kernel {
                 self.error(
                     &["image", "outputs", &i.to_string()],
@@ -332,6 +373,43 @@ impl Checker<'_> {
             );
         }
         chosen
+    }
+
+    /// `[secure-boot]`: a key (by path or by a variable naming one) and a certificate,
+    /// for an output that is signed.
+    fn signing(&mut self, raw: &RawSigning, dir: &Path, outputs: &[String]) -> Option<Signing> {
+        let key = match (&raw.key, &raw.key_env) {
+            (Some(path), None) => Some(KeyAt::Path(dir.join(path))),
+            (None, Some(var)) => Some(KeyAt::Env(var.clone())),
+            (Some(_), Some(_)) => {
+                self.error(&["secure-boot", "key-env"], "both key and key-env are set", Some("keep one"));
+                None
+            }
+            (None, None) => {
+                let help = "key = \"db.key\" (a PEM file, relative to image.toml) or key-env = \"VAR\" (a variable naming one)";
+                self.error(&["secure-boot"], "[secure-boot] names no key", Some(help));
+                None
+            }
+        };
+        if raw.cert.is_none() {
+            self.error(
+                &["secure-boot"],
+                "[secure-boot] names no certificate",
+                Some("cert = \"db.crt\": the PEM certificate enrolled in the firmware's db"),
+            );
+        }
+        if !outputs.iter().any(|o| o == "uki") {
+            self.error(
+                &["secure-boot"],
+                "[secure-boot] signs the `uki` output, and the image has none",
+                Some("add \"uki\" to outputs"),
+            );
+        }
+        Some(Signing {
+            key: key?,
+            cert: dir.join(raw.cert.as_ref()?),
+            password_env: raw.key_password_env.clone(),
+        })
     }
 
     fn secrets_allow<'g>(&mut self, globs: impl Iterator<Item = &'g String>) -> globset::GlobSet {

@@ -64,6 +64,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         ui,
     )?;
     report.outputs = produced.reports;
+    report.efi = produced.efi;
     checks.extend(produced.checks);
     if checks.iter().any(|c| !c.ok) {
         return over_budget(report, checks, &plan);
@@ -128,6 +129,7 @@ fn tree_report(plan: &Plan, tree: &Tree, measure: budget::Measure, found: Findin
         secrets: secrets(plan, tree, ui),
         trim: found.trimmed,
         python: found.python_kits,
+        efi: Vec::new(),
     }
 }
 

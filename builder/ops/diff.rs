@@ -31,6 +31,9 @@ struct DirChange {
 }
 
 pub fn diff(old: &Path, new: &Path, as_json: bool) -> anyhow::Result<String> {
+    if crate::efi::looks_like_pe(old) && crate::efi::looks_like_pe(new) {
+        return efi(old, new, as_json);
+    }
     let (a, b) = (inspect::read(old)?, inspect::read(new)?);
     let paths: BTreeSet<&String> = a.items.keys().chain(b.items.keys()).collect();
     let mut changes: Vec<PathChange> =
@@ -137,4 +140,90 @@ fn signed(delta: i64) -> String {
         _ => "",
     };
     format!("{sign}{}", human(delta.unsigned_abs()))
+}
+
+#[derive(Serialize)]
+struct SectionChange {
+    name: String,
+    /// `added`, `removed`, `changed` or `same`.
+    change: &'static str,
+    old_bytes: u64,
+    new_bytes: u64,
+}
+
+/// Two EFI binaries (UKIs) section by section: which sections differ and by how much,
+/// what each boots, and who signed each.
+fn efi(old: &Path, new: &Path, as_json: bool) -> anyhow::Result<String> {
+    let (a, b) = (crate::efi::describe(old)?, crate::efi::describe(new)?);
+    let mut names: Vec<&str> = a.sections.iter().map(|s| s.name.as_str()).collect();
+    names.extend(
+        b.sections.iter().map(|s| s.name.as_str()).filter(|n| !a.sections.iter().any(|s| s.name == *n)),
+    );
+    let changes: Vec<SectionChange> = names
+        .into_iter()
+        .map(|name| {
+            let (x, y) =
+                (a.sections.iter().find(|s| s.name == name), b.sections.iter().find(|s| s.name == name));
+            let change = match (x, y) {
+                (Some(_), None) => "removed",
+                (None, Some(_)) => "added",
+                (Some(x), Some(y)) if x.sha256 == y.sha256 => "same",
+                _ => "changed",
+            };
+            let size = |s: Option<&crate::efi::DescribedSection>| s.map_or(0, |s| u64::from(s.virtual_size));
+            SectionChange { name: name.to_string(), change, old_bytes: size(x), new_bytes: size(y) }
+        })
+        .collect();
+    let signers =
+        |d: &crate::efi::Described| d.signatures.iter().map(|s| s.signer.clone()).collect::<Vec<_>>();
+    if as_json {
+        let doc = serde_json::json!({
+            "old": old.display().to_string(),
+            "new": new.display().to_string(),
+            "sections": changes,
+            "kernel_release": [a.kernel_release, b.kernel_release],
+            "cmdline": [a.cmdline, b.cmdline],
+            "signers": [signers(&a), signers(&b)],
+        });
+        return Ok(serde_json::to_string_pretty(&doc)? + "\n");
+    }
+    let differ = changes.iter().filter(|c| c.change != "same").count();
+    let mut s =
+        format!("{} -> {}: {differ} of {} sections differ\n\n", old.display(), new.display(), changes.len());
+    for c in &changes {
+        let mark = match c.change {
+            "added" => '+',
+            "removed" => '-',
+            "changed" => '~',
+            _ => ' ',
+        };
+        let delta = c.new_bytes as i64 - c.old_bytes as i64;
+        s.push_str(&format!(
+            "{mark} {:<10} {:>12} -> {:>12}  {}\n",
+            c.name,
+            human(c.old_bytes),
+            human(c.new_bytes),
+            if c.change == "same" { String::new() } else { signed(delta) }
+        ));
+    }
+    for (label, x, y) in
+        [("kernel", &a.kernel_release, &b.kernel_release), ("cmdline", &a.cmdline, &b.cmdline)]
+    {
+        if x != y {
+            s.push_str(&format!(
+                "\n{label}: {} -> {}",
+                x.as_deref().unwrap_or("-"),
+                y.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    let (sa, sb) = (signers(&a), signers(&b));
+    if sa != sb {
+        let show = |v: &[String]| if v.is_empty() { "unsigned".to_string() } else { v.join("; ") };
+        s.push_str(&format!("\nsigned by: {} -> {}", show(&sa), show(&sb)));
+    }
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
 }

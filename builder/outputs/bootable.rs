@@ -13,6 +13,7 @@ use serde_json::json;
 use super::loaders::{grub_efi, host_file, LDLINUX};
 use crate::archive::{esp, iso::Boot};
 use crate::config::image::{Image, SecureBoot};
+use crate::efi::{pe::Pe, Identity};
 use crate::io::source::Source;
 use crate::path::ImagePath;
 use crate::tree::{Entry, Tree};
@@ -76,6 +77,8 @@ pub struct Loaders {
     boot: Boot,
     /// `/.disk/info`, by which the distribution's signed GRUB finds the ISO.
     disk_info: Option<Vec<u8>>,
+    /// The EFI binaries on the ESP, by their paths there.
+    efi: Vec<(String, Identity)>,
 }
 
 impl Loaders {
@@ -92,11 +95,11 @@ impl Loaders {
             "isolinux",
             WHAT,
         )?;
-        let esp = match image.secure_boot {
+        let files: Vec<(&str, Vec<u8>)> = match image.secure_boot {
             SecureBoot::Off => {
                 let early = String::from_utf8(render(GRUB_EARLY_CFG, "grub-early.cfg.tera", image)?)?;
                 let grub = grub_efi("/boot/grub", GRUB_MODULES, Some(&early), work, WHAT)?;
-                esp::fat_image(&[("EFI/BOOT/BOOTX64.EFI", &grub)])?
+                vec![("EFI/BOOT/BOOTX64.EFI", grub)]
             }
             SecureBoot::Distribution => {
                 let read = |(path, package): (&str, &str)| -> anyhow::Result<Vec<u8>> {
@@ -104,13 +107,21 @@ impl Loaders {
                 };
                 let (shim, grub, mok) = (read(SHIM)?, read(SIGNED_GRUB_CD)?, read(MOK_MANAGER)?);
                 // shim starts `grubx64.efi` (and `mmx64.efi` to enrol keys) beside itself.
-                esp::fat_image(&[
-                    ("EFI/BOOT/BOOTX64.EFI", &shim),
-                    ("EFI/BOOT/grubx64.efi", &grub),
-                    ("EFI/BOOT/mmx64.efi", &mok),
-                ])?
+                vec![
+                    ("EFI/BOOT/BOOTX64.EFI", shim),
+                    ("EFI/BOOT/grubx64.efi", grub),
+                    ("EFI/BOOT/mmx64.efi", mok),
+                ]
             }
         };
+        let mut efi = Vec::new();
+        for (name, bytes) in &files {
+            efi.push((
+                name.to_string(),
+                crate::efi::identify(&Pe::from_bytes(name, bytes.as_slice().into())?)?,
+            ));
+        }
+        let esp = esp::fat_image(&files.iter().map(|(n, b)| (*n, b.as_slice())).collect::<Vec<_>>())?;
         Ok(Loaders {
             isolinux,
             ldlinux,
@@ -124,6 +135,7 @@ impl Loaders {
             },
             disk_info: (image.secure_boot == SecureBoot::Distribution)
                 .then(|| format!("{} (smelt {})\n", image.name, env!("CARGO_PKG_VERSION")).into_bytes()),
+            efi,
         })
     }
 
@@ -134,6 +146,11 @@ impl Loaders {
 
     /// The tree of one bootable ISO — kernel, initramfs, loaders and configs — over the
     /// elements' `iso/` files.
+    /// The EFI binaries the ISO's ESP holds, by their paths there.
+    pub fn efi(&self) -> &[(String, Identity)] {
+        &self.efi
+    }
+
     pub fn iso_tree(
         &self,
         kernel: &Path,

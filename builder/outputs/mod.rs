@@ -15,6 +15,7 @@ mod config_drive;
 mod iso;
 mod loaders;
 pub mod netboot;
+mod uki;
 pub mod variants;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +26,9 @@ use crate::archive::{self, ramdisk_tar, Written};
 use crate::budget;
 use crate::config::image::OutputKind;
 use crate::config::names::Named;
+use crate::efi::pe::Pe;
 use crate::plan::Plan;
-use crate::report::OutputReport;
+use crate::report::{EfiBinary, OutputReport};
 use crate::tree::Tree;
 use crate::ui::Ui;
 use variants::Variant;
@@ -40,6 +42,8 @@ pub struct Produced {
     pub checksum_files: Vec<crate::io::atomic::Pending>,
     pub reports: Vec<OutputReport>,
     pub checks: Vec<budget::Check>,
+    /// The EFI binaries the outputs boot through.
+    pub efi: Vec<EfiBinary>,
 }
 
 /// What every output of a build shares, and what is made once for all variants.
@@ -75,6 +79,7 @@ pub fn write(
     let needs_initramfs = wants(OutputKind::Initramfs)
         || wants(OutputKind::RamdiskTar)
         || wants(OutputKind::Netboot)
+        || wants(OutputKind::Uki)
         || (wants(OutputKind::Iso) && kernel.is_some());
     // What every variant shares, made once before any is written.
     let loaders = match (kernel, wants(OutputKind::Iso)) {
@@ -106,7 +111,9 @@ pub fn write(
     if wants(OutputKind::ConfigDrive) {
         out.config_drives()?;
     }
+    let efi = out.efi_binaries()?;
     let mut produced = out.produced;
+    produced.efi = efi;
     produced.checksum_files = checksums::sidecars(&produced.written, &plan.image.checksums)?;
     // Report outputs in the order the image lists them, whatever order they were made in.
     produced.reports.sort_by_key(|r| plan.image.outputs.iter().position(|k| k.name() == r.kind));
@@ -208,6 +215,7 @@ impl<'a> Outputs<'a> {
                 OutputKind::Iso => outputs.push(self.iso(v, packed)?),
                 OutputKind::RamdiskTar => outputs.push(self.ramdisk_tar(v, packed)?),
                 OutputKind::Dir => outputs.push(self.dir(v)?),
+                OutputKind::Uki => outputs.push(self.uki(v, packed)?),
                 // Written above; the network-boot tree and config drives are for every
                 // node, after the images.
                 OutputKind::Initramfs | OutputKind::ConfigDrive | OutputKind::Netboot => {}
@@ -267,6 +275,34 @@ impl<'a> Outputs<'a> {
             ));
         }
         Ok(Made::Written(OutputKind::Dir, out))
+    }
+
+    /// The EFI binaries of what was written: UKIs, the loaders on bootable ISOs' ESPs and
+    /// at the top of the netboot tree.
+    fn efi_binaries(&self) -> anyhow::Result<Vec<EfiBinary>> {
+        let mut found = Vec::new();
+        for w in &self.produced.written {
+            let (temp, dest) = (w.pending.temp_path(), w.pending.dest().display().to_string());
+            if dest.ends_with(".efi") {
+                found.push(EfiBinary { file: dest, identity: crate::efi::identify(&Pe::read(temp)?)? });
+            } else if dest.ends_with(".iso") {
+                for (path, identity) in self.loaders.iter().flat_map(|l| l.efi()) {
+                    found.push(EfiBinary { file: format!("{dest}:/{path}"), identity: identity.clone() });
+                }
+            } else if dest.ends_with(".netboot") {
+                let mut loaders: Vec<_> = std::fs::read_dir(temp)?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "efi"))
+                    .collect();
+                loaders.sort();
+                for p in loaders {
+                    let file = format!("{dest}/{}", p.file_name().unwrap_or_default().to_string_lossy());
+                    found.push(EfiBinary { file, identity: crate::efi::identify(&Pe::read(&p)?)? });
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn record(&mut self, kind: OutputKind, out: Written) {

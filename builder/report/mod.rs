@@ -42,6 +42,19 @@ pub struct Report {
     /// The Python kits in the image and the interpreter each carries or expects.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub python: Vec<crate::findings::PythonKit>,
+    /// Every EFI binary an output boots through — a UKI, the loaders on an ISO's EFI
+    /// system partition or in a netboot tree — with its Authenticode digest and signers,
+    /// to enrol or allow-list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub efi: Vec<EfiBinary>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct EfiBinary {
+    /// The output file, or `OUTPUT:/PATH` for a file inside one.
+    pub file: String,
+    #[serde(flatten)]
+    pub identity: crate::efi::Identity,
 }
 
 #[derive(Serialize)]

@@ -88,7 +88,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
         None => None,
     };
     if let (Some(path), SecureBoot::Distribution) = (&kernel, plan.image.secure_boot) {
-        if !kernel::authenticode_signed(path)? {
+        if !crate::efi::pe::is_signed(path)? {
             anyhow::bail!(
                 "secure-boot = \"distribution\" (in {}) boots through the distribution's signed GRUB, which \
                  starts only a kernel the distribution signed, and {} carries no signature: use the distribution's \
