@@ -240,7 +240,7 @@ fn smelt_serve_hands_a_node_its_kernel_and_initramfs_over_http() {
 }
 
 /// A port free for both TCP and UDP at the time of asking.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::netboot::boot_until;
+use crate::netboot::{boot_until, free_port, netboot_image_with, summary};
 use crate::secureboot::{firmware_nic, secure_firmware};
 use crate::util::{sh, Dir, Image};
 
@@ -16,17 +16,16 @@ const SNAKEOIL_CERT: &str = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
 /// A ramdisk as a UKI (and as an initramfs, to compare with the UKI's `.initrd`),
 /// signed by `signing` (TOML lines of `[secure-boot]`) when given.
 fn uki_image(dir: &Dir, name: &str, signing: Option<&str>) {
-    let image = Image::new(name, &["base-busybox", "init", "kernel-modules", "probe"])
+    let mut image = Image::new(name, &["base-busybox", "init", "kernel-modules", "probe"])
         .outputs(&["uki", "initramfs"])
         .set("kernel", "\"auto\"")
         .set("cmdline", "\"console=ttyS0,115200 panic=-1\"")
         .params("init", "then = \"poweroff\"")
         .params("kernel-modules", "modules = [\"virtio_pci\", \"virtio_net\"]");
-    let mut text = image.text();
     if let Some(signing) = signing {
-        text.push_str(&format!("\n[secure-boot]\n{signing}\n"));
+        image = image.table("secure-boot", signing);
     }
-    dir.write(&format!("{name}.toml"), &text);
+    dir.image_at(&format!("{name}.toml"), &image);
     dir.write("elements/probe/element.toml", "description = \"says what Secure Boot the kernel found\"\n");
     dir.write(
         "elements/probe/root/etc/smelt/init.d/50-probe",
@@ -271,4 +270,77 @@ default_md=sha256\\npolicy=p\\n[p]\\ncommonName=supplied\\n' > ca.cnf && \
         .output()
         .unwrap();
     assert!(ok.status.success());
+}
+
+#[test]
+fn a_node_http_boots_the_signed_uki_from_the_netboot_tree_under_secure_boot() {
+    let dir = Dir::new();
+    let port = free_port();
+    let url = format!("http://10.0.2.2:{port}/");
+    netboot_image_with(&dir, Some(&url), |image| {
+        image.outputs(&["netboot", "uki"]).table("secure-boot", SNAKEOIL).set(
+            "cmdline",
+            "\"console=ttyS0 panic=-1{% if node %} inst.ks={{ netboot.url }}nodes/{{ node.name }}/ks.cfg{% endif %}\"",
+        )
+    });
+    dir.smelt_env(
+        &["build", "image.toml", "--elements-path", "elements", "-o", "out", "--client", "client.toml"],
+        &[("SNAKEOIL_PASSWORD", "snakeoil")],
+    )
+    .ok();
+    let tree = dir.path("out/acme.netboot");
+    crate::util::assert_same_bytes(&tree.join("acme.efi"), &dir.path("out/acme.efi"), "the tree's UKI");
+    // Its command line is the one machines no node has boot with: the ramdisk finds its
+    // node by MAC. DHCP hands HTTP-boot firmware the UKI's URL.
+    assert_eq!(section(&tree.join("acme.efi"), ".cmdline"), b"console=ttyS0 panic=-1");
+    let dnsmasq = std::fs::read_to_string(tree.join("dnsmasq.conf")).unwrap();
+    for line in
+        ["dhcp-match=set:efihttp,option:client-arch,16", "dhcp-option-force=tag:efihttp,60,HTTPClient"]
+    {
+        assert!(dnsmasq.lines().any(|l| l == line), "no `{line}` in:\n{dnsmasq}");
+    }
+    assert!(dnsmasq.contains(&format!("dhcp-boot=tag:efihttp,{url}acme.efi")), "{dnsmasq}");
+    sh(&format!(
+        "dnsmasq --test --conf-file={} --tftp-root={}",
+        tree.join("dnsmasq.conf").display(),
+        tree.display()
+    ));
+    dir.write("dhcpd-main.conf", &format!("include \"{}\";\n", tree.join("dhcpd.conf").display()));
+    sh(&format!(
+        "dhcpd -t -q -cf {} -lf /dev/null -pf {}",
+        dir.path("dhcpd-main.conf").display(),
+        dir.path("dhcpd.pid").display()
+    ));
+    assert!(std::fs::read_to_string(tree.join("dhcpd.conf"))
+        .unwrap()
+        .contains(&format!("filename \"{url}acme.efi\";")));
+
+    let log = std::fs::File::create(dir.path("serve.log")).unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_smelt"))
+        .args(["serve", "out/acme.netboot", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--tftp", &format!("127.0.0.1:{}", free_port())])
+        .current_dir(dir.path(""))
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut args = secure_firmware(&dir, "http", "OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.snakeoil.fd");
+    args.extend(["-boot".into(), "n".into()]);
+    let mut nic = firmware_nic("52:54:00:00:02:01");
+    nic[1] = format!("{},bootfile={url}acme.efi", nic[1]);
+    args.extend(nic);
+    args.extend([
+        "-netdev".into(),
+        "user,id=n1".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=n1,mac=52:54:00:00:02:02,romfile=".into(),
+    ]);
+    let want = summary("acme-n2", "12");
+    let console = boot_until(&dir, "http", &args, &want, 900);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(console.contains(&want), "no `{want}`:\n{console}");
+    assert!(console.contains("secureboot: Secure boot enabled"), "{console}");
+    assert!(console.contains("this is node acme-n2 (found by MAC"), "{console}");
+    let served = std::fs::read_to_string(dir.path("serve.log")).unwrap();
+    assert!(served.contains("GET /acme.efi 200"), "{served}");
 }

@@ -418,9 +418,20 @@ impl Image {
         self.set("outputs", &format!("[{}]", list.join(", ")))
     }
 
-    /// Another key of `[image]`, its value as TOML (`"\"auto\""`, `"19"`).
+    /// A key of `[image]`, its value as TOML (`"\"auto\""`, `"19"`), replacing the
+    /// key's value when it is set already.
     pub fn set(mut self, key: &str, toml: &str) -> Image {
-        self.lines.push(format!("{key} = {toml}"));
+        let line = format!("{key} = {toml}");
+        match self.lines.iter_mut().find(|l| l.starts_with(&format!("{key} = "))) {
+            Some(l) => *l = line,
+            None => self.lines.push(line),
+        }
+        self
+    }
+
+    /// Another table, `[name]` with `body` (TOML lines).
+    pub fn table(mut self, name: &str, body: &str) -> Image {
+        self.tables.push(format!("[{name}]\n{}\n", body.trim_end()));
         self
     }
 

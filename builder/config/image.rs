@@ -485,7 +485,11 @@ mod tests {
             text.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
         let code: std::collections::BTreeSet<&str> = keys::<RawImage>().iter().copied().collect();
         assert_eq!(table, code);
-        assert_documented(IMAGE, "# image.toml", &[keys::<RawFile>(), keys::<RawSecrets>()]);
+        assert_documented(
+            IMAGE,
+            "# image.toml",
+            &[keys::<RawFile>(), keys::<RawSecrets>(), keys::<RawSigning>()],
+        );
     }
 
     fn parse(text: &str) -> Result<Image, Diagnostics> {

@@ -175,26 +175,32 @@ impl<'a> Outputs<'a> {
         Ok(made_all)
     }
 
-    /// Records what the variants made, in order. Returns each variant's initramfs for
-    /// the network-boot tree (with its node), and those of them that are not an output
+    /// Records what the variants made, in order. Returns what each variant boots for
+    /// the network-boot tree (its node, initramfs and UKI), and those of them that are not an output
     /// themselves, removed once dropped.
-    #[allow(clippy::type_complexity)]
     fn record_variants<'v>(
         &mut self,
         made: Vec<(&'v Variant<'v>, VariantMade)>,
-    ) -> (Vec<(Option<&'v str>, PathBuf)>, Vec<Written>) {
+    ) -> (Vec<netboot::Boots<'v>>, Vec<Written>) {
         let (mut for_netboot, mut carried) = (Vec::new(), Vec::new());
         for (v, made) in made {
             let VariantMade { initramfs, outputs } = made;
+            let mut uki = None;
             for m in outputs {
                 match m {
-                    Made::Written(kind, written) => self.record(kind, written),
+                    Made::Written(kind, written) => {
+                        if kind == OutputKind::Uki {
+                            uki = Some(written.pending.temp_path().to_path_buf());
+                        }
+                        self.record(kind, written)
+                    }
                     Made::Refused { kind, dest, bytes, check } => self.refuse(kind, &dest, bytes, check),
                 }
             }
             let Some(initramfs) = initramfs else { continue };
             if self.wants(OutputKind::Netboot) {
-                for_netboot.push((v.node, initramfs.pending.temp_path().to_path_buf()));
+                let path = initramfs.pending.temp_path().to_path_buf();
+                for_netboot.push(netboot::Boots { node: v.node, initramfs: path, uki });
             }
             if self.wants(OutputKind::Initramfs) {
                 self.record(OutputKind::Initramfs, initramfs);

@@ -109,10 +109,13 @@ impl Loaders {
     }
 }
 
-/// The initramfs each node boots: one for all (`node` is `None`) or one per node.
-pub struct Initramfs<'a> {
+/// What a variant boots: one for all nodes (`node` is `None`) or one per node; its
+/// initramfs, and its unified kernel image when the image has a `uki` output (served
+/// as `NAME.efi`, or `nodes/NODE/NAME.efi`, to UEFI HTTP boot).
+pub struct Boots<'a> {
     pub node: Option<&'a str>,
-    pub path: &'a Path,
+    pub initramfs: PathBuf,
+    pub uki: Option<PathBuf>,
 }
 
 /// The netboot tree of a build, as records (written out by the `dir` writer).
@@ -120,23 +123,20 @@ pub fn tree(
     plan: &Plan,
     loaders: &Loaders,
     kernel: &Path,
-    initramfs: &[Initramfs],
+    boots: &[Boots],
     mtime: i64,
 ) -> anyhow::Result<Tree> {
     let client = plan.client.as_ref().context("the netboot output needs --client CLIENT.toml")?;
     let mut tree = Files { tree: Tree::default(), mtime };
-    let shared = tree.images(loaders, kernel, initramfs)?;
-    let (client_view, node_views) = crate::network::view(client);
-    let base = json!({
-        "image": { "name": plan.image.name, "cmdline": plan.image.cmdline },
-        "client": client_view,
-        "netboot": netboot_view(&client.netboot),
-    });
+    let shared = tree.images(loaders, kernel, boots, &plan.image.name)?;
+    let uki =
+        boots.iter().find(|b| b.node.is_none() && b.uki.is_some()).map(|_| uki_name(&plan.image.name, None));
+    let (base, node_views) = base_view(plan, client);
     let nodes = booted_nodes(plan, client, &node_views, &base, shared)?;
     let unknown = if client.netboot.unknown_boots_image {
         // Refused before the build when there is none (--per-node): see ops::build.
         anyhow::ensure!(shared, "[netboot] unknown = \"image\" needs the shared initramfs");
-        unknown_boot(plan, &node_views, &base)?
+        unknown_boot(plan, &node_views, &base, "machines no node has ([netboot] unknown = \"image\")")?
     } else {
         Value::Null
     };
@@ -147,6 +147,7 @@ pub fn tree(
             ("nodes", Value::Array(nodes.clone())),
             ("kernel", json!(KERNEL)),
             ("fetch", fetch_prefixes(client.netboot.http.as_deref())),
+            ("uki", json!(uki)),
         ],
     );
     tree.configs(client, &nodes, &ctx)?;
@@ -169,6 +170,38 @@ pub fn tree(
     let index = serde_json::to_string_pretty(&index).expect("JSON") + "\n";
     tree.put(INDEX, Source::Bytes(index.into_bytes().into()), "smelt")?;
     Ok(tree.tree)
+}
+
+/// What every template of the tree sees (`image`, `client`, `netboot`), and each node's
+/// view.
+fn base_view(plan: &Plan, client: &Client) -> (Value, Vec<Value>) {
+    let (client_view, node_views) = crate::network::view(client);
+    let base = json!({
+        "image": { "name": plan.image.name, "cmdline": plan.image.cmdline },
+        "client": client_view,
+        "netboot": netboot_view(&client.netboot),
+    });
+    (base, node_views)
+}
+
+/// The command line a variant's unified kernel image carries (a signed UKI's cannot be
+/// changed at boot): without a client, `cmdline` as it is; with one, rendered as the
+/// netboot tree renders it — for a node's own image, for that node with
+/// `smelt.node=NAME`; for the shared image, as machines no node has boot it, the
+/// ramdisk finding its node by MAC.
+pub fn uki_cmdline(plan: &Plan, node: Option<&str>) -> anyhow::Result<String> {
+    let Some(client) = &plan.client else { return Ok(plan.image.cmdline.clone()) };
+    let (base, node_views) = base_view(plan, client);
+    let booted = match node {
+        Some(name) => booted_nodes(plan, client, &node_views, &base, false)?
+            .into_iter()
+            .find(|n| n["name"] == name)
+            .context("a per-node image for a node the client does not have")?,
+        None => {
+            unknown_boot(plan, &node_views, &base, "the shared unified kernel image (every node boots it)")?
+        }
+    };
+    Ok(booted["cmdline"].as_str().unwrap_or_default().to_string())
 }
 
 /// Each node as the tree's templates see it: its view, with the command line it boots
@@ -199,6 +232,14 @@ fn booted_nodes(
     Ok(nodes)
 }
 
+/// Where a variant's unified kernel image is in the tree.
+fn uki_name(image: &str, node: Option<&str>) -> String {
+    match node {
+        None => format!("{image}.efi"),
+        Some(node) => format!("nodes/{node}/{image}.efi"),
+    }
+}
+
 /// The initramfs file `node` boots: the shared one, or its own.
 fn initrd_of(node: &str, shared: bool) -> String {
     if shared {
@@ -210,11 +251,11 @@ fn initrd_of(node: &str, shared: bool) -> String {
 
 /// What a machine no node has boots with `[netboot] unknown = "image"`: the shared
 /// initramfs, and the image's command line rendered with the client alone.
-fn unknown_boot(plan: &Plan, node_views: &[Value], base: &Value) -> anyhow::Result<Value> {
+fn unknown_boot(plan: &Plan, node_views: &[Value], base: &Value, for_what: &str) -> anyhow::Result<Value> {
     let ctx = with(base, &[("nodes", Value::Array(node_views.to_vec()))]);
     let cmdline = crate::render::render_str(&plan.image.cmdline, &ctx).map_err(|e| {
         anyhow!(
-            "{}: cmdline, rendered for machines no node has ([netboot] unknown = \"image\"): {e}\n  \
+            "{}: cmdline, rendered for {for_what}: {e}\n  \
              help: wrap what names a node in {{% if node %}}…{{% endif %}}",
             plan.image.file.display()
         )
@@ -243,7 +284,13 @@ impl Files {
 
     /// The loaders, the kernel and the initramfs files; returns whether there is a
     /// shared one (`initrd.img`) rather than only each node's.
-    fn images(&mut self, loaders: &Loaders, kernel: &Path, initramfs: &[Initramfs]) -> anyhow::Result<bool> {
+    fn images(
+        &mut self,
+        loaders: &Loaders,
+        kernel: &Path,
+        boots: &[Boots],
+        name: &str,
+    ) -> anyhow::Result<bool> {
         self.put("pxelinux.0", Source::host(&loaders.pxelinux), "smelt")?;
         self.put("ldlinux.c32", Source::host(&loaders.ldlinux), "smelt")?;
         self.put("undionly.kpxe", Source::host(&loaders.undionly), "smelt")?;
@@ -257,13 +304,16 @@ impl Files {
             }
         }
         self.put(KERNEL, Source::host(kernel), "smelt")?;
-        let shared = initramfs.iter().find(|i| i.node.is_none());
-        if let Some(i) = shared {
-            self.put("initrd.img", Source::host(i.path), "smelt")?;
+        let shared = boots.iter().find(|b| b.node.is_none());
+        if let Some(b) = shared {
+            self.put("initrd.img", Source::host(&b.initramfs), "smelt")?;
         }
-        for i in initramfs {
-            if let Some(node) = i.node {
-                self.put(&format!("initrd-{node}.img"), Source::host(i.path), "smelt")?;
+        for b in boots {
+            if let Some(node) = b.node {
+                self.put(&format!("initrd-{node}.img"), Source::host(&b.initramfs), "smelt")?;
+            }
+            if let Some(uki) = &b.uki {
+                self.put(&uki_name(name, b.node), Source::host(uki), "smelt")?;
             }
         }
         Ok(shared.is_some())
@@ -328,18 +378,16 @@ impl Files {
 impl Outputs<'_> {
     /// `NAME.netboot/`: the loaders, the kernel, every variant's initramfs and the
     /// per-MAC configs that boot each node with its own.
-    pub(super) fn netboot(&mut self, initramfs: &[(Option<&str>, PathBuf)]) -> anyhow::Result<()> {
+    pub(super) fn netboot(&mut self, boots: &[Boots]) -> anyhow::Result<()> {
         let Some(kernel) = &self.kernel else {
             bail!(
                 "output `netboot` needs a kernel: set kernel = \"auto\", \"image\" or a vmlinuz path in [image]"
             );
         };
         let (plan, work) = (self.plan, self.work);
-        let parts: Vec<Initramfs> =
-            initramfs.iter().map(|(node, path)| Initramfs { node: *node, path }).collect();
         let tree = self.ui.step("netboot tree", || {
             let loaders = Loaders::find(work, plan.image.secure_boot)?;
-            tree(plan, &loaders, kernel, &parts, plan.time)
+            tree(plan, &loaders, kernel, boots, plan.time)
         })?;
         let dest = self.outdir.join(format!("{}.netboot", plan.image.name));
         let out = self.ui.step("netboot", || archive::dir(&[&tree], &dest))?;

@@ -26,7 +26,7 @@ impl Outputs<'_> {
         };
         let parts = uki::Parts {
             os_release: os_release(v, &self.plan.image.name),
-            cmdline: self.plan.image.cmdline.clone(),
+            cmdline: super::netboot::uki_cmdline(self.plan, v.node)?,
             uname: uki::kernel_release(kernel)?,
             initrd: initramfs,
             linux: kernel,
