@@ -24,12 +24,13 @@
 //!    hashes that ride along.
 //! 6. [`outputs`] — every output kind of every variant (the image, or one per node),
 //!    assembled from the [`archive`] writers (newc through [`io`]'s compressors, ISO,
-//!    tar, dir): bootable ISOs, ramdisk tarballs, network-boot trees, config drives;
-//!    each written under a temporary name and published only when every output is
+//!    tar, dir): bootable ISOs, ramdisk tarballs, network-boot trees, config drives,
+//!    unified kernel images (made and signed by [`efi`]); each written under a temporary name and published only when every output is
 //!    within budget.
 //! 7. [`report`] — `report.json` and the closing table.
 //!
-//! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`;
+//! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`
+//! ([`efi`] reads EFI binaries: sections, Authenticode digests and signatures);
 //! [`cli`] and [`ops`] are the commands (one function each); [`ui`] is what the user
 //! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and
 //! checks; [`path`] is an image path, kept with host paths in the process-long
