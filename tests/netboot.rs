@@ -208,6 +208,18 @@ fn smelt_serve_hands_a_node_its_kernel_and_initramfs_over_http() {
     assert_eq!(code("/no-such-file"), "404");
     assert_eq!(code("/../client.toml"), "400");
     assert_eq!(code("/nodes/%2e%2e/%2e%2e/client.toml"), "400");
+    // Links are followed only while they stay inside the tree.
+    std::os::unix::fs::symlink("/etc/passwd", tree.join("leak")).unwrap();
+    std::os::unix::fs::symlink("/etc", tree.join("nodes/escape")).unwrap();
+    std::os::unix::fs::symlink("initrd.img", tree.join("alias.img")).unwrap();
+    assert_eq!(code("/leak"), "403");
+    assert_eq!(code("/nodes/escape/passwd"), "403");
+    assert_eq!(code("/alias.img"), "200");
+    let leaked = std::process::Command::new("curl")
+        .args(["-sf", &format!("tftp://127.0.0.1:{tftp}/leak")])
+        .output()
+        .unwrap();
+    assert!(!leaked.status.success() && leaked.stdout.is_empty(), "TFTP served a link out of the tree");
     // The same by TFTP, as PXE firmware and PXELINUX fetch.
     sh(&format!("curl -sf tftp://127.0.0.1:{tftp}/initrd.img | cmp - {}", tree.join("initrd.img").display()));
     let missing = std::process::Command::new("curl")
@@ -234,6 +246,8 @@ fn smelt_serve_hands_a_node_its_kernel_and_initramfs_over_http() {
         " acme-n2 GET /initrd.img 200".into(),
         "127.0.0.1 TFTP /initrd.img ".into(),
         "TFTP /no-such-file not found".into(),
+        "GET /leak 403 (a link out of the served directory)".into(),
+        "TFTP /leak refused (a link out of the served directory)".into(),
     ] {
         assert!(served.contains(&want), "no `{want}` in what smelt serve showed:\n{served}");
     }

@@ -40,6 +40,33 @@ pub fn firmware_nic(mac: &str) -> Vec<String> {
     ]
 }
 
+/// One boot: its name, its QEMU arguments, and what on its console means it is done.
+pub type Way<'a> = (&'a str, Vec<String>, &'a str);
+
+/// Boots every way at once (QEMU's own limit of two at a time holds), each until its
+/// line is on the console; their consoles, in order.
+pub fn boot_each(dir: &Dir, ways: &[Way]) -> Vec<String> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ways
+            .iter()
+            .map(|(how, args, want)| s.spawn(move || boot_until(dir, how, args, want, 900)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The `probe` element: a start-up step that says what lockdown the kernel is in and
+/// which NICs it has.
+pub fn write_probe(dir: &Dir) {
+    dir.write("elements/probe/element.toml", "description = \"says what Secure Boot the kernel found\"\n");
+    dir.write(
+        "elements/probe/root/etc/smelt/init.d/50-probe",
+        "#!/bin/sh\nmount -t securityfs securityfs /sys/kernel/security\n\
+         echo \"probe: lockdown $(cat /sys/kernel/security/lockdown)\"\n\
+         echo \"probe: nics $(ls /sys/class/net | tr '\\n' ' ')\"\n",
+    );
+}
+
 /// A ramdisk that loads its NIC's modules and says what Secure Boot its kernel found.
 fn probed(dir: &Dir, name: &str, secure_boot: bool) {
     let mut image = Image::new(name, &["base-busybox", "init", "kernel-modules", "probe"])
@@ -52,13 +79,7 @@ fn probed(dir: &Dir, name: &str, secure_boot: bool) {
         image = image.set("secure-boot", "\"distribution\"");
     }
     dir.image_at(&format!("{name}.toml"), &image);
-    dir.write("elements/probe/element.toml", "description = \"says what Secure Boot the kernel found\"\n");
-    dir.write(
-        "elements/probe/root/etc/smelt/init.d/50-probe",
-        "#!/bin/sh\nmount -t securityfs securityfs /sys/kernel/security\n\
-         echo \"probe: lockdown $(cat /sys/kernel/security/lockdown)\"\n\
-         echo \"probe: nics $(ls /sys/class/net | tr '\\n' ' ')\"\n",
-    );
+    write_probe(dir);
 }
 
 /// What a guest's console shows when its kernel booted under Secure Boot, loaded the
@@ -95,7 +116,7 @@ fn the_distribution_chain_boots_under_secure_boot_from_cd_and_usb_and_an_unsigne
         "usb-storage,drive=stick".into(),
     ];
     let refused = "failed to load Boot0001 \"UEFI QEMU DVD-ROM QM00005 \"";
-    let ways: Vec<(&str, Vec<String>, &str)> = vec![
+    let ways: Vec<Way> = vec![
         (
             "secure-cd",
             [microsoft(&dir, "cd"), cd(signed), nic.clone()].concat(),
@@ -114,14 +135,7 @@ fn the_distribution_chain_boots_under_secure_boot_from_cd_and_usb_and_an_unsigne
             "smelt-init: then: poweroff",
         ),
     ];
-    let consoles: Vec<String> = std::thread::scope(|s| {
-        let dir = &dir;
-        let handles: Vec<_> = ways
-            .iter()
-            .map(|(how, args, want)| s.spawn(move || boot_until(dir, how, args, want, 900)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let consoles = boot_each(&dir, &ways);
     assert_secure("secure-cd", &consoles[0]);
     assert_secure("secure-usb", &consoles[1]);
     // The firmware refused the unsigned GRUB; the kernel never started.

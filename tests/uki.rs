@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::netboot::{boot_until, free_port, netboot_image_with, summary};
-use crate::secureboot::{firmware_nic, secure_firmware};
+use crate::secureboot::{boot_each, firmware_nic, secure_firmware, write_probe, Way};
 use crate::util::{sh, Dir, Image};
 
 /// OVMF's test key store: its db holds the snakeoil certificate.
@@ -26,12 +26,7 @@ fn uki_image(dir: &Dir, name: &str, signing: Option<&str>) {
         image = image.table("secure-boot", signing);
     }
     dir.image_at(&format!("{name}.toml"), &image);
-    dir.write("elements/probe/element.toml", "description = \"says what Secure Boot the kernel found\"\n");
-    dir.write(
-        "elements/probe/root/etc/smelt/init.d/50-probe",
-        "#!/bin/sh\nmount -t securityfs securityfs /sys/kernel/security\n\
-         echo \"probe: lockdown $(cat /sys/kernel/security/lockdown)\"\n",
-    );
+    write_probe(dir);
 }
 
 fn build(dir: &Dir, name: &str, out: &str) {
@@ -166,7 +161,7 @@ fn a_signed_uki_boots_under_secure_boot_and_unsigned_or_foreign_ones_are_refused
         .success());
 
     let nic = firmware_nic("52:54:00:00:0c:01");
-    let ways: Vec<(&str, Vec<String>, &str)> = ["signed", "plain", "foreign"]
+    let ways: Vec<Way> = ["signed", "plain", "foreign"]
         .into_iter()
         .map(|name| {
             let args = [
@@ -179,14 +174,7 @@ fn a_signed_uki_boots_under_secure_boot_and_unsigned_or_foreign_ones_are_refused
             (name, args, want)
         })
         .collect();
-    let consoles: Vec<String> = std::thread::scope(|s| {
-        let dir = &dir;
-        let handles: Vec<_> = ways
-            .iter()
-            .map(|(how, args, want)| s.spawn(move || boot_until(dir, how, args, want, 900)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let consoles = boot_each(&dir, &ways);
     for want in [
         "secureboot: Secure boot enabled",
         "probe: lockdown none [integrity] confidentiality",
@@ -343,4 +331,35 @@ fn a_node_http_boots_the_signed_uki_from_the_netboot_tree_under_secure_boot() {
     assert!(console.contains("this is node acme-n2 (found by MAC"), "{console}");
     let served = std::fs::read_to_string(dir.path("serve.log")).unwrap();
     assert!(served.contains("GET /acme.efi 200"), "{served}");
+}
+
+#[test]
+fn per_node_ukis_carry_their_node_and_the_tree_holds_each() {
+    let dir = Dir::new();
+    netboot_image_with(&dir, Some("http://10.0.2.2:8080/"), |image| {
+        image.outputs(&["netboot", "uki"]).set(
+            "cmdline",
+            "\"console=ttyS0{% if node %} inst.ks={{ netboot.url }}nodes/{{ node.name }}/ks.cfg{% endif %}\"",
+        )
+    });
+    dir.build(&["--client", "client.toml", "--per-node"]).ok();
+    for node in ["acme-n1", "acme-n2"] {
+        let own = dir.path(&format!("out/acme-{node}.efi"));
+        let cmdline = String::from_utf8(section(&own, ".cmdline")).unwrap();
+        assert_eq!(
+            cmdline,
+            format!("console=ttyS0 inst.ks=http://10.0.2.2:8080/nodes/{node}/ks.cfg smelt.node={node}")
+        );
+        let in_tree = dir.path(&format!("out/acme.netboot/nodes/{node}/acme.efi"));
+        crate::util::assert_same_bytes(&own, &in_tree, "the node's UKI in the tree");
+        // Its initramfs is the node's own.
+        assert_eq!(
+            section(&own, ".initrd"),
+            std::fs::read(dir.path(&format!("out/acme.netboot/initrd-{node}.img"))).unwrap()
+        );
+    }
+    assert!(!dir.path("out/acme.netboot/acme.efi").exists(), "no shared image with --per-node");
+    // No shared UKI, so DHCP offers none: HTTP boot per node is configured by hand.
+    let dnsmasq = std::fs::read_to_string(dir.path("out/acme.netboot/dnsmasq.conf")).unwrap();
+    assert!(!dnsmasq.contains("efihttp"), "{dnsmasq}");
 }

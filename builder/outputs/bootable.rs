@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::loaders::{grub_efi, host_file, LDLINUX};
+use super::loaders::{grub_efi, host_file, signed_loader, LDLINUX, MOK_MANAGER, SHIM};
 use crate::archive::{esp, iso::Boot};
 use crate::config::image::{Image, SecureBoot};
 use crate::efi::{pe::Pe, Identity};
@@ -22,9 +22,7 @@ const ISOLINUX_CFG: &str = include_str!("../../templates/boot/isolinux.cfg.tera"
 const GRUB_CFG: &str = include_str!("../../templates/boot/grub.cfg.tera");
 const GRUB_EARLY_CFG: &str = include_str!("../../templates/boot/grub-early.cfg.tera");
 
-/// The distribution's signed loaders (Debian's paths; the package that has them).
-pub const SHIM: (&str, &str) = ("/usr/lib/shim/shimx64.efi.signed", "shim-signed");
-pub const MOK_MANAGER: (&str, &str) = ("/usr/lib/shim/mmx64.efi.signed", "shim-signed");
+/// The distribution's signed GRUB for media.
 const SIGNED_GRUB_CD: (&str, &str) =
     ("/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed", "grub-efi-amd64-signed");
 
@@ -102,9 +100,8 @@ impl Loaders {
                 vec![("EFI/BOOT/BOOTX64.EFI", grub)]
             }
             SecureBoot::Distribution => {
-                let read = |(path, package): (&str, &str)| -> anyhow::Result<Vec<u8>> {
-                    Ok(std::fs::read(host_file(&[path], package, WHAT)?)?)
-                };
+                let read =
+                    |loader| -> anyhow::Result<Vec<u8>> { Ok(std::fs::read(signed_loader(loader, WHAT)?)?) };
                 let (shim, grub, mok) = (read(SHIM)?, read(SIGNED_GRUB_CD)?, read(MOK_MANAGER)?);
                 // shim starts `grubx64.efi` (and `mmx64.efi` to enrol keys) beside itself.
                 vec![

@@ -18,6 +18,25 @@ pub fn host_file(candidates: &[&str], package: &str, what: &str) -> anyhow::Resu
     })
 }
 
+/// The distribution's signed loaders (Debian's paths; the package that has them).
+pub const SHIM: (&str, &str) = ("/usr/lib/shim/shimx64.efi.signed", "shim-signed");
+pub const MOK_MANAGER: (&str, &str) = ("/usr/lib/shim/mmx64.efi.signed", "shim-signed");
+
+/// A loader of the distribution's signed chain, `(path, package)`: on the host, and
+/// carrying an Authenticode signature that verifies (a file that lost or never had its
+/// signature would be refused by every node's firmware, far from here).
+pub fn signed_loader((path, package): (&str, &str), what: &str) -> anyhow::Result<PathBuf> {
+    let found = host_file(&[path], package, what)?;
+    let pe = crate::efi::pe::Pe::read(&found)?;
+    let digest = crate::efi::authenticode::digest(&pe)?;
+    let signatures = crate::efi::authenticode::signatures(&pe, &digest)?;
+    anyhow::ensure!(
+        signatures.iter().any(|s| s.verifies),
+        "{what}: {path} carries no signature that verifies; reinstall {package} (Debian/Ubuntu: apt-get install --reinstall {package})"
+    );
+    Ok(found)
+}
+
 /// A GRUB UEFI loader made by the host's grub-mkimage with `modules`, reading its config
 /// from `prefix`, with an early config when given. Its output is the same bytes for
 /// the same inputs.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _};
 use serde_json::{json, Value};
 
-use super::loaders::{grub_efi, host_file, LDLINUX};
+use super::loaders::{grub_efi, host_file, signed_loader, LDLINUX, MOK_MANAGER, SHIM};
 use super::Outputs;
 use crate::archive;
 use crate::config::client::Client;
@@ -88,15 +88,14 @@ pub struct Loaders {
 
 impl Loaders {
     pub fn find(work: &Path, secure_boot: SecureBoot) -> anyhow::Result<Loaders> {
-        let signed = |(path, package): (&str, &str)| host_file(&[path], package, WHAT);
+        let signed = |loader| signed_loader(loader, WHAT);
         let (grub, shim) = match secure_boot {
             SecureBoot::Off => {
                 (Source::Bytes(grub_efi("/grub", GRUB_MODULES, None, work, WHAT)?.into()), None)
             }
-            SecureBoot::Distribution => (
-                Source::host(&signed(SIGNED_GRUB_NET)?),
-                Some((signed(super::bootable::SHIM)?, signed(super::bootable::MOK_MANAGER)?)),
-            ),
+            SecureBoot::Distribution => {
+                (Source::host(&signed(SIGNED_GRUB_NET)?), Some((signed(SHIM)?, signed(MOK_MANAGER)?)))
+            }
         };
         Ok(Loaders {
             pxelinux: host_file(&["/usr/lib/PXELINUX/lpxelinux.0"], "pxelinux", WHAT)?,

@@ -125,16 +125,22 @@ fn answer(stream: TcpStream, root: &Path, nodes: &Seen, peer: &str) -> anyhow::R
         return status(&mut out, "400 Bad Request", "paths stay inside the served directory\n");
     };
     let who = nodes.which(&rel, peer).map_or(String::new(), |n| format!(" {n}"));
-    let path = root.join(&rel);
-    let Ok(mut file) = std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) else {
-        eprintln!("smelt serve: {peer}{who} {method} /{rel} 404");
-        return status(&mut out, "404 Not Found", "not in the served directory\n");
+    let mut file = match open_inside(root, &rel) {
+        Opened::File(file, size) => (file, size),
+        Opened::Missing => {
+            eprintln!("smelt serve: {peer}{who} {method} /{rel} 404");
+            return status(&mut out, "404 Not Found", "not in the served directory\n");
+        }
+        Opened::Directory => {
+            eprintln!("smelt serve: {peer}{who} {method} /{rel} 404 (a directory)");
+            return status(&mut out, "404 Not Found", "a directory\n");
+        }
+        Opened::Outside => {
+            eprintln!("smelt serve: {peer}{who} {method} /{rel} 403 (a link out of the served directory)");
+            return status(&mut out, "403 Forbidden", "a link out of the served directory\n");
+        }
     };
-    if !file.1.is_file() {
-        eprintln!("smelt serve: {peer}{who} {method} /{rel} 404 (a directory)");
-        return status(&mut out, "404 Not Found", "a directory\n");
-    }
-    let size = file.1.len();
+    let size = file.1;
     let (code, from, len) = match range.as_deref().and_then(|r| byte_range(r, size)) {
         Some((from, to)) => ("206 Partial Content", from, to - from + 1),
         None => ("200 OK", 0, size),
@@ -165,6 +171,30 @@ fn answer(stream: TcpStream, root: &Path, nodes: &Seen, peer: &str) -> anyhow::R
         Err(e) => eprintln!("smelt serve: {peer}{who} GET /{rel}: stopped after {seconds:.1} s: {e}"),
     }
     Ok(())
+}
+
+/// What a path of the served directory is, once its links are followed.
+pub(super) enum Opened {
+    /// A regular file, open, and its size.
+    File(std::fs::File, u64),
+    Missing,
+    Directory,
+    /// A symbolic link (or a path through one) that leads out of the directory.
+    Outside,
+}
+
+/// Opens `rel` (already free of `..`) under `root` (canonical) — only when what it
+/// resolves to, links followed, is still under `root`.
+pub(super) fn open_inside(root: &Path, rel: &str) -> Opened {
+    let Ok(real) = std::fs::canonicalize(root.join(rel)) else { return Opened::Missing };
+    if !real.starts_with(root) {
+        return Opened::Outside;
+    }
+    match std::fs::File::open(&real).and_then(|f| f.metadata().map(|m| (f, m))) {
+        Ok((file, meta)) if meta.is_file() => Opened::File(file, meta.len()),
+        Ok(_) => Opened::Directory,
+        Err(_) => Opened::Missing,
+    }
 }
 
 /// The request target as a path inside the served directory: query dropped, `%XX`

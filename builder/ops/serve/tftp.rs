@@ -14,7 +14,7 @@ use async_tftp::packet;
 use blocking::Unblock;
 use futures_lite::AsyncRead;
 
-use super::{relative, Seen, ANNOUNCE};
+use super::{open_inside, relative, Opened, Seen, ANNOUNCE};
 use crate::config::size::human;
 
 /// Serves `root` by TFTP on `socket` until the process stops.
@@ -49,18 +49,25 @@ impl async_tftp::server::Handler for Files {
             return Err(packet::Error::PermissionDenied);
         };
         let who = self.seen.which(&rel, &peer).map_or(String::new(), |n| format!(" {n}"));
-        let file = File::open(self.root.join(&rel)).and_then(|f| f.metadata().map(|m| (f, m)));
-        let Some((file, meta)) = file.ok().filter(|(_, m)| m.is_file()) else {
-            eprintln!("smelt serve: {peer}{who} TFTP /{rel} not found");
-            return Err(packet::Error::FileNotFound);
+        let (file, size) = match open_inside(&self.root, &rel) {
+            Opened::File(file, size) => (file, size),
+            Opened::Outside => {
+                eprintln!(
+                    "smelt serve: {peer}{who} TFTP /{rel} refused (a link out of the served directory)"
+                );
+                return Err(packet::Error::PermissionDenied);
+            }
+            Opened::Missing | Opened::Directory => {
+                eprintln!("smelt serve: {peer}{who} TFTP /{rel} not found");
+                return Err(packet::Error::FileNotFound);
+            }
         };
-        if meta.len() >= ANNOUNCE {
-            eprintln!("smelt serve: {peer}{who} TFTP /{rel}: sending {}", human(meta.len()));
+        if size >= ANNOUNCE {
+            eprintln!("smelt serve: {peer}{who} TFTP /{rel}: sending {}", human(size));
         }
         let label = format!("{peer}{who} TFTP /{rel}");
-        let counted =
-            Counted { inner: Unblock::new(file), sent: 0, size: meta.len(), label, started: Instant::now() };
-        Ok((counted, Some(meta.len())))
+        let counted = Counted { inner: Unblock::new(file), sent: 0, size, label, started: Instant::now() };
+        Ok((counted, Some(size)))
     }
 
     async fn write_req_open(
