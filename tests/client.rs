@@ -98,3 +98,37 @@ vlans = [
         ]
     );
 }
+
+#[test]
+fn bmc_passwords_never_sit_in_the_inventory_nor_show_in_its_errors() {
+    let dir = Dir::new();
+    dir.fixture("examples/acme/client.toml", "client.toml");
+    let acme = std::fs::read_to_string(dir.path("client.toml")).unwrap();
+    let with_bmc = |n1: &str| {
+        format!(
+            "{}\n[bmc]\nusername = \"admin\"\npassword-env = \"ACME_BMC_PASSWORD\"\ninsecure = true\n",
+            acme.replace("name = \"acme-n1\"\n", &format!("name = \"acme-n1\"\nbmc = {n1}\n"))
+        )
+    };
+    // The client's defaults and the node's URL: a valid BMC.
+    dir.write("client.toml", &with_bmc("{ url = \"https://10.1.0.21\" }"));
+    dir.smelt(&["check", "client.toml"]).ok();
+    // A password written in the file: refused at its place, and not printed.
+    dir.write("client.toml", &with_bmc("{ url = \"https://10.1.0.21\", password = \"s3cret-Pw\" }"));
+    let r = dir.smelt(&["check", "client.toml"]).fails(1);
+    assert!(r.stderr.contains("node acme-n1: a BMC password written in client.toml"), "{}", r.stderr);
+    assert!(r.stderr.contains("password-env = \"ACME_BMC_PASSWORD\""), "{}", r.stderr);
+    assert!(!r.stderr.contains("s3cret-Pw"), "{}", r.stderr);
+    // So does build, before any work.
+    dir.image(&Image::new("acme", &["base-busybox"]));
+    let b = dir.build(&["--client", "client.toml"]).fails(1);
+    assert!(!b.stderr.contains("s3cret-Pw") && b.stderr.contains("a BMC password"), "{}", b.stderr);
+    // A plain-HTTP BMC is allowed, with a warning.
+    dir.write("client.toml", &with_bmc("{ url = \"http://10.1.0.21\" }"));
+    let w = dir.smelt(&["check", "client.toml"]).ok();
+    assert!(
+        w.stderr.contains("is plain HTTP: its password crosses the network in the clear"),
+        "{}",
+        w.stderr
+    );
+}

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod bmc;
 mod netboot;
 
 use super::raw::{RawClient, RawFile, RawNode, RawRoute};
@@ -28,7 +29,14 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
         );
     }
     let mut nodes: Vec<Node> = raw.nodes.iter().enumerate().map(|(i, n)| c.node(i, n)).collect();
+    for (i, (node, raw_node)) in nodes.iter_mut().zip(&raw.nodes).enumerate() {
+        node.bmc = c.bmc(i, &format!("node {}", raw_node.name), raw_node.bmc.as_ref(), raw.bmc.as_ref());
+    }
     let netboot = c.netboot(raw.netboot.as_ref().unwrap_or(&Default::default()), &raw.nodes, &mut nodes);
+    // A password written inline is refused, and not shown back in the quoted line.
+    for d in c.errs.iter_mut().chain(c.warnings.iter_mut()) {
+        d.line_text = bmc::masked(&d.line_text);
+    }
     if !c.errs.is_empty() {
         return Err(Diagnostics(c.errs));
     }
@@ -144,6 +152,8 @@ impl<'f> Checker<'f> {
             // Set by the netboot check, once the subnet is known.
             netboot_address: None,
             interfaces,
+            // Set by the BMC check, with the client's defaults.
+            bmc: None,
         }
     }
 

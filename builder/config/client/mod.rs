@@ -68,6 +68,39 @@ pub struct Node {
     pub netboot_address: Option<Ipv4Addr>,
     /// Links first, then bonds, then VLANs: the order they are brought up.
     pub interfaces: Vec<Interface>,
+    /// Its BMC, for `deliver`; never seen by templates.
+    #[serde(skip)]
+    pub bmc: Option<Bmc>,
+}
+
+/// A node's BMC, reached over Redfish.
+#[derive(Debug, Clone)]
+pub struct Bmc {
+    /// `https://HOST[:PORT]`, no trailing `/`.
+    pub url: String,
+    pub username: String,
+    pub password: Password,
+    pub trust: Trust,
+    /// The Redfish system id, when the BMC has several.
+    pub system: Option<String>,
+}
+
+/// Where a BMC's password is read from when it is needed; never held in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Password {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+/// How a BMC's TLS certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Against the system's CAs.
+    System,
+    /// Against this CA file.
+    Ca(std::path::PathBuf),
+    /// Not at all (`insecure = true`).
+    Insecure,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -160,6 +193,7 @@ mod tests {
                 keys::<RawVlan>(),
                 keys::<RawRoute>(),
                 keys::<RawNetboot>(),
+                keys::<RawBmc>(),
             ],
         );
     }

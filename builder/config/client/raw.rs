@@ -9,6 +9,23 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) nodes: Vec<RawNode>,
     pub(super) netboot: Option<RawNetboot>,
+    /// `[bmc]`: what every node's BMC shares (user, password source, CA).
+    pub(super) bmc: Option<RawBmc>,
+}
+
+/// A node's BMC (`bmc = { … }`), or the client-wide defaults (`[bmc]`).
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct RawBmc {
+    pub(super) url: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<String>,
+    /// Read only to refuse it: a password does not belong in client.toml.
+    pub(super) password: Option<serde_json::Value>,
+    pub(super) ca: Option<String>,
+    pub(super) insecure: Option<bool>,
+    pub(super) system: Option<String>,
 }
 
 /// `[netboot]`: the provisioning network the `netboot` output's DHCP configs serve.
@@ -53,6 +70,7 @@ pub(super) struct RawNode {
     pub(super) bonds: Vec<RawBond>,
     #[serde(default)]
     pub(super) vlans: Vec<RawVlan>,
+    pub(super) bmc: Option<RawBmc>,
 }
 
 /// An interface kind's raw type: its own keys, then the addressing keys every kind
