@@ -67,6 +67,35 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         tftp: Option<std::net::SocketAddr>,
     },
+    /// Deliver the outputs to the client's nodes through their BMCs (Redfish): media, one-time boot, power, check-in
+    Deliver {
+        /// The OUTDIR of a build
+        outdir: PathBuf,
+        /// The client inventory, with each node's bmc
+        #[arg(long, value_name = "CLIENT.toml")]
+        client: PathBuf,
+        /// Only this node (repeatable; default: every node)
+        #[arg(long = "node", value_name = "NAME")]
+        nodes: Vec<String>,
+        /// What the nodes boot from
+        #[arg(long, value_enum, default_value = "iso")]
+        media: crate::ops::deliver::Media,
+        /// Where smelt serves OUTDIR to the BMCs and hears check-ins
+        #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8470")]
+        serve: std::net::SocketAddr,
+        /// BMCs fetch from this URL instead (a web server that has OUTDIR's files)
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// How long to wait for every node to check in (90s, 20m, 1h)
+        #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = crate::ops::deliver::parse_duration)]
+        wait: std::time::Duration,
+        /// Leave the media inserted and the boot override set after a node checks in
+        #[arg(long)]
+        keep_media: bool,
+        /// Print the Redfish requests per node without sending them (passwords masked)
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script on stdout: `source <(smelt completions bash)`
     Completions {
         /// The shell to complete in

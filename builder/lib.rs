@@ -31,7 +31,9 @@
 //!
 //! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`
 //! ([`efi`] reads EFI binaries: sections, Authenticode digests and signatures);
-//! [`cli`] and [`ops`] are the commands (one function each); [`ui`] is what the user
+//! [`cli`] and [`ops`] are the commands (one function each) — `ops::deliver` takes the
+//! outputs to the nodes through their BMCs ([`redfish`]) while [`server`] (shared with
+//! `smelt serve`) hands out the files and hears the nodes check in; [`ui`] is what the user
 //! sees on stderr; [`cleanup`] undoes a stopped build; [`namespace`] isolates hooks and
 //! checks; [`path`] is an image path, kept with host paths in the process-long
 //! [`arena`]; [`cache`] is where fetched things are kept, [`platform`] the host's
@@ -63,9 +65,11 @@ mod outputs;
 mod path;
 pub mod plan;
 mod platform;
+mod redfish;
 mod render;
 mod report;
 mod secrets;
+mod server;
 mod stage;
 mod tree;
 pub mod ui;

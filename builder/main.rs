@@ -69,6 +69,19 @@ fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Serve { dir, listen, tftp } => {
             ops::serve::serve(&ops::serve::ServeOptions { dir, listen, tftp })
         }
+        Command::Deliver { outdir, client, nodes, media, serve, base_url, wait, keep_media, dry_run } => {
+            ops::deliver::deliver(&ops::deliver::DeliverOptions {
+                outdir,
+                client,
+                nodes,
+                media,
+                serve,
+                base_url,
+                wait,
+                keep_media,
+                dry_run,
+            })
+        }
         Command::Completions { shell } => ops::docs::completions(shell),
         Command::Man { command } => ops::docs::man(command.as_deref()),
     }

@@ -45,6 +45,7 @@ pub fn view(client: &Client) -> (Value, Vec<Value>) {
         "dns": client.dns,
         "search": client.search,
         "ntp": client.ntp,
+        "check_in": client.check_in,
     });
     let nodes = client.nodes.iter().map(|n| node_view(n, client)).collect();
     (c, nodes)

@@ -131,9 +131,19 @@ fn completions_load_in_bash_and_man_pages_render_without_warnings() {
 fn help_texts_match_their_snapshots() {
     let dir = Dir::new();
     let mut got = std::collections::BTreeMap::new();
-    for command in
-        ["", "build", "plan", "elements", "check", "inspect", "diff", "serve", "completions", "man"]
-    {
+    for command in [
+        "",
+        "build",
+        "plan",
+        "elements",
+        "check",
+        "inspect",
+        "diff",
+        "serve",
+        "deliver",
+        "completions",
+        "man",
+    ] {
         let args: Vec<&str> = [command, "--help"].into_iter().filter(|a| !a.is_empty()).collect();
         let file = format!("{}.txt", if command.is_empty() { "smelt" } else { command });
         got.insert(file, dir.smelt(&args).ok().stdout);

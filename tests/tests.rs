@@ -8,6 +8,7 @@ mod config_drive;
 mod corpus;
 mod crosscheck;
 mod debian;
+mod deliver;
 mod dib;
 mod elements;
 mod errors;

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod deliver;
 pub mod diff;
 pub mod docs;
 pub mod elements;

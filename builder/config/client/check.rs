@@ -32,6 +32,7 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
     for (i, (node, raw_node)) in nodes.iter_mut().zip(&raw.nodes).enumerate() {
         node.bmc = c.bmc(i, &format!("node {}", raw_node.name), raw_node.bmc.as_ref(), raw.bmc.as_ref());
     }
+    let check_in = raw.deliver.as_ref().and_then(|d| d.check_in.as_deref()).and_then(|url| c.check_in(url));
     let netboot = c.netboot(raw.netboot.as_ref().unwrap_or(&Default::default()), &raw.nodes, &mut nodes);
     // A password written inline is refused, and not shown back in the quoted line.
     for d in c.errs.iter_mut().chain(c.warnings.iter_mut()) {
@@ -51,6 +52,7 @@ pub fn check(file: &TomlFile) -> Result<Client, Diagnostics> {
         ssh_keys: client.ssh_keys,
         nodes,
         netboot,
+        check_in,
         warnings: c.warnings,
     })
 }

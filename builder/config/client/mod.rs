@@ -32,6 +32,9 @@ pub struct Client {
     pub nodes: Vec<Node>,
     /// The provisioning network, for the `netboot` output.
     pub netboot: Netboot,
+    /// `[deliver] check-in`: the URL each node's network step POSTs its check-in to
+    /// (`smelt deliver` listens for it); the images carry it.
+    pub check_in: Option<String>,
     /// What `check` found worth saying that stops nothing.
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,
@@ -194,6 +197,7 @@ mod tests {
                 keys::<RawRoute>(),
                 keys::<RawNetboot>(),
                 keys::<RawBmc>(),
+                keys::<RawDeliver>(),
             ],
         );
     }

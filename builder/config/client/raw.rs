@@ -11,6 +11,15 @@ pub(super) struct RawFile {
     pub(super) netboot: Option<RawNetboot>,
     /// `[bmc]`: what every node's BMC shares (user, password source, CA).
     pub(super) bmc: Option<RawBmc>,
+    /// `[deliver]`: where nodes report once their network is up.
+    pub(super) deliver: Option<RawDeliver>,
+}
+
+/// `[deliver]`: what `smelt deliver` and the images share.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct RawDeliver {
+    pub(super) check_in: Option<String>,
 }
 
 /// A node's BMC (`bmc = { … }`), or the client-wide defaults (`[bmc]`).

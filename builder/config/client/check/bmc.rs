@@ -98,6 +98,22 @@ impl Checker<'_> {
         })
     }
 
+    /// `[deliver] check-in`: an http(s) URL with a host, which nodes POST to.
+    pub(super) fn check_in(&mut self, url: &str) -> Option<String> {
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.split('/').next().is_none_or(str::is_empty))
+            || url.contains(char::is_whitespace)
+        {
+            self.err(
+                &keys(&["deliver", "check-in"]),
+                format!("check-in `{url}` is not an http:// URL"),
+                Some("the address nodes reach the delivering host at, e.g. check-in = \"http://10.1.0.5:8470/check-in\""),
+            );
+            return None;
+        }
+        Some(url.to_string())
+    }
+
     fn bmc_url(&mut self, at: &[String], who: &str, url: &str) -> Option<String> {
         let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
         let host = rest.map(|r| r.split('/').next().unwrap_or_default());

@@ -54,4 +54,6 @@ summary="$summary bond0[$(cat /sys/class/net/bond0/bonding/slaves 2>/dev/null)] 
 summary="$summary bond0 $(ip -o addr show dev bond0 2>/dev/null | awk '$3 != "inet6" || $4 !~ /^fe80/ {printf "%s%s", sep, $4; sep=" "}');"
 say "$summary"
 [ $fail = 0 ] || say "node n2: some steps FAILED (see above)"
+# Tell smelt deliver (the URL from client.toml's [deliver] check-in, or smelt.report=).
+[ -x /etc/smelt/network/check-in ] && /etc/smelt/network/check-in n2 "$summary" $fail &
 exit $fail

@@ -31,4 +31,6 @@ summary="node n5:"
 summary="$summary eth0 $(ip -o addr show dev eth0 2>/dev/null | awk '$3 != "inet6" || $4 !~ /^fe80/ {printf "%s%s", sep, $4; sep=" "}');"
 say "$summary"
 [ $fail = 0 ] || say "node n5: some steps FAILED (see above)"
+# Tell smelt deliver (the URL from client.toml's [deliver] check-in, or smelt.report=).
+[ -x /etc/smelt/network/check-in ] && /etc/smelt/network/check-in n5 "$summary" $fail &
 exit $fail
