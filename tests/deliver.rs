@@ -167,6 +167,13 @@ fn deliver(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
+/// `OUTDIR --client client.toml --media MEDIA --serve SERVE` and `extra`.
+fn args<'a>(media: &'a str, serve: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["out", "--client", "client.toml", "--media", media, "--serve", serve];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Waits for a deliver started by [`deliver`]: (exit code, stdout, stderr).
 fn finish(child: Child) -> (i32, String, String) {
     let out = child.wait_with_output().unwrap();
@@ -276,17 +283,7 @@ fn deliver_drives_each_bmc_on_its_own_and_names_each_failure() {
 
     // --dry-run sends nothing and masks the password.
     let dry = dir.smelt_env(
-        &[
-            "deliver",
-            "out",
-            "--client",
-            "client.toml",
-            "--media",
-            "config-drive",
-            "--serve",
-            &serve_at,
-            "--dry-run",
-        ],
+        &["deliver"].into_iter().chain(args("config-drive", &serve_at, &["--dry-run"])).collect::<Vec<_>>(),
         &env,
     );
     let dry = dry.ok();
@@ -304,25 +301,11 @@ fn deliver_drives_each_bmc_on_its_own_and_names_each_failure() {
     let started = Instant::now();
     let run = deliver(
         &dir,
-        &[
-            "out",
-            "--client",
-            "client.toml",
-            "--media",
+        &args(
             "config-drive",
-            "--serve",
             &serve_at,
-            "--wait",
-            "90s",
-            "--node",
-            "n1",
-            "--node",
-            "n2",
-            "--node",
-            "n3",
-            "--node",
-            "n4",
-        ],
+            &["--wait", "90s", "--node", "n1", "--node", "n2", "--node", "n3", "--node", "n4"],
+        ),
         &env,
     );
     // n1's BMC gets its config drive and a one-time CD boot, and powers it on; then it
@@ -394,22 +377,7 @@ fn deliver_drives_each_bmc_on_its_own_and_names_each_failure() {
     // Netboot: a one-time PXE boot and no media; n5 checks in with MACs that are not its.
     let run = deliver(
         &dir,
-        &[
-            "out",
-            "--client",
-            "client.toml",
-            "--media",
-            "netboot",
-            "--serve",
-            &serve_at,
-            "--wait",
-            "60s",
-            "--node",
-            "n1",
-            "--node",
-            "n5",
-            "--keep-media",
-        ],
+        &args("netboot", &serve_at, &["--wait", "60s", "--node", "n1", "--node", "n5", "--keep-media"]),
         &env,
     );
     let pxe = |i: usize| {

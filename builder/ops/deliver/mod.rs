@@ -294,13 +294,9 @@ fn dry_run(jobs: &[Job], outputs: &Outputs) -> String {
     let mut out = String::new();
     for job in jobs {
         let image = job.file.as_ref().map(|f| media::url(&job.base, f));
-        // The System's mode is only known from the BMC: a UEFI one may boot by HTTP.
+        // The System's mode is only known from the BMC: show the UEFI HTTP boot where
+        // the tree has one for the node (a Legacy System gets PXE instead).
         let target = outputs.target(&job.node.name, true, &job.base);
-        let target = if matches!(target, BootTarget::UefiHttp(_)) {
-            target
-        } else {
-            outputs.target(&job.node.name, false, &job.base)
-        };
         out.push_str(&format!("node {} (BMC {}):\n", job.node.name, job.bmc.url));
         for line in redfish::dry_run(&job.bmc, image.as_deref(), &target) {
             out.push_str(&format!("  {line}\n"));
