@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::config::client::{Client, Node};
-use crate::redfish::{self, BootTarget, Session};
+use crate::redfish::{self, Session};
 use crate::server::Server;
 use board::{Board, Cell, Row, Step};
 use checkin::{Desk, Expected};
