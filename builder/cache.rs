@@ -3,8 +3,20 @@
 //! `$XDG_CACHE_HOME/smelt`, else `~/.cache/smelt`. Never part of an image.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+static OVERRIDE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes `dir` the cache for the rest of the process: a rebuild from a bundle uses the
+/// bundle's cache and no other.
+pub fn set_dir(dir: PathBuf) {
+    let _ = OVERRIDE.set(dir);
+}
 
 pub fn dir() -> PathBuf {
+    if let Some(d) = OVERRIDE.get() {
+        return d.clone();
+    }
     if let Some(d) = std::env::var_os("SMELT_CACHE_DIR") {
         return PathBuf::from(d);
     }
@@ -34,3 +46,25 @@ pub const PIP: &str = "var/cache/smelt-pip";
 /// installs the same wheels online and `--offline` (where `PIP_NO_INDEX=1`), so an
 /// offline rebuild gives the same bytes.
 pub const WHEELHOUSE: &str = "var/cache/smelt-wheelhouse";
+
+/// The cache folders hooks use, watched while they run for the lock
+/// ([`crate::lock::watch`]): those bound into the image and diskimage-builder's.
+pub fn watched() -> Vec<PathBuf> {
+    let root = dir();
+    let mut dirs: Vec<PathBuf> = IN_HOOKS.iter().map(|(cached, _)| root.join(cached)).collect();
+    dirs.push(root.join(IMAGE_CREATE));
+    dirs
+}
+
+/// diskimage-builder's `DIB_IMAGE_CACHE`, in the cache.
+pub const IMAGE_CREATE: &str = "image-create";
+
+/// Whether a cache file a build used is one of its inputs: not pip's download cache
+/// (what pip fetched is in the wheelhouse too), apt's partial downloads or a lock file.
+pub fn is_input(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    !(rel.starts_with("pip/http")
+        || rel.starts_with("pip/selfcheck")
+        || rel.contains("/partial/")
+        || name == "lock")
+}

@@ -20,6 +20,26 @@ pub struct Cli {
 pub enum Command {
     /// Build the image's outputs and report.json
     Build(BuildArgs),
+    /// Pack every input of a build (its smelt.lock) into one OCI layout that `smelt build --from` rebuilds from, offline, anywhere
+    Bundle {
+        /// The image.toml that was built
+        image: PathBuf,
+        /// The client inventory the build had
+        #[arg(long, value_name = "CLIENT.toml")]
+        client: Option<PathBuf>,
+        /// The element directories the build had (repeatable)
+        #[arg(long = "elements-path", value_name = "DIR")]
+        elements_path: Vec<PathBuf>,
+        /// The build's lock
+        #[arg(long, value_name = "FILE", default_value = "out/smelt.lock")]
+        lock: PathBuf,
+        /// Where to write the bundle: a directory (OCI layout), or FILE.tar
+        #[arg(short = 'o', long = "output", value_name = "DIR|FILE.tar")]
+        out: PathBuf,
+        /// The bundle's creation time (seconds since 1970); default: the build's
+        #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
+        source_date_epoch: Option<i64>,
+    },
     /// Show what a build would do (elements, hooks, params, outputs, budget) without building
     Plan(BuildArgs),
     /// List the elements on the element path, or show one
@@ -121,8 +141,12 @@ pub enum ElementsCmd {
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The image.toml to build
-    pub image: PathBuf,
+    /// The image.toml to build (not with --from, whose bundle holds it)
+    #[arg(required_unless_present = "from")]
+    pub image: Option<PathBuf>,
+    /// Rebuild from a bundle (`smelt bundle`): every input from it, checked, with no network
+    #[arg(long, value_name = "BUNDLE", conflicts_with = "image")]
+    pub from: Option<PathBuf>,
     /// Client inventory (client.toml) rendered into templates
     #[arg(long, value_name = "CLIENT.toml")]
     pub client: Option<PathBuf>,

@@ -25,17 +25,19 @@ pub enum Planned {
 pub fn plan(kernel: &Kernel) -> anyhow::Result<Planned> {
     let path = match kernel {
         Kernel::Image => return Ok(Planned::Image),
-        Kernel::Path(p) if p.is_file() => p.clone(),
+        Kernel::Path(p) if crate::lock::read(p).is_file() => crate::lock::read(p),
         Kernel::Path(p) => {
             bail!("kernel {} does not exist; set `kernel` in image.toml to a vmlinuz file", p.display())
         }
         Kernel::Auto => {
-            let found = std::fs::read_dir("/boot")
+            // Rebuilding from a bundle, the kernel it carries, wherever this host's are.
+            let found = std::fs::read_dir(crate::lock::listing(Path::new("/boot")))
                 .into_iter()
                 .flatten()
                 .flatten()
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()));
-            newest_vmlinuz(found).map(|(_, p)| p).context(
+                .map(|e| e.file_name().to_string_lossy().into_owned());
+            let newest = newest_vmlinuz(found.map(|n| (n.clone(), n))).map(|(_, n)| n);
+            newest.map(|n| crate::lock::read(&Path::new("/boot").join(n))).context(
                 "kernel = \"auto\" found no /boot/vmlinuz-*; install a kernel (Debian: linux-image-cloud-amd64) \
                  or set `kernel` in image.toml to a vmlinuz file",
             )?

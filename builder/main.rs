@@ -49,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 outdir: args.outdir.clone(),
                 per_node: args.per_node,
                 manifest: args.manifest,
+                from: args.from.clone(),
             };
             ops::build::build(&opts, &ui)?;
             if !args.json {
@@ -58,7 +59,16 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             let path = args.outdir.join("report.json");
             std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
         }
+        Command::Plan(args) if args.from.is_some() => {
+            Err(BadCommandLine("smelt plan reads an image.toml; --from is for smelt build".into()).into())
+        }
         Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
+        Command::Bundle { image, client, elements_path, lock, out, source_date_epoch } => {
+            let ui = Ui::new(Verbosity::Normal);
+            let opts =
+                ops::bundle::BundleOptions { image, client, elements_path, lock, out, source_date_epoch };
+            ops::bundle::bundle(&opts, &ui)
+        }
         Command::Elements { what, elements_path, json } => match what {
             None | Some(ElementsCmd::List) => ops::elements::list(&elements_path, json),
             Some(ElementsCmd::Show { name }) => ops::elements::show(&elements_path, &name, json),
@@ -89,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
 
 fn inputs(args: &BuildArgs) -> Inputs {
     Inputs {
-        image: args.image.clone(),
+        image: args.image.clone().unwrap_or_default(),
         client: args.client.clone(),
         elements_path: args.elements_path.clone(),
         sets: args.sets.clone(),

@@ -27,7 +27,7 @@ impl BuiltIn for Agent {
         let (element, image_dir, mtime) = (cx.element, cx.image.dir(), cx.mtime);
         let payload =
             given(&self.payload).ok_or_else(|| anyhow!("element `{element}`: param `payload` is empty"))?;
-        let payload = image_dir.join(payload);
+        let payload = crate::lock::read(&image_dir.join(payload));
         let dest_at = dest(element, "dest", &self.dest)?;
         let meta = std::fs::symlink_metadata(&payload)
             .with_context(|| format!("element `{element}`: payload {}", payload.display()))?;

@@ -62,7 +62,7 @@ impl BuiltIn for BaseDebian {
             }
             bootstrap(cx.element, &want, &cached)?;
         }
-        super::base_rootfs::add_tar(tree, &cached, cx.element)
+        super::base_rootfs::add_tar(tree, &crate::lock::read(&cached), cx.element)
     }
 
     fn identity(&self) -> Identity {

@@ -123,6 +123,8 @@ pub fn add_host_path(tree: &mut Tree, host: &Path, element: &str) -> anyhow::Res
                 if !meta.is_file() {
                     bail!("{} is not a regular file", so_far.display());
                 }
+                // Recorded for the lock; a rebuild takes this host's programs, as the element says.
+                crate::lock::read(&so_far);
                 tree.insert(&image_path, root_entry(&so_far, element)?)?;
                 return Ok(so_far);
             }

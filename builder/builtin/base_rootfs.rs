@@ -104,9 +104,9 @@ impl BuiltIn for BaseRootfs {
     fn stage(&self, tree: &mut Tree, cx: &mut Context) -> anyhow::Result<usize> {
         let element = cx.element;
         let source = given(&self.source);
-        let source = cx.image.dir().join(source.with_context(|| {
+        let source = crate::lock::read(&cx.image.dir().join(source.with_context(|| {
             format!("element `{element}`: param `source` is empty; name a rootfs tarball or directory")
-        })?);
+        })?));
         let meta = std::fs::metadata(&source)
             .with_context(|| format!("element `{element}`: source {}", source.display()))?;
         if meta.is_dir() {

@@ -63,7 +63,7 @@ impl File {
                 Ok(Entry::bytes(bytes, mode, mtime, element))
             }
             (None, Some(src)) => {
-                let host = image_dir.join(src);
+                let host = crate::lock::read(&image_dir.join(src));
                 let meta = std::fs::metadata(&host)
                     .with_context(|| format!("element `{element}`: {path}: reading {}", host.display()))?;
                 if !meta.is_file() {

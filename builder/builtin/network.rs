@@ -28,7 +28,7 @@ impl BuiltIn for Network {
         if cx.elements.get("init").is_some() && !renderers.iter().any(|r| r == "ramdisk") {
             renderers.push("ramdisk".into());
         }
-        let user_dir = given(&self.templates).map(|d| cx.image.dir().join(d));
+        let user_dir = given(&self.templates).map(|d| crate::lock::read(&cx.image.dir().join(d)));
         if let Some(d) = &user_dir {
             if !d.is_dir() {
                 anyhow::bail!(

@@ -50,7 +50,7 @@ impl Tls {
         epoch: i64,
     ) -> anyhow::Result<usize> {
         let dest = &self.dest;
-        let host_file = |v: &Option<String>| given(v).map(|p| image_dir.join(p));
+        let host_file = |v: &Option<String>| given(v).map(|p| crate::lock::read(&image_dir.join(p)));
         let (cert, key) = match (host_file(&self.cert), host_file(&self.key)) {
             (Some(c), Some(k)) => (read(&c, element)?, read(&k, element)?),
             (Some(_), None) | (None, Some(_)) => {
@@ -98,7 +98,9 @@ impl Tls {
         // Not the build's time: a build without SOURCE_DATE_EPOCH would otherwise make a new
         // key every time. The certificate is valid from when it was made.
         let wanted = json!({ "hostname": hostname, "sans": sans, "days": days, "key-type": key_type });
-        let state: PathBuf = image_dir.join(&self.state_dir).join("tls").join(&hostname);
+        // Kept with the project and carried by its bundles: a rebuild must present the same key.
+        let state: PathBuf =
+            crate::lock::read_secret(&image_dir.join(&self.state_dir).join("tls").join(&hostname));
         let (cert_path, key_path, made_for) =
             (state.join("cert.pem"), state.join("key.pem"), state.join("made-for.json"));
         if let (Ok(cert), Ok(key), Ok(made)) = (

@@ -2,7 +2,7 @@
 //! temporary name, and publish them only when all are within budget.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
@@ -11,6 +11,7 @@ use crate::config::image::OutputKind;
 use crate::findings::Findings;
 use crate::io::atomic::{Pending, Scratch};
 use crate::io::outdir::OutDir;
+use crate::lock::{self, Lock};
 use crate::outputs::{self, variants::Variants};
 use crate::plan::{self, Inputs, Plan};
 use crate::report::{self, BudgetReport, Largest, Report};
@@ -24,11 +25,61 @@ pub struct BuildOptions {
     pub per_node: bool,
     /// Write the manifest (every entry) beside report.json.
     pub manifest: bool,
+    /// Rebuild from this bundle: every input from it, no network.
+    pub from: Option<PathBuf>,
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
+    let Some(bundle) = &opts.from else { return build_recorded(opts, None, ui) };
+    std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
+    let scratch = Scratch::new(&opts.outdir, "smelt-from")?;
+    let unpacked = ui.step("unpack", || crate::bundle::unpack(bundle, scratch.path()))?;
+    ui.info(&format!(
+        "smelt: rebuilding {} from {} ({}, {} inputs, every digest checked)",
+        unpacked.lock.image,
+        bundle.display(),
+        unpacked.manifest,
+        unpacked.lock.inputs.len()
+    ));
+    crate::cache::set_dir(unpacked.cache());
+    let lock = &unpacked.lock;
+    let client = match (&opts.inputs.client, &lock.client) {
+        (Some(given), _) => Some(given.clone()),
+        (None, Some(name)) => lock.find(name).map(|i| unpacked.path_of(i)),
+        (None, None) => None,
+    };
+    let mut elements_path = opts.inputs.elements_path.clone();
+    elements_path.push(unpacked.elements());
+    let inputs = Inputs {
+        image: unpacked.project().join(&lock.image),
+        client,
+        elements_path,
+        sets: lock.sets.iter().chain(&opts.inputs.sets).cloned().collect(),
+        offline: true,
+        source_date_epoch: opts.inputs.source_date_epoch.or(lock.source_date_epoch),
+    };
+    let rebuild = BuildOptions {
+        inputs,
+        outdir: opts.outdir.clone(),
+        per_node: opts.per_node || lock.per_node,
+        manifest: opts.manifest,
+        from: None,
+    };
+    let restored = crate::lock::Restored { host_root: unpacked.host_root() };
+    build_recorded(&rebuild, Some(restored), ui)
+}
+
+/// A build, recording its inputs into `smelt.lock`.
+fn build_recorded(
+    opts: &BuildOptions,
+    restored: Option<crate::lock::Restored>,
+    ui: &Ui,
+) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
+    let project = opts.inputs.image.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let recording = lock::Recording::begin(project, restored);
     let plan = ui.step("plan", || plan::make(&opts.inputs))?;
+    record_project(&plan, &opts.inputs);
     refuse_unbuilt(&plan, opts)?;
     for w in plan.client.iter().flat_map(|c| &c.warnings) {
         ui.warn(&w.one_line());
@@ -39,7 +90,9 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         ui.info(&format!("smelt: removed what stopped builds left: {}", names.join(", ")));
     }
     let work = Scratch::new(&opts.outdir, "smelt-work")?;
+    let watch = lock::watch::Watch::start(&crate::cache::watched())?;
     let (staged, work) = stage(&plan, work, opts, ui)?;
+    let from_cache = watch.stop();
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
@@ -70,6 +123,8 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         return over_budget(report, checks, &plan);
     }
     report.budget.checks = checks;
+    let inputs = ui.step("lock", || recording.finish(from_cache))?;
+    report.lock = Some(lock_of(&plan, opts, inputs)?);
     for out in produced.written {
         out.pending.publish()?;
     }
@@ -77,6 +132,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         file.publish()?;
     }
     write_report(&report, &tree, opts)?;
+    lock::write(report.lock.as_ref().expect("made above"), &opts.outdir)?;
     let outputs = report.outputs.len();
     ui.info(&format!(
         "smelt: built {} ({} output{}) in {:.1} s\n\n{}",
@@ -87,6 +143,52 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         report.table()
     ));
     Ok(report)
+}
+
+/// Records what the plan read from the project: image.toml, the client inventory, the
+/// budget, and every element that comes from a directory.
+fn record_project(plan: &Plan, inputs: &Inputs) {
+    lock::read(&plan.image.file);
+    if let Some(client) = &inputs.client {
+        lock::read(client);
+    }
+    if let Some(budget) = &plan.budget.source {
+        lock::read(budget);
+    }
+    for e in &plan.resolved.elements {
+        if let crate::element::Origin::Dir(dir) = &e.origin {
+            lock::element(&e.name, dir);
+        }
+    }
+}
+
+/// The lock of this build: its inputs and what it was asked for.
+fn lock_of(plan: &Plan, opts: &BuildOptions, inputs: Vec<lock::Input>) -> anyhow::Result<Lock> {
+    let project = lock::absolute(plan.image.dir());
+    let name_of = |path: &Path| -> Option<String> {
+        let abs = lock::absolute(path);
+        let found = inputs.iter().find(|i| match i.kind {
+            lock::Kind::Project => project.join(&i.path) == abs,
+            lock::Kind::Host => Path::new(&i.path) == abs,
+            _ => false,
+        });
+        found.map(lock::Input::name)
+    };
+    let image = plan.image.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let client = opts.inputs.client.as_deref().map(|c| {
+        name_of(c)
+            .ok_or_else(|| anyhow::anyhow!("the client inventory {} is not among the inputs", c.display()))
+    });
+    Ok(Lock {
+        lock_version: 1,
+        smelt_version: env!("CARGO_PKG_VERSION").into(),
+        image,
+        client: client.transpose()?,
+        sets: opts.inputs.sets.clone(),
+        per_node: opts.per_node,
+        source_date_epoch: opts.inputs.source_date_epoch,
+        inputs,
+    })
 }
 
 /// Stages the image in `work`; when a hook fails, its staging tree and logs are kept in
@@ -130,6 +232,7 @@ fn tree_report(plan: &Plan, tree: &Tree, measure: budget::Measure, found: Findin
         trim: found.trimmed,
         python: found.python_kits,
         efi: Vec::new(),
+        lock: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! called and tested without the command line.
 
 pub mod build;
+pub mod bundle;
 pub mod check;
 pub mod deliver;
 pub mod diff;

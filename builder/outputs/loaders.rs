@@ -13,7 +13,8 @@ pub const LDLINUX: &[&str] = &["/usr/lib/syslinux/modules/bios/ldlinux.c32", "/u
 /// The first of `candidates` on the host, which `what` needs; else an error naming the
 /// Debian/Ubuntu package to install.
 pub fn host_file(candidates: &[&str], package: &str, what: &str) -> anyhow::Result<PathBuf> {
-    candidates.iter().map(PathBuf::from).find(|p| p.is_file()).with_context(|| {
+    let mut found = candidates.iter().map(|p| crate::lock::read(Path::new(p)));
+    found.find(|p| p.is_file()).with_context(|| {
         format!("{what} needs {} from the host; install {package} (Debian/Ubuntu)", candidates[0])
     })
 }

@@ -47,6 +47,9 @@ pub struct Report {
     /// to enrol or allow-list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub efi: Vec<EfiBinary>,
+    /// What the build read from outside smelt, as `smelt.lock` holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<crate::lock::Lock>,
 }
 
 #[derive(Serialize, Clone)]

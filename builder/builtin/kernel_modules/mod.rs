@@ -121,7 +121,7 @@ struct Release {
 
 impl Release {
     fn read(element: &str, release: &str) -> anyhow::Result<Release> {
-        let root = Path::new("/lib/modules").join(release);
+        let root = crate::lock::read(&Path::new("/lib/modules").join(release));
         let dep_text = std::fs::read_to_string(root.join("modules.dep")).with_context(|| {
             format!(
                 "element `{element}`: reading {}/modules.dep; is the kernel package for {release} installed?",

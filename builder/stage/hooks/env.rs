@@ -133,7 +133,7 @@ fn dib_vars(
         ("DIB_DEBUG_TRACE", "0".to_string()),
         ("DIB_DEFAULT_INSTALLTYPE", "source".into()),
         ("DIB_PYTHON_EXEC", "python3".into()),
-        ("DIB_IMAGE_CACHE", crate::cache::dir().join("image-create").display().to_string()),
+        ("DIB_IMAGE_CACHE", crate::cache::dir().join(crate::cache::IMAGE_CREATE).display().to_string()),
     ];
     for (k, v) in defaults {
         vars.insert(k.into(), std::env::var(k).unwrap_or(v));

@@ -1,0 +1,259 @@
+//! Reading a bundle back: the layout (or its tar, unpacked first), the manifest and the
+//! lock it carries, then every input checked twice as it is laid out — the blob against
+//! its digest, the input against the lock's — into `project/`, `elements/NAME/`,
+//! `cache/` and `host/PATH` of a scratch directory. Any mismatch or missing blob is an
+//! error naming the input and the blob.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use super::{key, LOCK_TYPE};
+use crate::io::count::CountingWriter;
+use crate::lock::{Form, Input, Kind, Lock};
+
+/// A bundle laid out for a rebuild.
+pub struct Unpacked {
+    pub lock: Lock,
+    pub root: PathBuf,
+    /// The manifest's digest (`sha256:…`).
+    pub manifest: String,
+}
+
+impl Unpacked {
+    pub fn project(&self) -> PathBuf {
+        self.root.join("project")
+    }
+    pub fn elements(&self) -> PathBuf {
+        self.root.join("elements")
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn host_root(&self) -> PathBuf {
+        self.root.join("host")
+    }
+
+    /// Where an input named `kind/path` was laid out.
+    pub fn path_of(&self, input: &Input) -> PathBuf {
+        let rel = Path::new(input.path.trim_start_matches('/'));
+        match input.kind {
+            Kind::Project => self.project().join(rel),
+            Kind::Element => self.elements().join(rel),
+            Kind::Cache => self.cache().join(rel),
+            Kind::Host => self.host_root().join(rel),
+        }
+    }
+}
+
+/// Checks and lays out the bundle at `bundle` (a layout directory or its tar) in `work`.
+pub fn unpack(bundle: &Path, work: &Path) -> anyhow::Result<Unpacked> {
+    let meta =
+        std::fs::metadata(bundle).with_context(|| format!("reading the bundle {}", bundle.display()))?;
+    let layout = if meta.is_dir() {
+        bundle.to_path_buf()
+    } else {
+        let at = work.join("layout");
+        untar_layout(bundle, &at)?;
+        at
+    };
+    let name = bundle.display().to_string();
+    let bad = |what: String| anyhow::anyhow!("bundle {name}: {what}");
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("index.json"))
+            .map_err(|e| bad(format!("no index.json ({e}): not a smelt bundle")))?,
+    )
+    .map_err(|e| bad(format!("index.json: {e}")))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let [m] = manifests.as_slice() else {
+        bail!("bundle {name}: index.json lists {} manifests, a smelt bundle one", manifests.len())
+    };
+    let manifest_digest = m["digest"].as_str().unwrap_or_default().to_string();
+    let manifest: Value =
+        serde_json::from_slice(&read_blob(&layout, &manifest_digest, "the manifest", &name)?)
+            .map_err(|e| bad(format!("manifest: {e}")))?;
+    let config = &manifest["config"];
+    if config["mediaType"] != LOCK_TYPE {
+        bail!("bundle {name}: the manifest's config is {}, not a smelt lock", config["mediaType"]);
+    }
+    let lock_bytes = read_blob(&layout, config["digest"].as_str().unwrap_or_default(), "the lock", &name)?;
+    let lock: Lock = serde_json::from_slice(&lock_bytes).map_err(|e| bad(format!("the lock: {e}")))?;
+    let root = work.join("inputs");
+    let out = Unpacked { lock, root, manifest: manifest_digest };
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    for input in &out.lock.inputs {
+        let title = input.name();
+        let layer =
+            layers.iter().find(|l| l["annotations"][key::TITLE] == title.as_str()).ok_or_else(|| {
+                bad(format!("input {title} is in the lock but has no layer: the bundle is incomplete"))
+            })?;
+        lay_out(&layout, layer, input, &out.path_of(input), &name)?;
+    }
+    Ok(out)
+}
+
+/// One input: its blob read through the check of the blob's digest, decompressed when
+/// smelt compressed it, checked against the lock's digest, and written at `to`.
+fn lay_out(layout: &Path, layer: &Value, input: &Input, to: &Path, bundle: &str) -> anyhow::Result<()> {
+    let blob = layer["digest"].as_str().unwrap_or_default();
+    let media = layer["mediaType"].as_str().unwrap_or_default();
+    let path = blob_path(layout, blob).with_context(|| format!("bundle {bundle}: input {}", input.name()))?;
+    let file = File::open(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "bundle {bundle}: input {}: blob {blob} is missing ({e}): the bundle is incomplete",
+            input.name()
+        )
+    })?;
+    let mut blob_reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, file));
+    let reader: Box<dyn Read + '_> = match media.strip_suffix("+zstd") {
+        Some(_) => Box::new(zstd::Decoder::new(&mut blob_reader)?),
+        None => Box::new(&mut blob_reader),
+    };
+    let mut content = HashingReader::new(reader);
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let written = match input.form {
+        Form::File => {
+            let mut out = File::create(to).with_context(|| format!("writing {}", to.display()))?;
+            io::copy(&mut content, &mut out).map(|_| ())
+        }
+        Form::Dir => {
+            std::fs::create_dir_all(to)?;
+            untar_dir(&mut content, to).and_then(|_| io::copy(&mut content, &mut io::sink()).map(|_| ()))
+        }
+    };
+    let (content_hash, _) = content.finish();
+    drop(content);
+    // The rest of the blob (a zstd frame's end) counts for its digest too.
+    io::copy(&mut blob_reader, &mut io::sink())?;
+    let (blob_hash, _) = blob_reader.finish();
+    let damaged = |what: String| {
+        anyhow::anyhow!(
+            "bundle {bundle}: input {} (blob {blob}): {what}; the bundle is damaged or was altered, fetch it again",
+            input.name()
+        )
+    };
+    if format!("sha256:{blob_hash}") != blob {
+        return Err(damaged(format!("the blob's bytes hash to sha256:{blob_hash}")));
+    }
+    if let Err(e) = written {
+        return Err(damaged(format!("cannot be read back ({e})")));
+    }
+    if content_hash != input.sha256 {
+        return Err(damaged(format!("its content hashes to {content_hash}, the lock says {}", input.sha256)));
+    }
+    if input.form == Form::File {
+        use std::os::unix::fs::PermissionsExt as _;
+        let ann = &layer["annotations"];
+        if let Some(mode) = ann[key::MODE].as_str().and_then(|m| u32::from_str_radix(m, 8).ok()) {
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+        }
+        if let Some(mtime) = ann[key::MTIME].as_str().and_then(|m| m.parse::<i64>().ok()) {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+            File::options().write(true).open(to)?.set_modified(t)?;
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks a directory's canonical tar into `to`, modes and mtimes kept, directories'
+/// too (set last, deepest first, once nothing more is written in them).
+fn untar_dir(reader: impl Read, to: &Path) -> io::Result<()> {
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_mtime(true);
+    tar.set_preserve_permissions(true);
+    tar.set_overwrite(true);
+    let mut dirs = Vec::new();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() == tar::EntryType::Directory {
+            dirs.push((entry.path()?.into_owned(), entry.header().mtime()?));
+        }
+        if !entry.unpack_in(to)? {
+            return Err(io::Error::other(format!("{} leaves the directory", entry.path()?.display())));
+        }
+    }
+    for (dir, mtime) in dirs.iter().rev() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*mtime);
+        File::open(to.join(dir))?.set_modified(t)?;
+    }
+    Ok(())
+}
+
+/// A blob's path in the layout from its `sha256:HEX` digest (nothing else is accepted).
+fn blob_path(layout: &Path, digest: &str) -> anyhow::Result<PathBuf> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        bail!("`{digest}` is not a sha256 digest");
+    }
+    Ok(layout.join("blobs/sha256").join(hex))
+}
+
+/// A small blob (manifest, lock), read whole and checked against its digest.
+fn read_blob(layout: &Path, digest: &str, what: &str, bundle: &str) -> anyhow::Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let path = blob_path(layout, digest).with_context(|| format!("bundle {bundle}: {what}"))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| anyhow::anyhow!("bundle {bundle}: {what}: blob {digest} is missing ({e})"))?;
+    let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if format!("sha256:{hex}") != digest {
+        bail!("bundle {bundle}: {what} (blob {digest}) hashes to sha256:{hex}; the bundle is damaged or was altered");
+    }
+    Ok(bytes)
+}
+
+/// Unpacks a bundle's tar: only `oci-layout`, `index.json` and `blobs/sha256/*`.
+fn untar_layout(tar_path: &Path, to: &Path) -> anyhow::Result<()> {
+    let file = File::open(tar_path).with_context(|| format!("reading the bundle {}", tar_path.display()))?;
+    let mut tar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, file));
+    std::fs::create_dir_all(to.join("blobs/sha256"))?;
+    for entry in tar.entries().with_context(|| format!("{}: not a tar", tar_path.display()))? {
+        let mut entry = entry.with_context(|| format!("reading {}", tar_path.display()))?;
+        let rel = entry.path()?.into_owned();
+        let rel_str = rel.to_string_lossy().trim_start_matches("./").to_string();
+        let allowed = rel_str == "oci-layout"
+            || rel_str == "index.json"
+            || rel_str.strip_prefix("blobs/sha256/").is_some_and(|h| !h.is_empty() && !h.contains('/'));
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular if allowed => {
+                let mut out = File::create(to.join(&rel_str))?;
+                io::copy(&mut entry, &mut out)?;
+            }
+            _ => bail!("bundle {}: {rel_str} does not belong in an OCI layout", tar_path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hash: CountingWriter<io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader { inner, hash: CountingWriter::hashing(io::sink()) }
+    }
+
+    /// The hex digest and byte count so far.
+    fn finish(&mut self) -> (String, u64) {
+        let done = std::mem::replace(&mut self.hash, CountingWriter::hashing(io::sink()));
+        let (_, n, hex) = done.into_parts();
+        (hex.expect("hashing"), n)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Write as _;
+        let n = self.inner.read(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}

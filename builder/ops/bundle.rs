@@ -1,0 +1,95 @@
+//! `smelt bundle`: every input a build's `smelt.lock` names, with the project's files,
+//! into one OCI layout (directory or tar) that `smelt build --from` rebuilds from on
+//! any machine, with no network.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+
+use crate::bundle::{self, Source};
+use crate::element::library::Library;
+use crate::element::Origin;
+use crate::lock::{self, Kind, Lock};
+use crate::ui::Ui;
+
+pub struct BundleOptions {
+    pub image: PathBuf,
+    /// The client inventory the build had, when it had one (checked against the lock).
+    pub client: Option<PathBuf>,
+    pub elements_path: Vec<PathBuf>,
+    /// The build's `smelt.lock`.
+    pub lock: PathBuf,
+    /// A directory, or a `.tar`.
+    pub out: PathBuf,
+    pub source_date_epoch: Option<i64>,
+}
+
+pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
+    let lock = Lock::read(&opts.lock)?;
+    let project = opts.image.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let project = lock::absolute(project);
+    let image_name = opts.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if image_name != lock.image {
+        bail!(
+            "{} was written by a build of {}, not {}: bundle that image, or build this one first",
+            opts.lock.display(),
+            lock.image,
+            opts.image.display()
+        );
+    }
+    if let Some(client) = &opts.client {
+        let given = lock::absolute(client);
+        let same = lock.client.as_deref().and_then(|name| lock.find(name)).is_some_and(|i| match i.kind {
+            Kind::Project => project.join(&i.path) == given,
+            _ => Path::new(&i.path) == given,
+        });
+        if !same {
+            bail!(
+                "{} was written by a build with {}: build with --client {} first, then bundle",
+                opts.lock.display(),
+                lock.client.as_deref().map_or("no client inventory".to_string(), |c| format!("client {c}")),
+                client.display()
+            );
+        }
+    }
+    let library = Library::from_env(&opts.elements_path);
+    let cache = crate::cache::dir();
+    let mut sources = Vec::with_capacity(lock.inputs.len());
+    for input in &lock.inputs {
+        let path = match input.kind {
+            Kind::Project => project.join(&input.path),
+            Kind::Cache => cache.join(&input.path),
+            Kind::Host => PathBuf::from(&input.path),
+            Kind::Element => match library.locate(&input.path) {
+                Some(Origin::Dir(dir)) => dir,
+                _ => bail!(
+                    "element `{}` of the lock is not in a directory on the element path: pass the --elements-path \
+                     the build had",
+                    input.path
+                ),
+            },
+        };
+        sources.push(Source { input: input.clone(), path });
+    }
+    let created = opts.source_date_epoch.or(lock.source_date_epoch).unwrap_or_else(crate::ui::now);
+    let written = ui.step("bundle", || bundle::write(&lock, &sources, &opts.out, created))?;
+    for secret in lock.inputs.iter().filter(|i| i.secret) {
+        ui.warn(&format!(
+            "{} carries {}, a key smelt made for the image (a rebuild must present the same one): keep the \
+             bundle as you keep that key",
+            opts.out.display(),
+            secret.name()
+        ));
+    }
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    ui.info(&format!(
+        "smelt: bundled {} inputs of {} ({:.1} MiB; {:.1} MiB as blobs) into {}\n  manifest {}",
+        lock.inputs.len(),
+        lock.image,
+        mib(written.inputs_bytes),
+        mib(written.blobs_bytes),
+        opts.out.display(),
+        written.manifest
+    ));
+    Ok(String::new())
+}
