@@ -28,6 +28,9 @@ pub struct Item {
     /// A device's (major, minor).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rdev: Option<(u32, u32)>,
+    /// A file's SHA-256, where the format gives its data (an initramfs), for `diff`.
+    #[serde(skip, default)]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +193,7 @@ fn item_from_newc(entry: newc::ReadEntry) -> Item {
         size: if kind == '-' { e.size as u64 } else { 0 },
         rdev: matches!(kind, 'c' | 'b').then_some(e.rdev),
         target: entry.target,
+        sha256: entry.sha256,
     }
 }
 
@@ -239,6 +243,7 @@ fn read_iso(path: &Path) -> anyhow::Result<Listing> {
                     rdev: node
                         .device()
                         .map(|d| crate::archive::iso::from_rock_ridge_device(d.major(), d.minor())),
+                    sha256: None,
                 },
             );
             if kind == 'd' {

@@ -2,6 +2,7 @@
 //! system tools they check against: GNU cpio, bsdtar, QEMU, a kernel, busybox).
 
 mod boot;
+mod bundle;
 mod cli;
 mod client;
 mod config_drive;

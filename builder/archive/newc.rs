@@ -283,6 +283,8 @@ pub struct ReadEntry {
     pub header: Header,
     /// A symlink's target (its data); other data is skipped, not kept.
     pub target: Option<String>,
+    /// A regular file's SHA-256, hashed as its data streams past.
+    pub sha256: Option<String>,
 }
 
 /// Reads every entry of the newc archives in `input` (one after another, with zero
@@ -335,15 +337,22 @@ pub fn read_archive(mut input: &mut dyn io::BufRead, each: &mut dyn FnMut(ReadEn
             size: e.file_size(),
             rdev: (e.rdev_major(), e.rdev_minor()),
         };
-        let target = if header.mode & 0o170000 == 0o120000 {
-            let mut t = Vec::new();
-            entry.read_to_end(&mut t).context("reading a symlink target")?;
-            Some(String::from_utf8_lossy(&t).into_owned())
-        } else {
-            None
-        };
+        let (mut target, mut sha256) = (None, None);
+        match header.mode & 0o170000 {
+            0o120000 => {
+                let mut t = Vec::new();
+                entry.read_to_end(&mut t).context("reading a symlink target")?;
+                target = Some(String::from_utf8_lossy(&t).into_owned());
+            }
+            0o100000 => {
+                let mut hash = crate::io::count::CountingWriter::hashing(io::sink());
+                io::copy(&mut entry, &mut hash).context("reading a file's data")?;
+                sha256 = hash.into_parts().2;
+            }
+            _ => {}
+        }
         input = entry.finish().context("the cpio archive ends in the middle of an entry")?;
-        each(ReadEntry { header, target });
+        each(ReadEntry { header, target, sha256 });
     }
 }
 

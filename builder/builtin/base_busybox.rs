@@ -27,6 +27,7 @@ impl BuiltIn for BaseBusybox {
                  or set base-busybox.busybox to a static busybox",
             )?,
         };
+        let busybox = crate::lock::read(&busybox);
         let bytes = std::fs::read(&busybox)
             .with_context(|| format!("element `base-busybox`: reading {}", busybox.display()))?;
         let elf = goblin::elf::Elf::parse(&bytes).with_context(|| {

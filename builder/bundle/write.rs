@@ -67,7 +67,7 @@ fn layout(lock: &Lock, sources: &[Source], dir: &Path, created: i64) -> anyhow::
     let mut annotations = Map::new();
     annotations.insert(key::CREATED.into(), rfc3339(created).into());
     annotations.insert(key::VERSION.into(), lock.smelt_version.clone().into());
-    annotations.insert(key::IMAGE.into(), lock.image.clone().into());
+    annotations.insert(key::IMAGE.into(), lock.name.clone().into());
     if !secrets.is_empty() {
         annotations.insert(key::SECRETS.into(), secrets.join(",").into());
     }
@@ -81,7 +81,6 @@ fn layout(lock: &Lock, sources: &[Source], dir: &Path, created: i64) -> anyhow::
     });
     let manifest = serde_json::to_vec(&manifest)?;
     let manifest_digest = put_bytes(&blobs, &manifest)?;
-    let name = lock.image.trim_end_matches(".toml").rsplit('/').next().unwrap_or("bundle").to_string();
     let index = json!({
         "schemaVersion": 2,
         "mediaType": INDEX_TYPE,
@@ -90,7 +89,7 @@ fn layout(lock: &Lock, sources: &[Source], dir: &Path, created: i64) -> anyhow::
             "artifactType": ARTIFACT_TYPE,
             "digest": digest(&manifest_digest),
             "size": manifest.len(),
-            "annotations": { key::REF_NAME: name },
+            "annotations": { key::REF_NAME: lock.name },
         }],
     });
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;

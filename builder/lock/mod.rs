@@ -26,6 +26,8 @@ pub const FILE: &str = "smelt.lock";
 pub struct Lock {
     pub lock_version: u32,
     pub smelt_version: String,
+    /// The image's name (image.toml's `name`).
+    pub name: String,
     /// image.toml, relative to the project (the image's directory).
     pub image: String,
     /// The client inventory, as an input's `kind/path`.
@@ -250,6 +252,7 @@ pub fn element(name: &str, dir: &Path) {
 
 /// `path` made absolute and with `.` and `..` resolved by its words (symlinks kept).
 pub fn absolute(path: &Path) -> PathBuf {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut out = PathBuf::new();
     for c in abs.components() {

@@ -36,7 +36,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let unpacked = ui.step("unpack", || crate::bundle::unpack(bundle, scratch.path()))?;
     ui.info(&format!(
         "smelt: rebuilding {} from {} ({}, {} inputs, every digest checked)",
-        unpacked.lock.image,
+        unpacked.lock.name,
         bundle.display(),
         unpacked.manifest,
         unpacked.lock.inputs.len()
@@ -182,6 +182,7 @@ fn lock_of(plan: &Plan, opts: &BuildOptions, inputs: Vec<lock::Input>) -> anyhow
     Ok(Lock {
         lock_version: 1,
         smelt_version: env!("CARGO_PKG_VERSION").into(),
+        name: plan.image.name.clone(),
         image,
         client: client.transpose()?,
         sets: opts.inputs.sets.clone(),

@@ -85,7 +85,7 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
     ui.info(&format!(
         "smelt: bundled {} inputs of {} ({:.1} MiB; {:.1} MiB as blobs) into {}\n  manifest {}",
         lock.inputs.len(),
-        lock.image,
+        lock.name,
         mib(written.inputs_bytes),
         mib(written.blobs_bytes),
         opts.out.display(),

@@ -17,7 +17,7 @@ struct PathChange {
     old_bytes: u64,
     new_bytes: u64,
     delta: i64,
-    /// What else changed: mode, owner, type or link target.
+    /// What else changed: mode, owner, type, link target, or content (same size, other bytes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     also: Vec<&'static str>,
 }
@@ -115,6 +115,11 @@ fn change(path: &str, old: Option<&Item>, new: Option<&Item>) -> Option<PathChan
                 if differs {
                     also.push(what);
                 }
+            }
+            // Same size, other bytes: an address in a config file, a rebuilt binary.
+            let content = o.sha256.is_some() && n.sha256.is_some() && o.sha256 != n.sha256;
+            if content && o.size == n.size {
+                also.push("content");
             }
             if o.size == n.size && also.is_empty() {
                 return None;

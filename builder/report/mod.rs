@@ -153,6 +153,7 @@ fn entry<'a>(path: &ImagePath, e: &'a Entry) -> EntryReport<'a> {
             Kind::Char(a, b) | Kind::Block(a, b) => Some((a, b)),
             _ => None,
         },
+        sha256: None,
     };
     EntryReport { item, element: &e.element }
 }

@@ -120,17 +120,23 @@ struct Release {
 }
 
 impl Release {
+    /// A file of the release on the host, read through the lock (the bundle's copy
+    /// when rebuilding from one).
+    fn host(&self, rel: &str) -> PathBuf {
+        crate::lock::read(&self.root.join(rel))
+    }
+
     fn read(element: &str, release: &str) -> anyhow::Result<Release> {
-        let root = crate::lock::read(&Path::new("/lib/modules").join(release));
-        let dep_text = std::fs::read_to_string(root.join("modules.dep")).with_context(|| {
+        let root = Path::new("/lib/modules").join(release);
+        let host = |name: &str| crate::lock::read(&root.join(name));
+        let dep_text = std::fs::read_to_string(host("modules.dep")).with_context(|| {
             format!(
                 "element `{element}`: reading {}/modules.dep; is the kernel package for {release} installed?",
                 root.display()
             )
         })?;
-        let softdeps = std::fs::read_to_string(root.join("modules.softdep"))
-            .map(|t| parse_softdep(&t))
-            .unwrap_or_default();
+        let softdeps =
+            std::fs::read_to_string(host("modules.softdep")).map(|t| parse_softdep(&t)).unwrap_or_default();
         Ok(Release { release: release.to_string(), deps: parse_dep(&dep_text), softdeps, root })
     }
 
@@ -191,7 +197,7 @@ impl Release {
     ) -> anyhow::Result<BTreeMap<&'m String, String>> {
         let mut renamed = BTreeMap::new();
         for path in chosen {
-            let host = self.root.join(path);
+            let host = self.host(path);
             let (image_rel, source) = match path.strip_suffix(".zst") {
                 Some(plain) => (plain.to_string(), Source::Bytes(unzstd(&host)?.into())),
                 None => (path.to_string(), Source::host(&host)),
@@ -225,8 +231,8 @@ impl Release {
             ));
         }
         let names: BTreeSet<String> = chosen.iter().map(|p| module_name(p)).collect();
-        let aliases = std::fs::read_to_string(self.root.join("modules.alias")).unwrap_or_default();
-        let builtin = std::fs::read_to_string(self.root.join("modules.builtin")).unwrap_or_default();
+        let aliases = std::fs::read_to_string(self.host("modules.alias")).unwrap_or_default();
+        let builtin = std::fs::read_to_string(self.host("modules.builtin")).unwrap_or_default();
         let builtin_names: BTreeSet<String> = builtin.lines().map(module_name).collect();
         for missing in missing_transports(&names, &aliases, &builtin_names) {
             crate::ui::warning(&format!("element `{}`: {missing}", put.element));
@@ -239,7 +245,7 @@ impl Release {
                 .map(|l| format!("{l}\n"))
                 .collect()
         };
-        let softdeps = std::fs::read_to_string(self.root.join("modules.softdep")).unwrap_or_default();
+        let softdeps = std::fs::read_to_string(self.host("modules.softdep")).unwrap_or_default();
         let dir = format!("lib/modules/{}", self.release);
         put.text(&format!("{dir}/modules.dep"), dep_out)?;
         put.text(&format!("{dir}/modules.alias"), of_names(&aliases, 2))?;
@@ -300,21 +306,22 @@ fn missing_transports(chosen: &BTreeSet<String>, aliases: &str, builtin: &BTreeS
 /// bytes are this element's in the report; `[path."lib/firmware"]` budgets them).
 fn firmware(tree: &mut Tree, element: &str, patterns: &[String], host_dir: &Path) -> anyhow::Result<usize> {
     let mut count = 0;
+    let listed = crate::lock::listing(host_dir);
     for pattern in patterns {
         let rel = pattern.trim_start_matches('/').trim_start_matches("lib/firmware/").to_string();
         let matcher = globset::Glob::new(&rel)
             .map_err(|e| anyhow::anyhow!("element `{element}`: firmware `{pattern}`: {e}"))?
             .compile_matcher();
         let mut found = 0;
-        for e in walkdir::WalkDir::new(host_dir).min_depth(1).sort_by_file_name().into_iter().flatten() {
-            let Ok(r) = e.path().strip_prefix(host_dir) else { continue };
+        for e in walkdir::WalkDir::new(&listed).min_depth(1).sort_by_file_name().into_iter().flatten() {
+            let Ok(r) = e.path().strip_prefix(&listed) else { continue };
             let r = r.to_string_lossy();
             if e.file_type().is_dir() || !matcher.is_match(r.as_ref()) {
                 continue;
             }
             let at = ImagePath::new(&format!("lib/firmware/{r}"))?;
-            let entry =
-                crate::tree::disk::host_entry(e.path(), &e.path().symlink_metadata()?, element)?.as_root();
+            let path = crate::lock::read(&host_dir.join(r.as_ref()));
+            let entry = crate::tree::disk::host_entry(&path, &path.symlink_metadata()?, element)?.as_root();
             tree.insert(&at, entry)?;
             found += 1;
         }
@@ -330,15 +337,16 @@ fn firmware(tree: &mut Tree, element: &str, patterns: &[String], host_dir: &Path
 }
 
 fn newest_release() -> anyhow::Result<String> {
-    let mut releases: Vec<(Vec<u64>, String)> = std::fs::read_dir("/lib/modules")
-        .context("no /lib/modules on this host; set kernel-modules.kernel-release or the image's kernel")?
-        .flatten()
-        .filter(|e| e.path().join("modules.dep").exists())
-        .map(|e| {
-            let r = e.file_name().to_string_lossy().into_owned();
-            (r.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect(), r)
-        })
-        .collect();
+    let mut releases: Vec<(Vec<u64>, String)> =
+        std::fs::read_dir(crate::lock::listing(Path::new("/lib/modules")))
+            .context("no /lib/modules on this host; set kernel-modules.kernel-release or the image's kernel")?
+            .flatten()
+            .filter(|e| e.path().join("modules.dep").exists())
+            .map(|e| {
+                let r = e.file_name().to_string_lossy().into_owned();
+                (r.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect(), r)
+            })
+            .collect();
     releases.sort();
     releases
         .pop()

@@ -1,0 +1,225 @@
+//! Bundles: a build's lock names every input, `smelt bundle` packs them as an OCI
+//! layout that skopeo reads and copies, and `smelt build --from` rebuilds the same bytes
+//! elsewhere, as another user, with no network and an empty cache — refusing a bundle
+//! whose bytes were altered, and naming what.
+
+use crate::util::{assert_same_bytes, sh, Dir};
+
+/// The acme client's per-node ramdisk, with an element of the project's own and the tls
+/// element's generated key: inputs of every kind.
+fn project() -> Dir {
+    let dir = Dir::new();
+    dir.fixture("examples/acme/client.toml", "client.toml");
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"acme-deploy\"\n\
+         elements = [\"base-busybox\", \"init\", \"kernel-modules\", \"network\", \"tls\", \"site\"]\n\
+         outputs = [\"initramfs\"]\n\
+         [params.kernel-modules]\nmodules = [\"virtio_pci\", \"virtio_net\", \"bonding\", \"8021q\"]\n\
+         [params.network]\nrenderers = [\"networkd\", \"ramdisk\"]\n\
+         [params.tls]\nhostname = \"deploy.acme.example\"\n",
+    );
+    dir.write("elements/site/element.toml", "description = \"the site's banner\"\n");
+    dir.write("elements/site/root/etc/site-banner", "ACME data center 2\n");
+    // An element file dated long before the build: kept as it is, not clamped.
+    sh(&format!("touch -d @1600000000 {}", dir.path("elements/site/root/etc/site-banner").display()));
+    dir
+}
+
+const EPOCH: (&str, &str) = ("SOURCE_DATE_EPOCH", "1700000000");
+
+fn build_and_bundle(dir: &Dir) -> serde_json::Value {
+    dir.smelt_env(
+        &[
+            "build",
+            "image.toml",
+            "--client",
+            "client.toml",
+            "--per-node",
+            "--elements-path",
+            "elements",
+            "-o",
+            "out",
+        ],
+        &[EPOCH],
+    )
+    .ok();
+    let run = dir.smelt(&[
+        "bundle",
+        "image.toml",
+        "--client",
+        "client.toml",
+        "--elements-path",
+        "elements",
+        "-o",
+        "acme.tar",
+    ]);
+    let run = run.ok();
+    // The generated key rides along, and the bundle says so.
+    assert!(run.stderr.contains("carries project/.smelt-state/tls/deploy.acme.example"), "{}", run.stderr);
+    serde_json::from_str(&std::fs::read_to_string(dir.path("out/smelt.lock")).unwrap()).unwrap()
+}
+
+fn outputs(dir: &Dir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_bundle_rebuilds_every_output_byte_for_byte_elsewhere_as_another_user_without_network() {
+    let dir = project();
+    let lock = build_and_bundle(&dir);
+
+    // The lock names each input by kind, path and digest.
+    let inputs = lock["inputs"].as_array().unwrap();
+    let find = |kind: &str, path: &str| {
+        inputs.iter().find(|i| i["kind"] == kind && i["path"].as_str().unwrap().ends_with(path)).cloned()
+    };
+    let image = find("project", "image.toml").expect("image.toml in the lock");
+    assert_eq!(
+        image["sha256"].as_str().unwrap(),
+        sh(&format!("sha256sum {} | cut -c1-64", dir.path("image.toml").display())).trim()
+    );
+    assert_eq!(find("element", "site").expect("the site element")["type"], "dir");
+    assert!(find("host", "/virtio_net.ko").is_some(), "the host's module in the lock: {inputs:?}");
+    let key = find("project", "deploy.acme.example").expect("the tls state");
+    assert_eq!(key["secret"], true);
+    assert_eq!(lock["client"], "project/client.toml");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out/report.json")).unwrap()).unwrap();
+    assert_eq!(report["lock"], lock, "report.json carries the lock");
+
+    // Standard tools read the layout and copy it: the copy is what gets rebuilt.
+    let raw = sh(&format!("skopeo inspect --raw oci-archive:{}", dir.path("acme.tar").display()));
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.smelt.bundle.v1");
+    assert_eq!(manifest["config"]["mediaType"], "application/vnd.smelt.lock.v1+json");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), inputs.len());
+    let title = |l: &serde_json::Value| {
+        l["annotations"]["org.opencontainers.image.title"].as_str().unwrap().to_string()
+    };
+    assert!(manifest["layers"].as_array().unwrap().iter().any(|l| title(l) == "element/site"));
+    sh(&format!(
+        "skopeo copy -q oci-archive:{} oci:{}:acme",
+        dir.path("acme.tar").display(),
+        dir.path("copied").display()
+    ));
+
+    let (there, run) = dir.rebuild_elsewhere("copied", &[]);
+    run.ok();
+    assert_eq!(outputs(&there), outputs(&dir));
+    for name in outputs(&dir) {
+        assert_same_bytes(&dir.path("out").join(&name), &there.path("out").join(&name), &name);
+    }
+
+    // A changed client.toml beside the bundle: one node's address moved. Rebuilt the
+    // same way, only that node's network files differ.
+    let client = std::fs::read_to_string(dir.path("client.toml")).unwrap();
+    let (moved, run) = rebuild_with_client(&dir, &client.replace("10.10.0.12/24", "10.10.0.22/24"));
+    run.ok();
+    let (n1, n2) = ("acme-deploy-acme-n1.cpio.zst", "acme-deploy-acme-n2.cpio.zst");
+    assert_same_bytes(
+        &dir.path("out").join(n1),
+        &moved.path("out").join(n1),
+        "the node whose address stayed",
+    );
+    let diff = dir.smelt(&[
+        "diff",
+        dir.path("out").join(n2).to_str().unwrap(),
+        moved.path("out").join(n2).to_str().unwrap(),
+        "--json",
+    ]);
+    let diff: serde_json::Value = serde_json::from_str(&diff.ok().stdout).unwrap();
+    let changed: Vec<&str> =
+        diff["paths"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert!(!changed.is_empty(), "the moved node's image did not change");
+    assert!(changed.iter().all(|p| p.starts_with("/etc/smelt/network/acme-n2/")), "{changed:?}");
+    assert!(changed.contains(&"/etc/smelt/network/acme-n2/networkd/30-front.network"), "{changed:?}");
+}
+
+/// Rebuilds the bundle `copied` elsewhere with `client` as the client inventory given
+/// beside it.
+fn rebuild_with_client(dir: &Dir, client: &str) -> (Dir, crate::util::Run) {
+    dir.write("copied/new-client.toml", client);
+    dir.rebuild_elsewhere("copied", &["--client", "bundle/new-client.toml"])
+}
+
+#[test]
+fn an_altered_or_incomplete_bundle_is_refused_naming_the_input_and_its_blob() {
+    let dir = project();
+    build_and_bundle(&dir);
+    sh(&format!(
+        "mkdir {0} && tar xf {1} -C {0}",
+        dir.path("layout").display(),
+        dir.path("acme.tar").display()
+    ));
+    let manifest_digest = sh(&format!(
+        "python3 -c 'import json,sys; print(json.load(open(\"{}/index.json\"))[\"manifests\"][0][\"digest\"][7:])'",
+        dir.path("layout").display()
+    ));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path("layout/blobs/sha256").join(manifest_digest.trim())).unwrap(),
+    )
+    .unwrap();
+    let layer = |title: &str| {
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["annotations"]["org.opencontainers.image.title"] == title)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // One byte of the site element's blob altered.
+    let site = layer("element/site");
+    let blob = dir.path("layout/blobs/sha256").join(&site[7..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&blob, &bytes).unwrap();
+    let (there, run) = dir.rebuild_elsewhere("layout", &[]);
+    let run = run.fails(1);
+    assert!(run.stderr.contains("input element/site"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("blob {site}")), "{}", run.stderr);
+    assert!(run.stderr.contains("damaged or was altered"), "{}", run.stderr);
+    // Nothing was published, nothing half-written stays.
+    assert_eq!(sh(&format!("ls -A {}", there.path("out").display())), "");
+
+    // A blob gone: named too.
+    std::fs::write(&blob, {
+        bytes[mid] ^= 0x20;
+        &bytes
+    })
+    .unwrap();
+    let client = layer("project/client.toml");
+    std::fs::remove_file(dir.path("layout/blobs/sha256").join(&client[7..])).unwrap();
+    let run = dir.rebuild_elsewhere("layout", &[]).1.fails(1);
+    assert!(
+        run.stderr.contains(&format!("input project/client.toml: blob {client} is missing")),
+        "{}",
+        run.stderr
+    );
+
+    // An input changed since the build: bundling refuses it rather than pack other bytes.
+    dir.write("elements/site/root/etc/site-banner", "ACME data center 3\n");
+    let run = dir.smelt(&[
+        "bundle",
+        "image.toml",
+        "--client",
+        "client.toml",
+        "--elements-path",
+        "elements",
+        "-o",
+        "again.tar",
+    ]);
+    let run = run.fails(1);
+    assert!(run.stderr.contains("input element/site"), "{}", run.stderr);
+    assert!(run.stderr.contains("changed since the build"), "{}", run.stderr);
+    assert!(!dir.path("again.tar").exists());
+}
