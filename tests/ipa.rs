@@ -311,10 +311,34 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     );
     drop(booted);
 
-    // Offline, in a namespace with no network: pip installs from the wheelhouse the first
-    // build filled, apt and the bootstrap from the cache; the same bytes.
-    dir.build_offline(&["--elements-path", "elements"], &env);
-    assert_same_bytes(&out.join("ipa.tar"), &dir.path("offline/ipa.tar"), "the offline rebuild");
+    // Everything the build read, bundled; rebuilt from the bundle alone in a fresh
+    // directory, as another user, with an empty cache and no network at all (pip
+    // installs from the bundle's wheelhouse, the bootstrap is the bundle's): the same
+    // bytes, and the same lock.
+    let bundled =
+        dir.smelt_env(&["bundle", "image.toml", "--elements-path", "elements", "-o", "ipa-bundle.tar"], &env);
+    let bundled = bundled.ok();
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("smelt.lock")).unwrap()).unwrap();
+    let inputs = lock["inputs"].as_array().unwrap();
+    let cached = |prefix: &str| {
+        inputs
+            .iter()
+            .filter(|i| i["kind"] == "cache" && i["path"].as_str().unwrap().starts_with(prefix))
+            .count()
+    };
+    assert_eq!(cached("base-debian/"), 1, "the bootstrap tarball in the lock: {inputs:?}");
+    assert!(cached("pip-wheelhouse/ironic_python_agent-13.0.0-") == 1, "IPA's wheel in the lock: {inputs:?}");
+    assert!(
+        bundled.stderr.contains("carries project/"),
+        "the agent's TLS key is carried and said so: {}",
+        bundled.stderr
+    );
+    let (there, run) = dir.rebuild_elsewhere("ipa-bundle.tar", &[]);
+    run.ok();
+    for name in ["ipa.tar", "ipa.tar.sha256", "ipa.tar.md5", "smelt.lock"] {
+        assert_same_bytes(&out.join(name), &there.path("out").join(name), "the rebuild from the bundle");
+    }
 }
 
 /// The versions IPA's dependencies are held to, as openstack/requirements'
