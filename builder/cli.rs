@@ -39,6 +39,9 @@ pub enum Command {
         /// The bundle's creation time (seconds since 1970); default: the build's
         #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
         source_date_epoch: Option<i64>,
+        /// Sign the bundle with this Ed25519 key (OpenSSH private key file, as ssh-keygen -t ed25519 makes)
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
     },
     /// Show what a build would do (elements, hooks, params, outputs, budget) without building
     Plan(BuildArgs),
@@ -147,6 +150,9 @@ pub struct BuildArgs {
     /// Rebuild from a bundle (`smelt bundle`): every input from it, checked, with no network
     #[arg(long, value_name = "BUNDLE", conflicts_with = "image")]
     pub from: Option<PathBuf>,
+    /// With --from: only a bundle signed by this Ed25519 public key (KEY.pub)
+    #[arg(long, value_name = "KEY.pub", requires = "from")]
+    pub verify: Option<PathBuf>,
     /// Client inventory (client.toml) rendered into templates
     #[arg(long, value_name = "CLIENT.toml")]
     pub client: Option<PathBuf>,

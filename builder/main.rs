@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 per_node: args.per_node,
                 manifest: args.manifest,
                 from: args.from.clone(),
+                verify: args.verify.clone(),
             };
             ops::build::build(&opts, &ui)?;
             if !args.json {
@@ -63,10 +64,17 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             Err(BadCommandLine("smelt plan reads an image.toml; --from is for smelt build".into()).into())
         }
         Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
-        Command::Bundle { image, client, elements_path, lock, out, source_date_epoch } => {
+        Command::Bundle { image, client, elements_path, lock, out, source_date_epoch, sign } => {
             let ui = Ui::new(Verbosity::Normal);
-            let opts =
-                ops::bundle::BundleOptions { image, client, elements_path, lock, out, source_date_epoch };
+            let opts = ops::bundle::BundleOptions {
+                image,
+                client,
+                elements_path,
+                lock,
+                out,
+                source_date_epoch,
+                sign,
+            };
             ops::bundle::bundle(&opts, &ui)
         }
         Command::Elements { what, elements_path, json } => match what {

@@ -223,3 +223,87 @@ fn an_altered_or_incomplete_bundle_is_refused_naming_the_input_and_its_blob() {
     assert!(run.stderr.contains("changed since the build"), "{}", run.stderr);
     assert!(!dir.path("again.tar").exists());
 }
+
+#[test]
+fn a_signed_bundle_verifies_with_its_key_as_ssh_keygen_agrees_and_is_refused_otherwise() {
+    let dir = project();
+    build_and_bundle(&dir);
+    sh(&format!(
+        "cd {} && ssh-keygen -q -t ed25519 -N '' -C field -f field && ssh-keygen -q -t ed25519 -N '' -f other",
+        dir.path("").display()
+    ));
+    let run = dir.smelt(&[
+        "bundle",
+        "image.toml",
+        "--client",
+        "client.toml",
+        "--elements-path",
+        "elements",
+        "-o",
+        "signed",
+        "--sign",
+        "field",
+    ]);
+    let run = run.ok();
+    let fingerprint = sh(&format!("ssh-keygen -lf {} | cut -d' ' -f2", dir.path("field.pub").display()));
+    assert!(run.stderr.contains(&format!("signed by {}", fingerprint.trim())), "{}", run.stderr);
+
+    // OpenSSH's own tool verifies the signature over the manifest's bytes.
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("signed/index.json")).unwrap()).unwrap();
+    let blob = |d: &serde_json::Value| dir.path("signed/blobs/sha256").join(&d.as_str().unwrap()[7..]);
+    let manifests = index["manifests"].as_array().unwrap();
+    let signature =
+        manifests.iter().find(|m| m["artifactType"] == "application/vnd.smelt.signature.v1").unwrap();
+    let signature: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&signature["digest"])).unwrap()).unwrap();
+    assert_eq!(signature["subject"]["digest"], manifests[0]["digest"]);
+    sh(&format!(
+        "cd {d} && echo \"field $(cat field.pub)\" > allowed && ssh-keygen -Y verify -f allowed -I field -n smelt-bundle -s {sig} < {manifest}",
+        d = dir.path("").display(),
+        sig = blob(&signature["layers"][0]["digest"]).display(),
+        manifest = blob(&manifests[0]["digest"]).display()
+    ));
+
+    // The keys travel beside the bundle, as a user hands them over.
+    sh(&format!("cp {0}/field.pub {0}/other.pub {0}/signed/", dir.path("").display()));
+    let (there, run) = dir.rebuild_elsewhere("signed", &["--verify", "bundle/field.pub"]);
+    run.ok();
+    assert_same_bytes(
+        &dir.path("out/acme-deploy-acme-n1.cpio.zst"),
+        &there.path("out/acme-deploy-acme-n1.cpio.zst"),
+        "the verified rebuild",
+    );
+    let run = dir.rebuild_elsewhere("signed", &["--verify", "bundle/other.pub"]).1.fails(1);
+    assert!(
+        run.stderr.contains(&format!("is signed by {}, not by SHA256:", fingerprint.trim())),
+        "{}",
+        run.stderr
+    );
+
+    // Unsigned: refused when a signature is wanted.
+    sh(&format!(
+        "mkdir {0}/plain && tar xf {0}/acme.tar -C {0}/plain && cp {0}/field.pub {0}/plain/",
+        dir.path("").display()
+    ));
+    let run = dir.rebuild_elsewhere("plain", &["--verify", "bundle/field.pub"]).1.fails(1);
+    assert!(run.stderr.contains("is not signed"), "{}", run.stderr);
+
+    // The manifest changed and re-indexed after signing: its signature is of another.
+    let manifest_path = blob(&manifests[0]["digest"]);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["annotations"]["dev.smelt.image"] = "someone-elses".into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    std::fs::write(dir.path("signed/blobs/sha256").join(digest.trim()), &bytes).unwrap();
+    let mut index = index.clone();
+    index["manifests"][0]["digest"] = format!("sha256:{}", digest.trim()).into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(dir.path("signed/index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let run = dir.rebuild_elsewhere("signed", &["--verify", "bundle/field.pub"]).1.fails(1);
+    assert!(run.stderr.contains("altered after it was signed"), "{}", run.stderr);
+}

@@ -6,6 +6,7 @@
 //! path and digest. [`write`] makes one from a build's inputs; [`unpack`] checks every
 //! digest and lays the inputs out for a rebuild.
 
+pub mod sshsig;
 mod unpack;
 mod write;
 
@@ -17,6 +18,12 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.smelt.bundle.v1";
 pub const LOCK_TYPE: &str = "application/vnd.smelt.lock.v1+json";
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A signature of a bundle: an artifact whose `subject` is the bundle's manifest (OCI
+/// 1.1 referrers), its one layer the armoured SSH signature of the manifest's bytes.
+pub const SIGNATURE_TYPE: &str = "application/vnd.smelt.signature.v1";
+pub const SSHSIG_TYPE: &str = "application/vnd.smelt.sshsig.v1";
+pub const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// A layer's media type: the input's form, and `+zstd` when smelt compressed it.
 fn layer_type(form: crate::lock::Form, zstd: bool) -> &'static str {
@@ -43,6 +50,8 @@ pub mod key {
     pub const VERSION: &str = "dev.smelt.version";
     pub const IMAGE: &str = "dev.smelt.image";
     pub const SECRETS: &str = "dev.smelt.secrets";
+    /// On a signature: the signing key's `SHA256:…` fingerprint.
+    pub const SIGNER: &str = "dev.smelt.signer";
     pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 }
 

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use super::{key, LOCK_TYPE};
+use super::sshsig::{self, PublicKey};
+use super::{key, LOCK_TYPE, SIGNATURE_TYPE};
 use crate::io::count::CountingWriter;
 use crate::lock::{Form, Input, Kind, Lock};
 
@@ -21,6 +22,8 @@ pub struct Unpacked {
     pub root: PathBuf,
     /// The manifest's digest (`sha256:…`).
     pub manifest: String,
+    /// The fingerprint of the key whose signature was verified, with `--verify`.
+    pub verified_by: Option<String>,
 }
 
 impl Unpacked {
@@ -49,8 +52,9 @@ impl Unpacked {
     }
 }
 
-/// Checks and lays out the bundle at `bundle` (a layout directory or its tar) in `work`.
-pub fn unpack(bundle: &Path, work: &Path) -> anyhow::Result<Unpacked> {
+/// Checks and lays out the bundle at `bundle` (a layout directory or its tar) in `work`;
+/// with `verify`, only when a signature by that key verifies over its manifest.
+pub fn unpack(bundle: &Path, work: &Path, verify: Option<&PublicKey>) -> anyhow::Result<Unpacked> {
     let meta =
         std::fs::metadata(bundle).with_context(|| format!("reading the bundle {}", bundle.display()))?;
     let layout = if meta.is_dir() {
@@ -67,22 +71,45 @@ pub fn unpack(bundle: &Path, work: &Path) -> anyhow::Result<Unpacked> {
             .map_err(|e| bad(format!("no index.json ({e}): not a smelt bundle")))?,
     )
     .map_err(|e| bad(format!("index.json: {e}")))?;
-    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
-    let [m] = manifests.as_slice() else {
-        bail!("bundle {name}: index.json lists {} manifests, a smelt bundle one", manifests.len())
-    };
-    let manifest_digest = m["digest"].as_str().unwrap_or_default().to_string();
-    let manifest: Value =
-        serde_json::from_slice(&read_blob(&layout, &manifest_digest, "the manifest", &name)?)
-            .map_err(|e| bad(format!("manifest: {e}")))?;
-    let config = &manifest["config"];
-    if config["mediaType"] != LOCK_TYPE {
-        bail!("bundle {name}: the manifest's config is {}, not a smelt lock", config["mediaType"]);
+    // Every manifest the index lists, read and checked: the bundle's (its config is a
+    // lock) and the signatures whose subject it is.
+    let mut read = Vec::new();
+    for m in index["manifests"].as_array().cloned().unwrap_or_default() {
+        let digest = m["digest"].as_str().unwrap_or_default().to_string();
+        let bytes = read_blob(&layout, &digest, "a manifest", &name)?;
+        let manifest: Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest {digest}: {e}")))?;
+        read.push((digest, bytes, manifest));
     }
+    let mut bundles = read.iter().filter(|(_, _, m)| m["config"]["mediaType"] == LOCK_TYPE);
+    let (manifest_digest, manifest_bytes, manifest) = match (bundles.next(), bundles.next()) {
+        (Some(one), None) => one.clone(),
+        (None, _) => {
+            bail!("bundle {name}: no manifest in index.json carries a smelt lock: not a smelt bundle")
+        }
+        (Some(_), Some(_)) => {
+            bail!("bundle {name}: index.json lists several bundles; copy the one to build into a layout of its own")
+        }
+    };
+    let all_signatures = read.iter().filter(|(_, _, m)| m["artifactType"] == SIGNATURE_TYPE);
+    let (signatures, of_others): (Vec<_>, Vec<_>) =
+        all_signatures.map(|(_, _, m)| m).partition(|m| m["subject"]["digest"] == manifest_digest.as_str());
+    if let Some(key) = verify {
+        if signatures.is_empty() && !of_others.is_empty() {
+            bail!(
+                "bundle {name}: its signatures are of another manifest ({}), not of {manifest_digest}: the bundle \
+                 was altered after it was signed",
+                of_others[0]["subject"]["digest"].as_str().unwrap_or_default()
+            );
+        }
+        verify_signed(&layout, &signatures, &manifest_bytes, key, &name)?;
+    }
+    let config = &manifest["config"];
     let lock_bytes = read_blob(&layout, config["digest"].as_str().unwrap_or_default(), "the lock", &name)?;
     let lock: Lock = serde_json::from_slice(&lock_bytes).map_err(|e| bad(format!("the lock: {e}")))?;
     let root = work.join("inputs");
-    let out = Unpacked { lock, root, manifest: manifest_digest };
+    let verified_by = verify.map(PublicKey::fingerprint);
+    let out = Unpacked { lock, root, manifest: manifest_digest, verified_by };
     let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
     for input in &out.lock.inputs {
         let title = input.name();
@@ -93,6 +120,47 @@ pub fn unpack(bundle: &Path, work: &Path) -> anyhow::Result<Unpacked> {
         lay_out(&layout, layer, input, &out.path_of(input), &name)?;
     }
     Ok(out)
+}
+
+/// Refuses the bundle unless one of its signatures is `key`'s and verifies over the
+/// manifest's bytes (which name every other blob by digest).
+fn verify_signed(
+    layout: &Path,
+    signatures: &[&Value],
+    manifest: &[u8],
+    key: &PublicKey,
+    bundle: &str,
+) -> anyhow::Result<()> {
+    if signatures.is_empty() {
+        bail!(
+            "bundle {bundle} is not signed, and --verify wants a signature by {}: ask for a bundle made with \
+             smelt bundle --sign",
+            key.fingerprint()
+        );
+    }
+    let mut signers = Vec::new();
+    for sig in signatures {
+        let Some(layer) = sig["layers"].as_array().and_then(|l| l.first()) else { continue };
+        let digest = layer["digest"].as_str().unwrap_or_default();
+        let armoured = read_blob(layout, digest, "a signature", bundle)?;
+        let (signer, ok) = sshsig::check(&String::from_utf8_lossy(&armoured), manifest, sshsig::NAMESPACE)
+            .with_context(|| format!("bundle {bundle}: signature {digest}"))?;
+        if signer == *key {
+            if ok {
+                return Ok(());
+            }
+            bail!(
+                "bundle {bundle}: the signature by {} does not verify: the bundle was altered after it was signed",
+                key.fingerprint()
+            );
+        }
+        signers.push(signer.fingerprint());
+    }
+    bail!(
+        "bundle {bundle} is signed by {}, not by {}: the key given to --verify",
+        signers.join(", "),
+        key.fingerprint()
+    )
 }
 
 /// One input: its blob read through the check of the blob's digest, decompressed when

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::{json, Map, Value};
 
-use super::{digest, key, layer_type, ARTIFACT_TYPE, INDEX_TYPE, LOCK_TYPE, MANIFEST_TYPE};
+use super::sshsig::{self, SigningKey};
+use super::{
+    digest, key, layer_type, ARTIFACT_TYPE, EMPTY_TYPE, INDEX_TYPE, LOCK_TYPE, MANIFEST_TYPE, SIGNATURE_TYPE,
+    SSHSIG_TYPE,
+};
 use crate::io::atomic::{Pending, Scratch};
 use crate::io::count::CountingWriter;
 use crate::lock::{Form, Input, Lock};
@@ -30,12 +34,18 @@ pub struct Written {
 
 /// Writes the bundle of `lock` to `out`: an OCI layout directory, or its tar when `out`
 /// ends in `.tar`; nothing is left at `out` unless all of it was written.
-pub fn write(lock: &Lock, sources: &[Source], out: &Path, created: i64) -> anyhow::Result<Written> {
+pub fn write(
+    lock: &Lock,
+    sources: &[Source],
+    out: &Path,
+    created: i64,
+    sign: Option<&SigningKey>,
+) -> anyhow::Result<Written> {
     let as_tar = out.extension().is_some_and(|e| e == "tar");
     if as_tar {
         let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let scratch = Scratch::new(parent, "smelt-bundle")?;
-        let written = layout(lock, sources, scratch.path(), created)?;
+        let written = layout(lock, sources, scratch.path(), created, sign)?;
         let pending = Pending::new(out);
         let file = pending.create_file()?;
         tar_layout(scratch.path(), io::BufWriter::new(file), created)
@@ -45,12 +55,18 @@ pub fn write(lock: &Lock, sources: &[Source], out: &Path, created: i64) -> anyho
     }
     let pending = Pending::new(out);
     std::fs::create_dir_all(pending.temp_path()).with_context(|| format!("creating {}", out.display()))?;
-    let written = layout(lock, sources, pending.temp_path(), created)?;
+    let written = layout(lock, sources, pending.temp_path(), created, sign)?;
     pending.publish()?;
     Ok(written)
 }
 
-fn layout(lock: &Lock, sources: &[Source], dir: &Path, created: i64) -> anyhow::Result<Written> {
+fn layout(
+    lock: &Lock,
+    sources: &[Source],
+    dir: &Path,
+    created: i64,
+    sign: Option<&SigningKey>,
+) -> anyhow::Result<Written> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
     let mut layers = Vec::with_capacity(sources.len());
@@ -81,21 +97,56 @@ fn layout(lock: &Lock, sources: &[Source], dir: &Path, created: i64) -> anyhow::
     });
     let manifest = serde_json::to_vec(&manifest)?;
     let manifest_digest = put_bytes(&blobs, &manifest)?;
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX_TYPE,
-        "manifests": [{
-            "mediaType": MANIFEST_TYPE,
-            "artifactType": ARTIFACT_TYPE,
-            "digest": digest(&manifest_digest),
-            "size": manifest.len(),
-            "annotations": { key::REF_NAME: lock.name },
-        }],
-    });
+    let mut manifests = vec![json!({
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": ARTIFACT_TYPE,
+        "digest": digest(&manifest_digest),
+        "size": manifest.len(),
+        "annotations": { key::REF_NAME: lock.name },
+    })];
+    if let Some(key) = sign {
+        let subject =
+            json!({ "mediaType": MANIFEST_TYPE, "digest": digest(&manifest_digest), "size": manifest.len() });
+        manifests.push(signature(&blobs, key, &manifest, subject, created)?);
+    }
+    let index = json!({ "schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": manifests });
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     blobs_bytes += (config.len() + manifest.len()) as u64;
     Ok(Written { manifest: digest(&manifest_digest), inputs_bytes, blobs_bytes })
+}
+
+/// The signature artifact of the manifest `signed` (its descriptor `subject`): the
+/// armoured SSH signature as its one layer; its index entry.
+fn signature(
+    blobs: &Path,
+    key: &SigningKey,
+    signed: &[u8],
+    subject: Value,
+    created: i64,
+) -> anyhow::Result<Value> {
+    let armoured = key.sign(signed, sshsig::NAMESPACE);
+    let sig_digest = put_bytes(blobs, armoured.as_bytes())?;
+    let empty = put_bytes(blobs, b"{}")?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": SIGNATURE_TYPE,
+        "config": { "mediaType": EMPTY_TYPE, "digest": digest(&empty), "size": 2 },
+        "layers": [{
+            "mediaType": SSHSIG_TYPE,
+            "digest": digest(&sig_digest),
+            "size": armoured.len(),
+            "annotations": { key::TITLE: "bundle.sshsig", key::SIGNER: key.public.fingerprint() },
+        }],
+        "subject": subject,
+        "annotations": { key::CREATED: rfc3339(created), key::SIGNER: key.public.fingerprint() },
+    });
+    let bytes = serde_json::to_vec(&manifest)?;
+    let d = put_bytes(blobs, &bytes)?;
+    Ok(
+        json!({ "mediaType": MANIFEST_TYPE, "artifactType": SIGNATURE_TYPE, "digest": digest(&d), "size": bytes.len() }),
+    )
 }
 
 /// Streams one input into its blob; returns its layer descriptor and the blob's size.

@@ -27,19 +27,23 @@ pub struct BuildOptions {
     pub manifest: bool,
     /// Rebuild from this bundle: every input from it, no network.
     pub from: Option<PathBuf>,
+    /// Only from a bundle signed by this public key (`.pub`).
+    pub verify: Option<PathBuf>,
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     let Some(bundle) = &opts.from else { return build_recorded(opts, None, ui) };
     std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
     let scratch = Scratch::new(&opts.outdir, "smelt-from")?;
-    let unpacked = ui.step("unpack", || crate::bundle::unpack(bundle, scratch.path()))?;
+    let key = opts.verify.as_deref().map(crate::bundle::sshsig::PublicKey::read).transpose()?;
+    let unpacked = ui.step("unpack", || crate::bundle::unpack(bundle, scratch.path(), key.as_ref()))?;
     ui.info(&format!(
-        "smelt: rebuilding {} from {} ({}, {} inputs, every digest checked)",
+        "smelt: rebuilding {} from {} ({}, {} inputs, every digest checked{})",
         unpacked.lock.name,
         bundle.display(),
         unpacked.manifest,
-        unpacked.lock.inputs.len()
+        unpacked.lock.inputs.len(),
+        unpacked.verified_by.as_ref().map_or(String::new(), |k| format!("; signed by {k}, verified"))
     ));
     crate::cache::set_dir(unpacked.cache());
     let lock = &unpacked.lock;
@@ -64,6 +68,7 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         per_node: opts.per_node || lock.per_node,
         manifest: opts.manifest,
         from: None,
+        verify: None,
     };
     let restored = crate::lock::Restored { host_root: unpacked.host_root() };
     build_recorded(&rebuild, Some(restored), ui)

@@ -22,6 +22,8 @@ pub struct BundleOptions {
     /// A directory, or a `.tar`.
     pub out: PathBuf,
     pub source_date_epoch: Option<i64>,
+    /// Sign it with this Ed25519 key (an OpenSSH private key file).
+    pub sign: Option<PathBuf>,
 }
 
 pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
@@ -71,8 +73,9 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
         };
         sources.push(Source { input: input.clone(), path });
     }
+    let key = opts.sign.as_deref().map(bundle::sshsig::SigningKey::read).transpose()?;
     let created = opts.source_date_epoch.or(lock.source_date_epoch).unwrap_or_else(crate::ui::now);
-    let written = ui.step("bundle", || bundle::write(&lock, &sources, &opts.out, created))?;
+    let written = ui.step("bundle", || bundle::write(&lock, &sources, &opts.out, created, key.as_ref()))?;
     for secret in lock.inputs.iter().filter(|i| i.secret) {
         ui.warn(&format!(
             "{} carries {}, a key smelt made for the image (a rebuild must present the same one): keep the \
@@ -83,13 +86,14 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
     }
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     ui.info(&format!(
-        "smelt: bundled {} inputs of {} ({:.1} MiB; {:.1} MiB as blobs) into {}\n  manifest {}",
+        "smelt: bundled {} inputs of {} ({:.1} MiB; {:.1} MiB as blobs) into {}\n  manifest {}{}",
         lock.inputs.len(),
         lock.name,
         mib(written.inputs_bytes),
         mib(written.blobs_bytes),
         opts.out.display(),
-        written.manifest
+        written.manifest,
+        key.map_or(String::new(), |k| format!("\n  signed by {}", k.public.fingerprint()))
     ));
     Ok(String::new())
 }
