@@ -174,6 +174,12 @@ pub struct BuildArgs {
     /// Reach no network: hooks run in a namespace without one
     #[arg(long)]
     pub offline: bool,
+    /// A shared cache in an OCI registry: fetch this build's inputs from it, push what was fetched
+    #[arg(long, value_name = "oci://HOST/REPO", env = "SMELT_CACHE")]
+    pub cache: Option<String>,
+    /// The CA that signed the registry's TLS certificate (default: the system's CAs)
+    #[arg(long, value_name = "CA.pem", env = "SMELT_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
     /// Clamp every timestamp to this time (seconds since 1970) for reproducible output
     #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<i64>,

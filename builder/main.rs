@@ -51,6 +51,8 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 manifest: args.manifest,
                 from: args.from.clone(),
                 verify: args.verify.clone(),
+                shared_cache: args.cache.clone(),
+                registry_ca: args.registry_ca.clone(),
             };
             ops::build::build(&opts, &ui)?;
             if !args.json {

@@ -58,6 +58,12 @@ impl Watch {
     }
 }
 
+/// Every file under `roots`: what a cache made for one build holds.
+pub fn files(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let all = roots.iter().flat_map(|r| walkdir::WalkDir::new(r).into_iter().flatten());
+    all.filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect()
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

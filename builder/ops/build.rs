@@ -14,6 +14,7 @@ use crate::io::outdir::OutDir;
 use crate::lock::{self, Lock};
 use crate::outputs::{self, variants::Variants};
 use crate::plan::{self, Inputs, Plan};
+use crate::registry::cache::SharedCache;
 use crate::report::{self, BudgetReport, Largest, Report};
 use crate::stage::{self, hooks::HookFailed};
 use crate::tree::Tree;
@@ -29,6 +30,9 @@ pub struct BuildOptions {
     pub from: Option<PathBuf>,
     /// Only from a bundle signed by this public key (`.pub`).
     pub verify: Option<PathBuf>,
+    /// A shared cache in a registry (`oci://HOST/REPO`), and the CA its TLS is checked with.
+    pub shared_cache: Option<String>,
+    pub registry_ca: Option<PathBuf>,
 }
 
 pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
@@ -69,6 +73,8 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
         manifest: opts.manifest,
         from: None,
         verify: None,
+        shared_cache: None,
+        registry_ca: None,
     };
     let restored = crate::lock::Restored { host_root: unpacked.host_root() };
     build_recorded(&rebuild, Some(restored), ui)
@@ -82,10 +88,20 @@ fn build_recorded(
 ) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let project = opts.inputs.image.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let from_bundle = restored.is_some();
     let recording = lock::Recording::begin(project, restored);
-    let plan = ui.step("plan", || plan::make(&opts.inputs))?;
+    let mut plan = ui.step("plan", || plan::make(&opts.inputs))?;
     record_project(&plan, &opts.inputs);
     refuse_unbuilt(&plan, opts)?;
+    let shared = match &opts.shared_cache {
+        Some(url) => Some(SharedCache::open(url, opts.registry_ca.as_deref())?),
+        None => None,
+    };
+    let shared = shared.map(|s| shared_cache_key(&plan, &opts.inputs).map(|k| (s, k))).transpose()?;
+    let hit = match &shared {
+        Some((cache, key)) => pull_shared(cache, key, &mut plan, ui),
+        None => false,
+    };
     for w in plan.client.iter().flat_map(|c| &c.warnings) {
         ui.warn(&w.one_line());
     }
@@ -97,7 +113,9 @@ fn build_recorded(
     let work = Scratch::new(&opts.outdir, "smelt-work")?;
     let watch = lock::watch::Watch::start(&crate::cache::watched())?;
     let (staged, work) = stage(&plan, work, opts, ui)?;
-    let from_cache = watch.stop();
+    // From a bundle, the cache holds the bundle's inputs and nothing else: all of them are
+    // this build's, used or not, so its lock is the bundle's when nothing was overridden.
+    let from_cache = if from_bundle { lock::watch::files(&crate::cache::watched()) } else { watch.stop() };
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
@@ -137,7 +155,21 @@ fn build_recorded(
         file.publish()?;
     }
     write_report(&report, &tree, opts)?;
-    lock::write(report.lock.as_ref().expect("made above"), &opts.outdir)?;
+    let lock = report.lock.as_ref().expect("made above");
+    lock::write(lock, &opts.outdir)?;
+    if let (Some((cache, key)), false) = (&shared, hit) {
+        match ui.step("push", || cache.push(key, lock, &crate::cache::dir())) {
+            Ok((files, bytes)) => ui.info(&format!(
+                "smelt: pushed this build's cache inputs to {} as {key} ({files} new, {:.1} MiB)",
+                cache.name(),
+                bytes as f64 / (1 << 20) as f64
+            )),
+            Err(e) => ui.warn(&format!(
+                "the registry cache {}: {e:#}; the outputs are built, the cache is not updated",
+                cache.name()
+            )),
+        }
+    }
     let outputs = report.outputs.len();
     ui.info(&format!(
         "smelt: built {} ({} output{}) in {:.1} s\n\n{}",
@@ -148,6 +180,50 @@ fn build_recorded(
         report.table()
     ));
     Ok(report)
+}
+
+/// The key this build is cached under in a registry.
+fn shared_cache_key(plan: &Plan, inputs: &Inputs) -> anyhow::Result<String> {
+    let elements: Vec<(String, PathBuf)> = plan
+        .resolved
+        .elements
+        .iter()
+        .filter_map(|e| match &e.origin {
+            crate::element::Origin::Dir(d) => Some((e.name.clone(), d.clone())),
+            _ => None,
+        })
+        .collect();
+    crate::registry::cache::key(&plan.image.name, &plan.image.file, &elements, &inputs.sets)
+}
+
+/// Fetches this build's cache inputs from the registry; when it has them all, the build
+/// runs offline from them (the same bytes as the build that pushed them). A registry
+/// that cannot be reached is warned about, and the build goes on without it.
+fn pull_shared(cache: &SharedCache, key: &str, plan: &mut Plan, ui: &Ui) -> bool {
+    match ui.step("pull", || cache.pull(key, &crate::cache::dir())) {
+        Ok(Some(p)) => {
+            plan.offline = true;
+            ui.info(&format!(
+                "smelt: {} has this build's inputs as {key} ({} files, {} fetched, {:.1} MiB): building offline from them",
+                cache.name(),
+                p.files,
+                p.fetched,
+                p.bytes as f64 / (1 << 20) as f64
+            ));
+            true
+        }
+        Ok(None) => {
+            ui.info(&format!(
+                "smelt: {} has no {key} yet: building from the mirrors, then pushing",
+                cache.name()
+            ));
+            false
+        }
+        Err(e) => {
+            ui.warn(&format!("the registry cache {}: {e:#}; building without it", cache.name()));
+            false
+        }
+    }
 }
 
 /// Records what the plan read from the project: image.toml, the client inventory, the

@@ -3,11 +3,9 @@
 //! management network) — JSON in and out, and every failure put in words that say what
 //! to do. The password is read when the session opens and never shown.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
 
 use crate::config::client::{Bmc, Password, Trust};
 
@@ -15,14 +13,6 @@ use crate::config::client::{Bmc, Password, Trust};
 pub const CONNECT: Duration = Duration::from_secs(10);
 /// How long one request may take in all (some BMCs are slow to insert media).
 const REQUEST: Duration = Duration::from_secs(120);
-
-/// Where the system's CA bundle is, by distribution (as OpenSSL's builds look).
-const SYSTEM_CAS: [&str; 4] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// A BMC's connection: where it is, how it is trusted, who we are to it.
 pub struct Http {
@@ -51,19 +41,11 @@ impl Http {
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
         };
-        let tls = match &bmc.trust {
-            Trust::Insecure => TlsConfig::builder().disable_verification(true).build(),
-            Trust::Ca(path) => TlsConfig::builder().root_certs(certificates(path)?).build(),
-            Trust::System => {
-                let bundle = std::env::var("SSL_CERT_FILE").ok().or_else(|| {
-                    SYSTEM_CAS.iter().find(|p| std::path::Path::new(p).is_file()).map(|p| p.to_string())
-                });
-                match bundle {
-                    Some(path) => TlsConfig::builder().root_certs(certificates(path.as_ref())?).build(),
-                    None => TlsConfig::builder().build(),
-                }
-            }
-        };
+        let tls = crate::trust::tls_config(match &bmc.trust {
+            Trust::Insecure => crate::trust::Trust::Insecure,
+            Trust::Ca(path) => crate::trust::Trust::Ca(path),
+            Trust::System => crate::trust::Trust::System,
+        })?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
@@ -162,21 +144,6 @@ impl Http {
             _ => format!("the BMC at {}: {text}", self.base),
         }
     }
-}
-
-/// The certificates of a PEM file.
-fn certificates(path: &std::path::Path) -> Result<RootCerts, String> {
-    let text = std::fs::read(path).map_err(|e| format!("the CA file {}: {e}", path.display()))?;
-    let certs: Vec<_> = parse_pem(&text)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(c.to_owned()),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(format!("the CA file {} holds no PEM certificate", path.display()));
-    }
-    Ok(RootCerts::Specific(Arc::new(certs)))
 }
 
 /// What a Redfish error body says: its extended messages, else its message, else the text.
