@@ -98,10 +98,12 @@ fn build_recorded(
         None => None,
     };
     let shared = shared.map(|s| shared_cache_key(&plan, &opts.inputs).map(|k| (s, k))).transpose()?;
-    let hit = match &shared {
+    // The cache files a registry had for this build: all of them are its inputs.
+    let pulled = match &shared {
         Some((cache, key)) => pull_shared(cache, key, &mut plan, ui),
-        None => false,
+        None => None,
     };
+    let hit = pulled.is_some();
     for w in plan.client.iter().flat_map(|c| &c.warnings) {
         ui.warn(&w.one_line());
     }
@@ -115,7 +117,9 @@ fn build_recorded(
     let (staged, work) = stage(&plan, work, opts, ui)?;
     // From a bundle, the cache holds the bundle's inputs and nothing else: all of them are
     // this build's, used or not, so its lock is the bundle's when nothing was overridden.
-    let from_cache = if from_bundle { lock::watch::files(&crate::cache::watched()) } else { watch.stop() };
+    let mut from_cache =
+        if from_bundle { lock::watch::files(&crate::cache::watched()) } else { watch.stop() };
+    from_cache.extend(pulled.into_iter().flatten());
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;
     let mut checks = budget::check_tree(&plan.budget, &tree, &measure, &plan.image.outputs);
@@ -199,7 +203,7 @@ fn shared_cache_key(plan: &Plan, inputs: &Inputs) -> anyhow::Result<String> {
 /// Fetches this build's cache inputs from the registry; when it has them all, the build
 /// runs offline from them (the same bytes as the build that pushed them). A registry
 /// that cannot be reached is warned about, and the build goes on without it.
-fn pull_shared(cache: &SharedCache, key: &str, plan: &mut Plan, ui: &Ui) -> bool {
+fn pull_shared(cache: &SharedCache, key: &str, plan: &mut Plan, ui: &Ui) -> Option<Vec<PathBuf>> {
     match ui.step("pull", || cache.pull(key, &crate::cache::dir())) {
         Ok(Some(p)) => {
             plan.offline = true;
@@ -210,18 +214,18 @@ fn pull_shared(cache: &SharedCache, key: &str, plan: &mut Plan, ui: &Ui) -> bool
                 p.fetched,
                 p.bytes as f64 / (1 << 20) as f64
             ));
-            true
+            Some(p.paths)
         }
         Ok(None) => {
             ui.info(&format!(
                 "smelt: {} has no {key} yet: building from the mirrors, then pushing",
                 cache.name()
             ));
-            false
+            None
         }
         Err(e) => {
             ui.warn(&format!("the registry cache {}: {e:#}; building without it", cache.name()));
-            false
+            None
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct SharedCache {
 
 /// What a pull brought.
 pub struct Pulled {
+    /// Every cache file the registry listed for the build, now in the cache.
+    pub paths: Vec<PathBuf>,
     pub files: usize,
     pub fetched: usize,
     pub bytes: u64,
@@ -49,12 +51,13 @@ impl SharedCache {
         let Some(bytes) = self.registry.get_manifest(tag)? else { return Ok(None) };
         let manifest: Value = serde_json::from_slice(&bytes).context("the cache's manifest")?;
         let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-        let mut pulled = Pulled { files: layers.len(), fetched: 0, bytes: 0 };
+        let mut pulled = Pulled { paths: Vec::new(), files: layers.len(), fetched: 0, bytes: 0 };
         for layer in &layers {
             let ann = &layer["annotations"];
             let rel = ann[key::PATH].as_str().unwrap_or_default();
             let digest = layer["digest"].as_str().unwrap_or_default();
             let dest = inside(cache_dir, rel)?;
+            pulled.paths.push(dest.clone());
             if crate::io::count::sha256_file(&dest).is_ok_and(|h| format!("sha256:{h}") == digest) {
                 continue;
             }

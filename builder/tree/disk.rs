@@ -133,6 +133,10 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
                 other => fs::write(dest, other.read_all()?).with_context(ctx)?,
             }
             fs::set_permissions(dest, fs::Permissions::from_mode(entry.mode)).with_context(ctx)?;
+            // The record's time, not the copy's: what hooks run sees the files as the
+            // image has them (Python keeps a package's .pyc files, which name their
+            // source's mtime, instead of writing new ones stamped with today).
+            set_mtime(dest, entry.mtime).with_context(ctx)?;
         }
         Kind::Symlink(target) => {
             remove_existing(dest)?;
@@ -141,6 +145,18 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
         Kind::Char(..) | Kind::Block(..) | Kind::Fifo => return Ok(false),
     }
     Ok(true)
+}
+
+fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let t = libc::timespec { tv_sec: mtime.max(0) as libc::time_t, tv_nsec: 0 };
+    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, t];
+    // SAFETY: a valid C string and two timespecs, for the call's duration.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn remove_existing(dest: &Path) -> anyhow::Result<()> {
