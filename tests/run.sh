@@ -8,9 +8,9 @@ packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio libarchive
           isolinux syslinux-common ovmf grub-efi-amd64-bin grub-common xorriso genisoimage cloud-init
           openssl tzdata python3 python3-venv mmdebstrap git groff-base binutils rpm createrepo-c curl
           pxelinux ipxe ipxe-qemu dnsmasq-base isc-dhcp-server shim-signed grub-efi-amd64-signed sbsigntool systemd-boot-efi osslsigncode
-          libvirt-daemon-system python3-libvirt skopeo openssh-client)
+          libvirt-daemon-system python3-libvirt skopeo openssh-client docker-registry iproute2)
 need_cmds=(qemu-system-x86_64 busybox cpio bsdtar zstd xz xorriso isoinfo grub-mkimage openssl /usr/bin/python3 mmdebstrap groff strip rpmbuild createrepo_c curl unshare
-           dnsmasq dhcpd sbverify sbsign osslsigncode objcopy objdump libvirtd virtlogd virsh skopeo ssh-keygen)
+           dnsmasq dhcpd sbverify sbsign osslsigncode objcopy objdump libvirtd virtlogd virsh skopeo ssh-keygen docker-registry ip)
 need_files=(/usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin /usr/lib/syslinux/modules/bios/ldlinux.c32
             /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/lib/grub/x86_64-efi/linux.mod
             /usr/lib/python3/dist-packages/cloudinit /usr/share/zoneinfo/Europe/Madrid /usr/lib/locale/C.utf8

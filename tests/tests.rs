@@ -22,6 +22,7 @@ mod netboot;
 mod netkit;
 mod network;
 mod python;
+mod registry;
 mod repro;
 mod secrets;
 mod secureboot;

@@ -90,6 +90,8 @@ pub struct Registry {
     authorization: Mutex<Option<String>>,
 }
 
+type Response = ureq::http::Response<ureq::Body>;
+
 const MANIFEST_TYPES: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
@@ -127,8 +129,8 @@ impl Registry {
     fn send(
         &self,
         what: &str,
-        make: &dyn Fn(Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        make: &dyn Fn(Option<&str>) -> Result<Response, ureq::Error>,
+    ) -> anyhow::Result<Response> {
         let failed =
             |e: ureq::Error| anyhow::anyhow!("registry {}: {what}: {}", self.reference.host, words(&e));
         let auth = self.authorization.lock().unwrap().clone();

@@ -1,0 +1,106 @@
+//! The shared cache in an OCI registry, against Debian's own registry (`docker-registry`,
+//! the CNCF distribution server) started here on 127.0.0.1: a runner that builds cold
+//! pushes what it fetched; another runner with an empty cache, in a network namespace
+//! where only the registry is reachable, builds the same image from it to the same bytes.
+
+use std::process::Command;
+
+use crate::util::{assert_same_bytes, sh, Dir};
+
+/// An image whose build fetches: a Debian bootstrap, and a wheel pip downloads into the
+/// wheelhouse and installs from it (as the ironic-python-agent element does).
+fn fetching_image(dir: &Dir) {
+    dir.write(
+        "image.toml",
+        "[image]\nname = \"fetcher\"\nelements = [\"base-debian\", \"tool\"]\noutputs = [\"initramfs\"]\n\
+         [params.base-debian]\npackages = [\"python3-venv\"]\n",
+    );
+    dir.write("elements/tool/element.toml", "description = \"a Python tool from PyPI\"\n");
+    dir.write(
+        "elements/tool/install.d/50-tool",
+        "#!/bin/sh\nset -eu\npython3 -m venv /opt/tool\n\
+         if [ \"${SMELT_OFFLINE:-0}\" != 1 ]; then\n\
+         \x20   /opt/tool/bin/pip download -q --disable-pip-version-check --dest \"$SMELT_WHEELHOUSE\" six==1.16.0\n\
+         fi\n\
+         /opt/tool/bin/pip install -q --disable-pip-version-check --no-index --find-links \"$SMELT_WHEELHOUSE\" six==1.16.0\n",
+    );
+    dir.write("size-budget.toml", "[output.initramfs]\nmax = \"1GiB\"\nmax-unpacked = \"2GiB\"\n");
+}
+
+/// Starts `docker-registry` on 127.0.0.1:`port` with its storage in `dir/registry`, in
+/// the current network namespace, and waits until it answers (stopped when the shell
+/// exits): the shell commands that do it, for this namespace or another.
+fn registry_command(dir: &Dir, port: u16) -> String {
+    let config = dir.write(
+        "registry.yml",
+        &format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path("registry").display()
+        ),
+    );
+    format!(
+        "docker-registry serve {} >>{} 2>&1 & registry=$!; trap 'kill $registry' EXIT; \
+         for i in $(seq 100); do curl -sf http://127.0.0.1:{port}/v2/ >/dev/null && break; sleep 0.1; done",
+        config.display(),
+        dir.path("registry.log").display()
+    )
+}
+
+#[test]
+fn a_runner_reaching_only_the_registry_builds_from_its_cache_to_the_same_bytes() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the cold bootstrap needs root: run tests/run.sh as root");
+    let dir = Dir::heavy();
+    fetching_image(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = registry_command(&dir, port);
+    let cache = format!("oci://127.0.0.1:{port}/smelt-cache");
+    let smelt = env!("CARGO_BIN_EXE_smelt");
+    let build = format!(
+        "SOURCE_DATE_EPOCH=1700000000 SMELT_CACHE={cache} {smelt} build image.toml --elements-path elements -o out"
+    );
+
+    // Runner A: a cold cache, the mirrors, then a push.
+    let cores = crate::util::Slot::heavy();
+    let a = sh(&format!(
+        "cd {d}; {start}; SMELT_CACHE_DIR={d}/cache-a {build}-a 2>&1",
+        d = dir.path("").display()
+    ));
+    drop(cores);
+    assert!(a.contains("has no fetcher-"), "{a}");
+    assert!(a.contains("smelt: pushed this build's cache inputs"), "{a}");
+    let tags = sh(&format!("{start}; curl -sf http://127.0.0.1:{port}/v2/smelt-cache/tags/list"));
+    assert!(tags.contains("\"fetcher-"), "{tags}");
+
+    // Runner B: another, empty cache; a network namespace with nothing but loopback,
+    // where the registry runs on the same storage.
+    let _cores = crate::util::Slot::heavy();
+    let out = Command::new("unshare")
+        .args(["-n", "bash", "-c"])
+        .arg(format!(
+            "set -e; ip link set lo up; cd {d}; {start}; \
+             if curl -s -m 5 http://deb.debian.org/ >/dev/null; then echo 'the mirror is reachable'; exit 1; fi; \
+             SMELT_CACHE_DIR={d}/cache-b {build}-b 2>&1",
+            d = dir.path("").display()
+        ))
+        .output()
+        .unwrap();
+    let b = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "runner B failed:\n{b}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(b.contains("has this build's inputs as fetcher-"), "{b}");
+    assert!(b.contains("building offline from them"), "{b}");
+    for name in ["fetcher.cpio.zst", "smelt.lock"] {
+        assert_same_bytes(&dir.path("out-a").join(name), &dir.path("out-b").join(name), "runner B's build");
+    }
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("out-b/smelt.lock")).unwrap()).unwrap();
+    let cached: Vec<&str> = lock["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "cache")
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(cached.iter().any(|p| p.starts_with("base-debian/")), "{cached:?}");
+    assert!(cached.iter().any(|p| p.starts_with("pip-wheelhouse/six-1.16.0-")), "{cached:?}");
+}
