@@ -27,7 +27,9 @@
 //!    tar, dir): bootable ISOs, ramdisk tarballs, network-boot trees, config drives,
 //!    unified kernel images (made and signed by [`efi`]); each written under a temporary name and published only when every output is
 //!    within budget.
-//! 7. [`report`] — `report.json` and the closing table.
+//! 7. [`report`] — `report.json` and the closing table; [`lock`] — `smelt.lock`, every
+//!    input the build read (project files, element directories, the cache files its
+//!    hooks used, host files), each by SHA-256, recorded as the steps above read them.
 //!
 //! Beside the pipeline: [`inspect`] reads outputs back for `smelt inspect` and `diff`
 //! ([`efi`] reads EFI binaries: sections, Authenticode digests and signatures);
@@ -38,7 +40,9 @@
 //! checks; [`path`] is an image path, kept with host paths in the process-long
 //! [`arena`]; [`cache`] is where fetched things are kept, [`platform`] the host's
 //! architecture, [`distro`] the image's distribution family, [`findings`] what built-in
-//! elements found.
+//! elements found. [`bundle`] packs a lock's inputs as an OCI layout (signed with an SSH
+//! key) and lays them out again for `smelt build --from`; [`registry`] speaks the OCI
+//! distribution API, for the shared cache; [`trust`] is whom smelt's HTTPS clients trust.
 //!
 //! Layers import downwards only: `arena`, `path`, `io`, `tree` at the bottom import
 //! nothing of `stage`, `ops` or `cli`.
