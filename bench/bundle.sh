@@ -20,7 +20,7 @@ cp -r examples/ipa/. "$work/project"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
   "$work/registry" "$port" > "$work/registry.yml"
-start_registry="docker-registry serve $work/registry.yml >>$work/registry.log 2>&1 & \
+start_registry="docker-registry serve $work/registry.yml >>$work/registry.log 2>&1 & registry=\$!; \
   for i in \$(seq 100); do curl -sf http://127.0.0.1:$port/v2/ >/dev/null && break; sleep 0.1; done"
 export SOURCE_DATE_EPOCH=1700000000
 build="$smelt build $work/project/image.toml --elements-path $work/project/elements -q"
@@ -28,14 +28,14 @@ timed() { # NAME CMD...: runs CMD, keeps its wall seconds in $work/NAME
   /usr/bin/time -f '%e' -o "$work/$1" "${@:2}" >/dev/null 2>"$work/$1.err" || { cat "$work/$1.err" >&2; exit 1; }
 }
 
-bash -c "$start_registry; echo \$! > $work/registry.pid"
+bash -c "$start_registry; echo \$registry > $work/registry.pid"
 registry_pid=$(cat "$work/registry.pid")
 timed a env SMELT_CACHE_DIR="$work/cache-a" SMELT_CACHE="oci://127.0.0.1:$port/smelt-cache" $build -o "$work/out-a"
 timed bundle $smelt bundle "$work/project/image.toml" --elements-path "$work/project/elements" \
   --lock "$work/out-a/smelt.lock" -o "$work/ipa-bundle.tar"
 kill "$registry_pid"; registry_pid=
 sleep 0.5
-timed b unshare -n bash -c "ip link set lo up; $start_registry; trap 'kill %1' EXIT; \
+timed b unshare -n bash -c "ip link set lo up; $start_registry; trap 'kill \$registry' EXIT; \
   SMELT_CACHE_DIR=$work/cache-b SMELT_CACHE=oci://127.0.0.1:$port/smelt-cache $build -o $work/out-b"
 mkdir -p "$work/elsewhere" && cp "$work/ipa-bundle.tar" "$work/elsewhere/"
 timed from bash -c "cd $work/elsewhere && SMELT_CACHE_DIR=$work/elsewhere/cache unshare -n $smelt build --from ipa-bundle.tar -o out -q"
