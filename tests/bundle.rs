@@ -56,7 +56,7 @@ fn build_and_bundle(dir: &Dir) -> serde_json::Value {
     ]);
     let run = run.ok();
     // The generated key rides along, and the bundle says so.
-    assert!(run.stderr.contains("carries project/.smelt-state/tls/deploy.acme.example"), "{}", run.stderr);
+    assert!(run.stderr.contains("carries secrets the image is meant to hold (/etc/smelt/tls/key.pem; from project/.smelt-state/tls/deploy.acme.example)"), "{}", run.stderr);
     serde_json::from_str(&std::fs::read_to_string(dir.path("out/smelt.lock")).unwrap()).unwrap()
 }
 
@@ -306,4 +306,34 @@ fn a_signed_bundle_verifies_with_its_key_as_ssh_keygen_agrees_and_is_refused_oth
     std::fs::write(dir.path("signed/index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     let run = dir.rebuild_elsewhere("signed", &["--verify", "bundle/field.pub"]).1.fails(1);
     assert!(run.stderr.contains("altered after it was signed"), "{}", run.stderr);
+}
+
+#[test]
+fn a_bundle_never_carries_a_secret_nobody_allowed() {
+    let dir = Dir::new();
+    let image =
+        "[image]\nname = \"keyed\"\nelements = [\"base-busybox\", \"app\"]\noutputs = [\"initramfs\"]\n";
+    dir.write("image.toml", image);
+    dir.write("elements/app/element.toml", "description = \"an app with a key someone left in\"\n");
+    dir.write(
+        "elements/app/root/etc/app/client.key",
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFxmdmR0aGlzaXNub3RhcmVhbGtleWF0YWxsYQ==\n-----END PRIVATE KEY-----\n",
+    );
+    let bundle = ["bundle", "image.toml", "--elements-path", "elements", "-o", "keyed.tar"];
+    dir.build(&[]).ok();
+    let run = dir.smelt(&bundle).fails(1);
+    assert!(run.stderr.contains("secrets nobody asked for (/etc/app/client.key"), "{}", run.stderr);
+    assert!(run.stderr.contains("[secrets] allow"), "{}", run.stderr);
+    assert!(!dir.path("keyed.tar").exists());
+    assert!(!run.stderr.contains("MC4CAQAw"), "the key itself is never shown");
+
+    // Allowed, it rides along, and the bundle says so.
+    dir.write("image.toml", &format!("{image}[secrets]\nallow = [\"etc/app/client.key\"]\n"));
+    dir.build(&[]).ok();
+    let run = dir.smelt(&bundle).ok();
+    assert!(
+        run.stderr.contains("carries secrets the image is meant to hold (/etc/app/client.key)"),
+        "{}",
+        run.stderr
+    );
 }

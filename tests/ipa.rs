@@ -330,7 +330,7 @@ fn the_native_ipa_ramdisk_boots_in_2_gib_and_talks_to_ironic() {
     assert_eq!(cached("base-debian/"), 1, "the bootstrap tarball in the lock: {inputs:?}");
     assert!(cached("pip-wheelhouse/ironic_python_agent-13.0.0-") == 1, "IPA's wheel in the lock: {inputs:?}");
     assert!(
-        bundled.stderr.contains("carries project/"),
+        bundled.stderr.contains("from project/.smelt-state/tls/ironic-python-agent)"),
         "the agent's TLS key is carried and said so: {}",
         bundled.stderr
     );

@@ -39,7 +39,20 @@ pub struct Lock {
     pub per_node: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<i64>,
+    /// The secrets the image holds (image paths, as report.json's `secrets` names them)
+    /// and whether each is meant to be there: a bundle carries the inputs they came
+    /// from only when every one is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<ImageSecret>,
     pub inputs: Vec<Input>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ImageSecret {
+    pub path: String,
+    /// Made by smelt on purpose, or listed in `[secrets] allow`.
+    pub expected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

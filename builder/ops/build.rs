@@ -151,7 +151,9 @@ fn build_recorded(
     }
     report.budget.checks = checks;
     let inputs = ui.step("lock", || recording.finish(from_cache))?;
-    report.lock = Some(lock_of(&plan, opts, inputs)?);
+    let secrets =
+        report.secrets.iter().map(|s| lock::ImageSecret { path: s.path.clone(), expected: s.expected });
+    report.lock = Some(lock_of(&plan, opts, inputs, secrets.collect())?);
     for out in produced.written {
         out.pending.publish()?;
     }
@@ -248,7 +250,12 @@ fn record_project(plan: &Plan, inputs: &Inputs) {
 }
 
 /// The lock of this build: its inputs and what it was asked for.
-fn lock_of(plan: &Plan, opts: &BuildOptions, inputs: Vec<lock::Input>) -> anyhow::Result<Lock> {
+fn lock_of(
+    plan: &Plan,
+    opts: &BuildOptions,
+    inputs: Vec<lock::Input>,
+    secrets: Vec<lock::ImageSecret>,
+) -> anyhow::Result<Lock> {
     let project = lock::absolute(plan.image.dir());
     let name_of = |path: &Path| -> Option<String> {
         let abs = lock::absolute(path);
@@ -273,6 +280,7 @@ fn lock_of(plan: &Plan, opts: &BuildOptions, inputs: Vec<lock::Input>) -> anyhow
         sets: opts.inputs.sets.clone(),
         per_node: opts.per_node,
         source_date_epoch: opts.inputs.source_date_epoch,
+        secrets,
         inputs,
     })
 }

@@ -54,6 +54,17 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
             );
         }
     }
+    let unexpected: Vec<&str> =
+        lock.secrets.iter().filter(|s| !s.expected).map(|s| s.path.as_str()).collect();
+    if !unexpected.is_empty() {
+        bail!(
+            "the image holds secrets nobody asked for ({}; report.json names where each came from): a bundle \
+             would carry them to wherever it goes. Remove them from the image, or list them in [secrets] allow in \
+             {} and build again",
+            unexpected.join(", "),
+            opts.image.display()
+        );
+    }
     let library = Library::from_env(&opts.elements_path);
     let cache = crate::cache::dir();
     let mut sources = Vec::with_capacity(lock.inputs.len());
@@ -76,12 +87,15 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
     let key = opts.sign.as_deref().map(bundle::sshsig::SigningKey::read).transpose()?;
     let created = opts.source_date_epoch.or(lock.source_date_epoch).unwrap_or_else(crate::ui::now);
     let written = ui.step("bundle", || bundle::write(&lock, &sources, &opts.out, created, key.as_ref()))?;
-    for secret in lock.inputs.iter().filter(|i| i.secret) {
+    let carried: Vec<String> = lock.inputs.iter().filter(|i| i.secret).map(|i| i.name()).collect();
+    let in_image: Vec<String> = lock.secrets.iter().map(|s| s.path.clone()).collect();
+    if !carried.is_empty() || !in_image.is_empty() {
         ui.warn(&format!(
-            "{} carries {}, a key smelt made for the image (a rebuild must present the same one): keep the \
-             bundle as you keep that key",
+            "{} carries secrets the image is meant to hold ({}{}{}): keep the bundle as you keep them",
             opts.out.display(),
-            secret.name()
+            in_image.join(", "),
+            if carried.is_empty() || in_image.is_empty() { "" } else { "; from " },
+            carried.join(", ")
         ));
     }
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
