@@ -34,8 +34,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value = "out/smelt.lock")]
         lock: PathBuf,
         /// Where to write the bundle: a directory (OCI layout), or FILE.tar
-        #[arg(short = 'o', long = "output", value_name = "DIR|FILE.tar")]
-        out: PathBuf,
+        #[arg(short = 'o', long = "output", value_name = "DIR|FILE.tar", required_unless_present = "push")]
+        out: Option<PathBuf>,
+        /// Push the bundle (and its signature) to a registry
+        #[arg(long, value_name = "oci://HOST/REPO:TAG")]
+        push: Option<String>,
+        /// The CA that signed the registry's TLS certificate (default: the system's CAs)
+        #[arg(long, value_name = "CA.pem", env = "SMELT_REGISTRY_CA")]
+        registry_ca: Option<PathBuf>,
         /// The bundle's creation time (seconds since 1970); default: the build's
         #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
         source_date_epoch: Option<i64>,
@@ -147,7 +153,7 @@ pub struct BuildArgs {
     /// The image.toml to build (not with --from, whose bundle holds it)
     #[arg(required_unless_present = "from")]
     pub image: Option<PathBuf>,
-    /// Rebuild from a bundle (`smelt bundle`): every input from it, checked, with no network
+    /// Rebuild from a bundle (`smelt bundle`: a layout, its tar, or oci://HOST/REPO:TAG): every input from it, checked, with no network
     #[arg(long, value_name = "BUNDLE", conflicts_with = "image")]
     pub from: Option<PathBuf>,
     /// With --from: only a bundle signed by this Ed25519 public key (KEY.pub)

@@ -66,7 +66,17 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             Err(BadCommandLine("smelt plan reads an image.toml; --from is for smelt build".into()).into())
         }
         Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
-        Command::Bundle { image, client, elements_path, lock, out, source_date_epoch, sign } => {
+        Command::Bundle {
+            image,
+            client,
+            elements_path,
+            lock,
+            out,
+            source_date_epoch,
+            sign,
+            push,
+            registry_ca,
+        } => {
             let ui = Ui::new(Verbosity::Normal);
             let opts = ops::bundle::BundleOptions {
                 image,
@@ -76,6 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 out,
                 source_date_epoch,
                 sign,
+                push,
+                registry_ca,
             };
             ops::bundle::bundle(&opts, &ui)
         }

@@ -1,7 +1,8 @@
 //! The shared cache in an OCI registry, against Debian's own registry (`docker-registry`,
 //! the CNCF distribution server) started here on 127.0.0.1: a runner that builds cold
 //! pushes what it fetched; another runner with an empty cache, in a network namespace
-//! where only the registry is reachable, builds the same image from it to the same bytes.
+//! where only the registry is reachable, builds the same image from it to the same bytes,
+//! and rebuilds the signed bundle the first pushed, pulled by tag and verified.
 
 use std::process::Command;
 
@@ -62,10 +63,14 @@ fn a_runner_reaching_only_the_registry_builds_from_its_cache_to_the_same_bytes()
 
     // Runner A: a cold cache, the mirrors, then a push.
     let cores = crate::util::Slot::heavy();
+    // It also signs its bundle and pushes it beside the cache, for the field.
     let a = sh(&format!(
-        "cd {d}; {start}; SMELT_CACHE_DIR={d}/cache-a {build}-a 2>&1",
+        "cd {d}; {start}; SMELT_CACHE_DIR={d}/cache-a {build}-a 2>&1; ssh-keygen -q -t ed25519 -N '' -f field; \
+         SMELT_CACHE_DIR={d}/cache-a {smelt} bundle image.toml --elements-path elements --lock out-a/smelt.lock \
+         --sign field --push oci://127.0.0.1:{port}/bundles:fetcher 2>&1",
         d = dir.path("").display()
     ));
+    assert!(a.contains(&format!("pushed the bundle to oci://127.0.0.1:{port}/bundles:fetcher")), "{a}");
     drop(cores);
     assert!(a.contains("has no fetcher-"), "{a}");
     assert!(a.contains("smelt: pushed this build's cache inputs"), "{a}");
@@ -80,7 +85,9 @@ fn a_runner_reaching_only_the_registry_builds_from_its_cache_to_the_same_bytes()
         .arg(format!(
             "set -e; ip link set lo up; cd {d}; {start}; \
              if curl -s -m 5 http://deb.debian.org/ >/dev/null; then echo 'the mirror is reachable'; exit 1; fi; \
-             SMELT_CACHE_DIR={d}/cache-b {build}-b 2>&1",
+             SMELT_CACHE_DIR={d}/cache-b {build}-b 2>&1; \
+             SMELT_CACHE_DIR={d}/cache-c {smelt} build --from oci://127.0.0.1:{port}/bundles:fetcher \
+             --verify field.pub -o out-c 2>&1",
             d = dir.path("").display()
         ))
         .output()
@@ -89,8 +96,14 @@ fn a_runner_reaching_only_the_registry_builds_from_its_cache_to_the_same_bytes()
     assert!(out.status.success(), "runner B failed:\n{b}{}", String::from_utf8_lossy(&out.stderr));
     assert!(b.contains("has this build's inputs as fetcher-"), "{b}");
     assert!(b.contains("building offline from them"), "{b}");
+    assert!(b.contains("every digest checked; signed by SHA256:"), "{b}");
     for name in ["fetcher.cpio.zst", "smelt.lock"] {
         assert_same_bytes(&dir.path("out-a").join(name), &dir.path("out-b").join(name), "runner B's build");
+        assert_same_bytes(
+            &dir.path("out-a").join(name),
+            &dir.path("out-c").join(name),
+            "the pulled bundle's rebuild",
+        );
     }
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path("out-b/smelt.lock")).unwrap()).unwrap();

@@ -6,11 +6,12 @@
 //! path and digest. [`write`] makes one from a build's inputs; [`unpack`] checks every
 //! digest and lays the inputs out for a rebuild.
 
+pub mod remote;
 pub mod sshsig;
 mod unpack;
 mod write;
 
-pub use unpack::unpack;
+pub use unpack::{unpack, untar_layout as untar};
 pub use write::{write, Source};
 
 /// The manifest's artifact type and its config's media type (the lock, JSON).

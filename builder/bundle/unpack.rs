@@ -52,9 +52,15 @@ impl Unpacked {
     }
 }
 
-/// Checks and lays out the bundle at `bundle` (a layout directory or its tar) in `work`;
-/// with `verify`, only when a signature by that key verifies over its manifest.
-pub fn unpack(bundle: &Path, work: &Path, verify: Option<&PublicKey>) -> anyhow::Result<Unpacked> {
+/// Checks and lays out the bundle at `bundle` (a layout directory or its tar; `name` in
+/// messages) in `work`; with `verify`, only when a signature by that key verifies over
+/// its manifest.
+pub fn unpack(
+    bundle: &Path,
+    name: &str,
+    work: &Path,
+    verify: Option<&PublicKey>,
+) -> anyhow::Result<Unpacked> {
     let meta =
         std::fs::metadata(bundle).with_context(|| format!("reading the bundle {}", bundle.display()))?;
     let layout = if meta.is_dir() {
@@ -64,7 +70,6 @@ pub fn unpack(bundle: &Path, work: &Path, verify: Option<&PublicKey>) -> anyhow:
         untar_layout(bundle, &at)?;
         at
     };
-    let name = bundle.display().to_string();
     let bad = |what: String| anyhow::anyhow!("bundle {name}: {what}");
     let index: Value = serde_json::from_slice(
         &std::fs::read(layout.join("index.json"))
@@ -275,7 +280,7 @@ fn read_blob(layout: &Path, digest: &str, what: &str, bundle: &str) -> anyhow::R
 }
 
 /// Unpacks a bundle's tar: only `oci-layout`, `index.json` and `blobs/sha256/*`.
-fn untar_layout(tar_path: &Path, to: &Path) -> anyhow::Result<()> {
+pub fn untar_layout(tar_path: &Path, to: &Path) -> anyhow::Result<()> {
     let file = File::open(tar_path).with_context(|| format!("reading the bundle {}", tar_path.display()))?;
     let mut tar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, file));
     std::fs::create_dir_all(to.join("blobs/sha256"))?;

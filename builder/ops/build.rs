@@ -40,7 +40,19 @@ pub fn build(opts: &BuildOptions, ui: &Ui) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&opts.outdir).with_context(|| format!("creating {}", opts.outdir.display()))?;
     let scratch = Scratch::new(&opts.outdir, "smelt-from")?;
     let key = opts.verify.as_deref().map(crate::bundle::sshsig::PublicKey::read).transpose()?;
-    let unpacked = ui.step("unpack", || crate::bundle::unpack(bundle, scratch.path(), key.as_ref()))?;
+    // From a registry: the bundle and its signatures fetched into a layout first.
+    let layout = match bundle.to_str().filter(|b| b.starts_with("oci://")) {
+        Some(url) => {
+            let at = scratch.path().join("pulled");
+            let reference = crate::registry::Reference::parse(url)?;
+            ui.step("pull", || crate::bundle::remote::pull(&reference, opts.registry_ca.as_deref(), &at))?;
+            at
+        }
+        None => bundle.clone(),
+    };
+    let shown = bundle.display().to_string();
+    let unpacked =
+        ui.step("unpack", || crate::bundle::unpack(&layout, &shown, scratch.path(), key.as_ref()))?;
     ui.info(&format!(
         "smelt: rebuilding {} from {} ({}, {} inputs, every digest checked{})",
         unpacked.lock.name,

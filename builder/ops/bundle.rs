@@ -19,8 +19,11 @@ pub struct BundleOptions {
     pub elements_path: Vec<PathBuf>,
     /// The build's `smelt.lock`.
     pub lock: PathBuf,
-    /// A directory, or a `.tar`.
-    pub out: PathBuf,
+    /// A directory, or a `.tar` (none when only pushed).
+    pub out: Option<PathBuf>,
+    /// Push it to `oci://HOST/REPO:TAG` too.
+    pub push: Option<String>,
+    pub registry_ca: Option<PathBuf>,
     pub source_date_epoch: Option<i64>,
     /// Sign it with this Ed25519 key (an OpenSSH private key file).
     pub sign: Option<PathBuf>,
@@ -86,13 +89,35 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
     }
     let key = opts.sign.as_deref().map(bundle::sshsig::SigningKey::read).transpose()?;
     let created = opts.source_date_epoch.or(lock.source_date_epoch).unwrap_or_else(crate::ui::now);
-    let written = ui.step("bundle", || bundle::write(&lock, &sources, &opts.out, created, key.as_ref()))?;
+    let push = opts.push.as_deref().map(crate::registry::Reference::parse).transpose()?;
+    if push.as_ref().is_some_and(|p| p.tag.is_none()) {
+        bail!("--push names no tag: write oci://HOST/REPO:TAG");
+    }
+    // Only pushed: the layout is made in a scratch directory, then sent.
+    let scratch = match &opts.out {
+        Some(_) => None,
+        None => Some(crate::io::atomic::Scratch::new(Path::new("."), "smelt-bundle-push")?),
+    };
+    let out = match (&opts.out, &scratch) {
+        (Some(o), _) => o.clone(),
+        (None, Some(s)) => s.path().join("layout"),
+        (None, None) => bail!("give -o DIR|FILE.tar, --push oci://HOST/REPO:TAG, or both"),
+    };
+    let out = &out;
+    let written = ui.step("bundle", || bundle::write(&lock, &sources, out, created, key.as_ref()))?;
+    if let Some(to) = &push {
+        let sent = ui.step("push", || push_layout(out, to, opts.registry_ca.as_deref()))?;
+        ui.info(&format!("smelt: pushed the bundle to {to} ({sent} new blobs)"));
+    }
+    let shown = match (&opts.out, &opts.push) {
+        (None, Some(to)) => to.clone(),
+        _ => out.display().to_string(),
+    };
     let carried: Vec<String> = lock.inputs.iter().filter(|i| i.secret).map(|i| i.name()).collect();
     let in_image: Vec<String> = lock.secrets.iter().map(|s| s.path.clone()).collect();
     if !carried.is_empty() || !in_image.is_empty() {
         ui.warn(&format!(
-            "{} carries secrets the image is meant to hold ({}{}{}): keep the bundle as you keep them",
-            opts.out.display(),
+            "{shown} carries secrets the image is meant to hold ({}{}{}): keep the bundle as you keep them",
             in_image.join(", "),
             if carried.is_empty() || in_image.is_empty() { "" } else { "; from " },
             carried.join(", ")
@@ -105,9 +130,22 @@ pub fn bundle(opts: &BundleOptions, ui: &Ui) -> anyhow::Result<String> {
         lock.name,
         mib(written.inputs_bytes),
         mib(written.blobs_bytes),
-        opts.out.display(),
+        shown,
         written.manifest,
         key.map_or(String::new(), |k| format!("\n  signed by {}", k.public.fingerprint()))
     ));
     Ok(String::new())
+}
+
+/// Pushes the bundle written at `out` (a layout directory, or its tar unpacked first);
+/// how many blobs the registry did not have.
+fn push_layout(out: &Path, to: &crate::registry::Reference, ca: Option<&Path>) -> anyhow::Result<usize> {
+    if out.is_dir() {
+        return Ok(bundle::remote::push(out, to, ca)?.1);
+    }
+    let scratch =
+        crate::io::atomic::Scratch::new(out.parent().unwrap_or(Path::new(".")), "smelt-bundle-push")?;
+    let layout = scratch.path().join("layout");
+    bundle::untar(out, &layout)?;
+    Ok(bundle::remote::push(&layout, to, ca)?.1)
 }
