@@ -81,7 +81,7 @@ pub fn unpack(
     let mut read = Vec::new();
     for m in index["manifests"].as_array().cloned().unwrap_or_default() {
         let digest = m["digest"].as_str().unwrap_or_default().to_string();
-        let bytes = read_blob(&layout, &digest, "a manifest", &name)?;
+        let bytes = read_blob(&layout, &digest, "a manifest", name)?;
         let manifest: Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest {digest}: {e}")))?;
         read.push((digest, bytes, manifest));
@@ -107,10 +107,10 @@ pub fn unpack(
                 of_others[0]["subject"]["digest"].as_str().unwrap_or_default()
             );
         }
-        verify_signed(&layout, &signatures, &manifest_bytes, key, &name)?;
+        verify_signed(&layout, &signatures, &manifest_bytes, key, name)?;
     }
     let config = &manifest["config"];
-    let lock_bytes = read_blob(&layout, config["digest"].as_str().unwrap_or_default(), "the lock", &name)?;
+    let lock_bytes = read_blob(&layout, config["digest"].as_str().unwrap_or_default(), "the lock", name)?;
     let lock: Lock = serde_json::from_slice(&lock_bytes).map_err(|e| bad(format!("the lock: {e}")))?;
     let root = work.join("inputs");
     let verified_by = verify.map(PublicKey::fingerprint);
@@ -122,7 +122,7 @@ pub fn unpack(
             layers.iter().find(|l| l["annotations"][key::TITLE] == title.as_str()).ok_or_else(|| {
                 bad(format!("input {title} is in the lock but has no layer: the bundle is incomplete"))
             })?;
-        lay_out(&layout, layer, input, &out.path_of(input), &name)?;
+        lay_out(&layout, layer, input, &out.path_of(input), name)?;
     }
     Ok(out)
 }
