@@ -107,7 +107,7 @@ fn completions_load_in_bash_and_man_pages_render_without_warnings() {
     assert!(spec.contains("-F _smelt smelt"), "{spec}");
 
     let main = dir.smelt(&["man"]).ok().stdout;
-    for command in ["build", "plan", "elements", "check", "inspect", "diff"] {
+    for command in ["build", "plan", "elements", "check", "inspect", "diff", "bundle"] {
         assert!(main.contains(&format!("smelt\\-{command}(1)")), "smelt(1) does not list {command}");
         let page = dir.write(&format!("smelt-{command}.1"), &dir.smelt(&["man", command]).ok().stdout);
         // -ww: every warning; -z: no output, only the check.
@@ -141,6 +141,7 @@ fn help_texts_match_their_snapshots() {
         "diff",
         "serve",
         "deliver",
+        "bundle",
         "completions",
         "man",
     ] {
