@@ -97,34 +97,7 @@ pub enum Command {
         dry_run: bool,
     },
     /// Pack every input of a build (its smelt.lock) into one OCI layout that `smelt build --from` rebuilds from, offline, anywhere
-    Bundle {
-        /// The image.toml that was built
-        image: PathBuf,
-        /// The client inventory the build had
-        #[arg(long, value_name = "CLIENT.toml")]
-        client: Option<PathBuf>,
-        /// The element directories the build had (repeatable)
-        #[arg(long = "elements-path", value_name = "DIR")]
-        elements_path: Vec<PathBuf>,
-        /// The build's lock
-        #[arg(long, value_name = "FILE", default_value = "out/smelt.lock")]
-        lock: PathBuf,
-        /// Where to write the bundle: a directory (OCI layout), or FILE.tar
-        #[arg(short = 'o', long = "output", value_name = "DIR|FILE.tar", required_unless_present = "push")]
-        out: Option<PathBuf>,
-        /// Push the bundle (and its signature) to a registry
-        #[arg(long, value_name = "oci://HOST/REPO:TAG")]
-        push: Option<String>,
-        /// The CA that signed the registry's TLS certificate (default: the system's CAs)
-        #[arg(long, value_name = "CA.pem", env = "SMELT_REGISTRY_CA")]
-        registry_ca: Option<PathBuf>,
-        /// The bundle's creation time (seconds since 1970); default: the build's
-        #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
-        source_date_epoch: Option<i64>,
-        /// Sign the bundle with this Ed25519 key (OpenSSH private key file, as ssh-keygen -t ed25519 makes)
-        #[arg(long, value_name = "KEY")]
-        sign: Option<PathBuf>,
-    },
+    Bundle(BundleArgs),
     /// Print a shell completion script on stdout: `source <(smelt completions bash)`
     Completions {
         /// The shell to complete in
@@ -198,4 +171,50 @@ pub struct BuildArgs {
     /// Print each element's and hook's work
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    /// The image.toml that was built
+    pub image: PathBuf,
+    /// The client inventory the build had
+    #[arg(long, value_name = "CLIENT.toml")]
+    pub client: Option<PathBuf>,
+    /// The element directories the build had (repeatable)
+    #[arg(long = "elements-path", value_name = "DIR")]
+    pub elements_path: Vec<PathBuf>,
+    /// The build's lock
+    #[arg(long, value_name = "FILE", default_value = "out/smelt.lock")]
+    pub lock: PathBuf,
+    /// Where to write the bundle: a directory (OCI layout), or FILE.tar
+    #[arg(short = 'o', long = "output", value_name = "DIR|FILE.tar", required_unless_present = "push")]
+    pub out: Option<PathBuf>,
+    /// Push the bundle (and its signature) to a registry
+    #[arg(long, value_name = "oci://HOST/REPO:TAG")]
+    pub push: Option<String>,
+    /// The CA that signed the registry's TLS certificate (default: the system's CAs)
+    #[arg(long, value_name = "CA.pem", env = "SMELT_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
+    /// The bundle's creation time (seconds since 1970); default: the build's
+    #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+    /// Sign the bundle with this Ed25519 key (OpenSSH private key file, as ssh-keygen -t ed25519 makes)
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+}
+
+impl BundleArgs {
+    pub fn options(self) -> crate::ops::bundle::BundleOptions {
+        crate::ops::bundle::BundleOptions {
+            image: self.image,
+            client: self.client,
+            elements_path: self.elements_path,
+            lock: self.lock,
+            out: self.out,
+            push: self.push,
+            registry_ca: self.registry_ca,
+            source_date_epoch: self.source_date_epoch,
+            sign: self.sign,
+        }
+    }
 }

@@ -66,31 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             Err(BadCommandLine("smelt plan reads an image.toml; --from is for smelt build".into()).into())
         }
         Command::Plan(args) => ops::plan::plan(&inputs(&args), args.json),
-        Command::Bundle {
-            image,
-            client,
-            elements_path,
-            lock,
-            out,
-            source_date_epoch,
-            sign,
-            push,
-            registry_ca,
-        } => {
-            let ui = Ui::new(Verbosity::Normal);
-            let opts = ops::bundle::BundleOptions {
-                image,
-                client,
-                elements_path,
-                lock,
-                out,
-                source_date_epoch,
-                sign,
-                push,
-                registry_ca,
-            };
-            ops::bundle::bundle(&opts, &ui)
-        }
+        Command::Bundle(args) => ops::bundle::bundle(&args.options(), &Ui::new(Verbosity::Normal)),
         Command::Elements { what, elements_path, json } => match what {
             None | Some(ElementsCmd::List) => ops::elements::list(&elements_path, json),
             Some(ElementsCmd::Show { name }) => ops::elements::show(&elements_path, &name, json),

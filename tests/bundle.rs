@@ -21,12 +21,22 @@ fn project() -> Dir {
     );
     dir.write("elements/site/element.toml", "description = \"the site's banner\"\n");
     dir.write("elements/site/root/etc/site-banner", "ACME data center 2\n");
-    // An element file dated long before the build: kept as it is, not clamped.
+    // An element file dated long before the build: kept as it is, not clamped; and a FIFO
+    // in its root/, as a root tree copied from a system has.
     sh(&format!("touch -d @1600000000 {}", dir.path("elements/site/root/etc/site-banner").display()));
+    sh(&format!("mkdir -p {0} && mkfifo -m 0620 {0}/initctl", dir.path("elements/site/root/run").display()));
     dir
 }
 
 const EPOCH: (&str, &str) = ("SOURCE_DATE_EPOCH", "1700000000");
+
+/// `smelt bundle` of the project's build into `out`, with `extra`.
+fn bundle(dir: &Dir, out: &str, extra: &[&str]) -> crate::util::Run {
+    let mut args =
+        vec!["bundle", "image.toml", "--client", "client.toml", "--elements-path", "elements", "-o", out];
+    args.extend_from_slice(extra);
+    dir.smelt(&args)
+}
 
 fn build_and_bundle(dir: &Dir) -> serde_json::Value {
     dir.smelt_env(
@@ -44,16 +54,7 @@ fn build_and_bundle(dir: &Dir) -> serde_json::Value {
         &[EPOCH],
     )
     .ok();
-    let run = dir.smelt(&[
-        "bundle",
-        "image.toml",
-        "--client",
-        "client.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "acme.tar",
-    ]);
+    let run = bundle(&dir, "acme.tar", &[]);
     let run = run.ok();
     // The generated key rides along, and the bundle says so.
     assert!(run.stderr.contains("carries secrets the image is meant to hold (/etc/smelt/tls/key.pem; from project/.smelt-state/tls/deploy.acme.example)"), "{}", run.stderr);
@@ -208,16 +209,7 @@ fn an_altered_or_incomplete_bundle_is_refused_naming_the_input_and_its_blob() {
 
     // An input changed since the build: bundling refuses it rather than pack other bytes.
     dir.write("elements/site/root/etc/site-banner", "ACME data center 3\n");
-    let run = dir.smelt(&[
-        "bundle",
-        "image.toml",
-        "--client",
-        "client.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "again.tar",
-    ]);
+    let run = bundle(&dir, "again.tar", &[]);
     let run = run.fails(1);
     assert!(run.stderr.contains("input element/site"), "{}", run.stderr);
     assert!(run.stderr.contains("changed since the build"), "{}", run.stderr);
@@ -232,18 +224,7 @@ fn a_signed_bundle_verifies_with_its_key_as_ssh_keygen_agrees_and_is_refused_oth
         "cd {} && ssh-keygen -q -t ed25519 -N '' -C field -f field && ssh-keygen -q -t ed25519 -N '' -f other",
         dir.path("").display()
     ));
-    let run = dir.smelt(&[
-        "bundle",
-        "image.toml",
-        "--client",
-        "client.toml",
-        "--elements-path",
-        "elements",
-        "-o",
-        "signed",
-        "--sign",
-        "field",
-    ]);
+    let run = bundle(&dir, "signed", &["--sign", "field"]);
     let run = run.ok();
     let fingerprint = sh(&format!("ssh-keygen -lf {} | cut -d' ' -f2", dir.path("field.pub").display()));
     assert!(run.stderr.contains(&format!("signed by {}", fingerprint.trim())), "{}", run.stderr);

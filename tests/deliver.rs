@@ -413,8 +413,10 @@ fn libvirtd() {
         until(30, || sh("virsh -c qemu:///system version >/dev/null 2>&1 && echo ok || true").contains("ok")),
         "libvirtd did not start"
     );
+    // Started unless it runs (a libvirtd left by an earlier run may have started it).
     sh("virsh pool-info default >/dev/null 2>&1 || { virsh pool-define-as default dir --target /var/lib/libvirt/images && virsh pool-build default; } >/dev/null; \
-        virsh pool-list --name | grep -qw default || virsh pool-start default >/dev/null");
+        virsh pool-info default | grep -Eq 'State: +running' || virsh pool-start default >/dev/null 2>&1 || \
+        virsh pool-info default | grep -Eq 'State: +running'");
 }
 
 /// A QEMU (TCG) domain whose NIC carries `mac`, its serial console written to `serial`;

@@ -101,7 +101,7 @@ fn the_next_build_sweeps_what_a_killed_build_left() {
     );
     assert_eq!(
         contents(&dir.path("out")),
-        [live.as_str(), "manifest.jsonl.zst", "report.json", "s.cpio.zst"]
+        [live.as_str(), "manifest.jsonl.zst", "report.json", "s.cpio.zst", "smelt.lock"]
     );
 }
 

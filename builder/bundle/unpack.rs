@@ -243,8 +243,13 @@ fn untar_dir(reader: impl Read, to: &Path) -> io::Result<()> {
     let mut dirs = Vec::new();
     for entry in tar.entries()? {
         let mut entry = entry?;
-        if entry.header().entry_type() == tar::EntryType::Directory {
+        let kind = entry.header().entry_type();
+        if kind == tar::EntryType::Directory {
             dirs.push((entry.path()?.into_owned(), entry.header().mtime()?));
+        }
+        if matches!(kind, tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block) {
+            special(&entry, to)?;
+            continue;
         }
         if !entry.unpack_in(to)? {
             return Err(io::Error::other(format!("{} leaves the directory", entry.path()?.display())));
@@ -255,6 +260,39 @@ fn untar_dir(reader: impl Read, to: &Path) -> io::Result<()> {
         File::open(to.join(dir))?.set_modified(t)?;
     }
     Ok(())
+}
+
+/// A FIFO or device node of a directory's tar, made as it was (a device node needs root,
+/// as it did where the directory was).
+fn special<R: Read>(entry: &tar::Entry<R>, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let h = entry.header();
+    let rel = entry.path()?;
+    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(io::Error::other(format!("{} leaves the directory", rel.display())));
+    }
+    let path = to.join(&rel);
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mode = h.mode()? & 0o7777;
+    let number = || -> io::Result<libc::dev_t> {
+        Ok(libc::makedev(h.device_major()?.unwrap_or(0), h.device_minor()?.unwrap_or(0)))
+    };
+    let (kind, dev) = match h.entry_type() {
+        tar::EntryType::Char => (libc::S_IFCHR, number()?),
+        tar::EntryType::Block => (libc::S_IFBLK, number()?),
+        _ => (libc::S_IFIFO, 0),
+    };
+    // SAFETY: a valid C string for the call's duration.
+    if unsafe { libc::mknod(c.as_ptr(), kind | mode, dev) } != 0 {
+        let e = io::Error::last_os_error();
+        let hint =
+            if kind == libc::S_IFIFO { "" } else { " (a device node: rebuild from this bundle as root)" };
+        return Err(io::Error::other(format!("making {}: {e}{hint}", rel.display())));
+    }
+    // Its mode as recorded, not as the umask left it.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    crate::tree::disk::set_mtime(&path, h.mtime()? as i64)
 }
 
 /// A blob's path in the layout from its `sha256:HEX` digest (nothing else is accepted).

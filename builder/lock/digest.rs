@@ -4,7 +4,7 @@
 //! carries it, so a rebuild unpacks exactly what was hashed.
 
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -44,11 +44,19 @@ pub fn dir_tar<W: Write>(dir: &Path, out: W) -> anyhow::Result<W> {
             let f =
                 std::fs::File::open(e.path()).with_context(|| format!("reading {}", e.path().display()))?;
             tar.append_data(&mut h, rel, f)?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            // An element's root/ copied as root holds device nodes and FIFOs.
+            h.set_entry_type(match () {
+                _ if ft.is_fifo() => tar::EntryType::Fifo,
+                _ if ft.is_char_device() => tar::EntryType::Char,
+                _ => tar::EntryType::Block,
+            });
+            h.set_size(0);
+            h.set_device_major(libc::major(meta.rdev()))?;
+            h.set_device_minor(libc::minor(meta.rdev()))?;
+            tar.append_data(&mut h, rel, io::empty())?;
         } else {
-            bail!(
-                "{} is neither a file, a directory nor a symlink: it cannot be carried",
-                e.path().display()
-            );
+            bail!("{} is a socket: it cannot be carried; remove it", e.path().display());
         }
     }
     Ok(tar.into_inner()?)

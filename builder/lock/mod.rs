@@ -137,6 +137,8 @@ struct State {
     cache: PathBuf,
     /// Every host path read.
     seen: BTreeMap<PathBuf, Seen>,
+    /// Every element read from a directory, by name.
+    elements: BTreeMap<String, PathBuf>,
     restored: Option<Restored>,
 }
 
@@ -146,7 +148,6 @@ struct Seen {
 }
 
 static RECORDING: Mutex<Option<State>> = Mutex::new(None);
-static ELEMENTS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 
 /// A build's recording of its inputs, from [`Recording::begin`] to
 /// [`Recording::finish`]; dropped unfinished (the build failed), it just stops.
@@ -160,10 +161,10 @@ impl Recording {
             project: absolute(project),
             cache: absolute(&crate::cache::dir()),
             seen: BTreeMap::new(),
+            elements: BTreeMap::new(),
             restored,
         };
         *RECORDING.lock().unwrap() = Some(state);
-        ELEMENTS.lock().unwrap().clear();
         Recording(())
     }
 
@@ -171,9 +172,8 @@ impl Recording {
     /// opened or written, hashed (on every core) into the lock's inputs, in order.
     pub fn finish(self, watched: Vec<PathBuf>) -> anyhow::Result<Vec<Input>> {
         let Some(rec) = RECORDING.lock().unwrap().take() else { return Ok(Vec::new()) };
-        let elements = std::mem::take(&mut *ELEMENTS.lock().unwrap());
         let mut wanted: Vec<(Kind, String, PathBuf, bool)> = Vec::new();
-        for (name, dir) in elements {
+        for (name, dir) in rec.elements {
             wanted.push((Kind::Element, name, dir, false));
         }
         let mut seen = rec.seen;
@@ -258,8 +258,8 @@ pub fn listing(dir: &Path) -> PathBuf {
 
 /// Records an element read from a directory (built-in elements are smelt itself).
 pub fn element(name: &str, dir: &Path) {
-    if RECORDING.lock().unwrap().is_some() {
-        ELEMENTS.lock().unwrap().insert(name.to_string(), absolute(dir));
+    if let Some(rec) = RECORDING.lock().unwrap().as_mut() {
+        rec.elements.insert(name.to_string(), absolute(dir));
     }
 }
 

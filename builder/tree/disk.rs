@@ -147,7 +147,8 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
+/// Sets a path's mtime.
+pub fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let t = libc::timespec { tv_sec: mtime.max(0) as libc::time_t, tv_nsec: 0 };
