@@ -54,7 +54,7 @@ fn build_and_bundle(dir: &Dir) -> serde_json::Value {
         &[EPOCH],
     )
     .ok();
-    let run = bundle(&dir, "acme.tar", &[]);
+    let run = bundle(dir, "acme.tar", &[]);
     let run = run.ok();
     // The generated key rides along, and the bundle says so.
     assert!(run.stderr.contains("carries secrets the image is meant to hold (/etc/smelt/tls/key.pem; from project/.smelt-state/tls/deploy.acme.example)"), "{}", run.stderr);
