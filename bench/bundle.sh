@@ -31,7 +31,7 @@ timed() { # NAME CMD...: runs CMD, keeps its wall seconds in $work/NAME
 bash -c "$start_registry; echo \$registry > $work/registry.pid"
 registry_pid=$(cat "$work/registry.pid")
 timed a env SMELT_CACHE_DIR="$work/cache-a" SMELT_CACHE="oci://127.0.0.1:$port/smelt-cache" $build -o "$work/out-a"
-timed bundle $smelt bundle "$work/project/image.toml" --elements-path "$work/project/elements" \
+timed bundle env SMELT_CACHE_DIR="$work/cache-a" $smelt bundle "$work/project/image.toml" --elements-path "$work/project/elements" \
   --lock "$work/out-a/smelt.lock" -o "$work/ipa-bundle.tar"
 kill "$registry_pid"; registry_pid=
 sleep 0.5
