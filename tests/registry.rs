@@ -117,3 +117,59 @@ fn a_runner_reaching_only_the_registry_builds_from_its_cache_to_the_same_bytes()
     assert!(cached.iter().any(|p| p.starts_with("base-debian/")), "{cached:?}");
     assert!(cached.iter().any(|p| p.starts_with("pip-wheelhouse/six-1.16.0-")), "{cached:?}");
 }
+
+/// A registry that wants credentials (htpasswd, as `distribution` is set up for CI)
+/// gets them from the environment or from what `docker login` stored, and a wrong or
+/// missing one is refused in words that say what to do.
+#[test]
+fn a_registry_with_credentials_takes_them_from_the_environment_or_docker_login() {
+    let dir = Dir::new();
+    dir.image(&crate::util::Image::new("tiny", &["base-busybox"]));
+    dir.build(&["-q"]).ok();
+    let hash = sh("/usr/bin/python3 -W ignore -c \"import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))\"");
+    dir.write("htpasswd", &format!("ci:{}", hash.trim()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.write(
+        "auth.yml",
+        &format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: smelt-test\n    path: {}\n",
+            dir.path("registry").display(),
+            dir.path("htpasswd").display()
+        ),
+    );
+    let mut registry = Command::new("docker-registry")
+        .args(["serve", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    sh(&format!(
+        "for i in $(seq 100); do curl -s http://127.0.0.1:{port}/v2/ >/dev/null && break; sleep 0.1; done"
+    ));
+    let to = format!("oci://127.0.0.1:{port}/bundles:tiny");
+    let push = ["bundle", "image.toml", "--elements-path", "elements", "--push", to.as_str()];
+    let none = dir.smelt(&push).fails(1);
+    assert!(none.stderr.contains("wants credentials: log in with `docker login"), "{}", none.stderr);
+    let wrong =
+        dir.smelt_env(&push, &[("SMELT_REGISTRY_USER", "ci"), ("SMELT_REGISTRY_PASSWORD", "guess")]).fails(1);
+    assert!(wrong.stderr.contains("refused (401"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("guess"), "the password is never shown");
+    let ok =
+        dir.smelt_env(&push, &[("SMELT_REGISTRY_USER", "ci"), ("SMELT_REGISTRY_PASSWORD", "s3cret")]).ok();
+    assert!(ok.stderr.contains(&format!("pushed the bundle to {to}")), "{}", ok.stderr);
+    // `docker login`'s file: base64 of user:password under auths.HOST.
+    dir.write(
+        "docker/config.json",
+        &format!("{{\"auths\": {{\"127.0.0.1:{port}\": {{\"auth\": \"Y2k6czNjcmV0\"}}}}}}"),
+    );
+    let docker = dir.path("docker").display().to_string();
+    let from = ["build", "--from", to.as_str(), "-o", "pulled", "-q"];
+    dir.smelt_env(&from, &[("DOCKER_CONFIG", docker.as_str())]).ok();
+    registry.kill().unwrap();
+    let _ = registry.wait();
+    assert_same_bytes(
+        &dir.path("out/tiny.cpio.zst"),
+        &dir.path("pulled/tiny.cpio.zst"),
+        "the pulled bundle's rebuild",
+    );
+}
