@@ -413,10 +413,11 @@ fn libvirtd() {
         until(30, || sh("virsh -c qemu:///system version >/dev/null 2>&1 && echo ok || true").contains("ok")),
         "libvirtd did not start"
     );
-    // Started unless it runs (a libvirtd left by an earlier run may have started it).
+    // Started unless it runs (a libvirtd left by an earlier run may have started it). No
+    // `grep -q` on virsh's output: under pipefail, virsh killed by SIGPIPE fails the pipe.
     sh("virsh pool-info default >/dev/null 2>&1 || { virsh pool-define-as default dir --target /var/lib/libvirt/images && virsh pool-build default; } >/dev/null; \
-        virsh pool-info default | grep -Eq 'State: +running' || virsh pool-start default >/dev/null 2>&1 || \
-        virsh pool-info default | grep -Eq 'State: +running'");
+        state=$(virsh pool-info default | awk '/^State:/ {print $2}'); \
+        [ \"$state\" = running ] || virsh pool-start default >/dev/null");
 }
 
 /// A QEMU (TCG) domain whose NIC carries `mac`, its serial console written to `serial`;
