@@ -17,7 +17,7 @@ registry_pid=
 cleanup() { [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 cp -r examples/ipa/. "$work/project"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
   "$work/registry" "$port" > "$work/registry.yml"
 start_registry="docker-registry serve $work/registry.yml >>$work/registry.log 2>&1 & registry=\$!; \
@@ -45,7 +45,7 @@ for out in out-b elsewhere/out out-floor; do
   cmp -s "$work/out-a/ipa.tar" "$work/$out/ipa.tar" || { echo "bench: $out/ipa.tar differs from runner A's" >&2; exit 1; }
 done
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-inputs=$(python3 -c "import json,sys; l=json.load(open(sys.argv[1])); print(len(l['inputs']), sum(i['size'] for i in l['inputs']))" "$work/out-a/smelt.lock")
+inputs=$(/usr/bin/python3 -c "import json,sys; l=json.load(open(sys.argv[1])); print(len(l['inputs']), sum(i['size'] for i in l['inputs']))" "$work/out-a/smelt.lock")
 printf '%-58s %8s\n' "" "seconds"
 printf '%-58s %8s\n' "runner A: cold, from the mirrors, then a push" "$(cat "$work/a")"
 printf '%-58s %8s\n' "runner B: cold, from the registry only (no other network)" "$(cat "$work/b")"

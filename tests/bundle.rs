@@ -158,10 +158,9 @@ fn an_altered_or_incomplete_bundle_is_refused_naming_the_input_and_its_blob() {
         dir.path("layout").display(),
         dir.path("acme.tar").display()
     ));
-    let manifest_digest = sh(&format!(
-        "python3 -c 'import json,sys; print(json.load(open(\"{}/index.json\"))[\"manifests\"][0][\"digest\"][7:])'",
-        dir.path("layout").display()
-    ));
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("layout/index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path("layout/blobs/sha256").join(manifest_digest.trim())).unwrap(),
     )

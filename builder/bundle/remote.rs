@@ -101,8 +101,7 @@ fn fetch_blobs(registry: &Registry, manifest: &[u8], blobs: &Path) -> anyhow::Re
 
 /// Writes a manifest's bytes as a blob; its digest.
 fn put_manifest(blobs: &Path, bytes: &[u8]) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::io::count::sha256_hex(bytes);
     std::fs::write(blobs.join(&hex), bytes).with_context(|| format!("writing {}", blobs.display()))?;
     Ok(format!("sha256:{hex}"))
 }

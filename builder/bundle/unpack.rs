@@ -306,11 +306,10 @@ fn blob_path(layout: &Path, digest: &str) -> anyhow::Result<PathBuf> {
 
 /// A small blob (manifest, lock), read whole and checked against its digest.
 fn read_blob(layout: &Path, digest: &str, what: &str, bundle: &str) -> anyhow::Result<Vec<u8>> {
-    use sha2::{Digest, Sha256};
     let path = blob_path(layout, digest).with_context(|| format!("bundle {bundle}: {what}"))?;
     let bytes = std::fs::read(&path)
         .map_err(|e| anyhow::anyhow!("bundle {bundle}: {what}: blob {digest} is missing ({e})"))?;
-    let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::io::count::sha256_hex(&bytes);
     if format!("sha256:{hex}") != digest {
         bail!("bundle {bundle}: {what} (blob {digest}) hashes to sha256:{hex}; the bundle is damaged or was altered");
     }

@@ -244,8 +244,7 @@ fn compressed(path: &Path) -> anyhow::Result<bool> {
 
 /// Writes `bytes` as a blob; its hex digest.
 fn put_bytes(blobs: &Path, bytes: &[u8]) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::io::count::sha256_hex(bytes);
     std::fs::write(blobs.join(&hex), bytes)?;
     Ok(hex)
 }

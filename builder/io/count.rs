@@ -53,6 +53,12 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
+/// The SHA-256 of bytes in hand, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SHA-256 of a file, read in a stream.
 pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
     let mut w = CountingWriter::hashing(io::sink());

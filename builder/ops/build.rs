@@ -125,12 +125,14 @@ fn build_recorded(
         ui.info(&format!("smelt: removed what stopped builds left: {}", names.join(", ")));
     }
     let work = Scratch::new(&opts.outdir, "smelt-work")?;
-    let watch = lock::watch::Watch::start(&crate::cache::watched())?;
-    let (staged, work) = stage(&plan, work, opts, ui)?;
     // From a bundle, the cache holds the bundle's inputs and nothing else: all of them are
     // this build's, used or not, so its lock is the bundle's when nothing was overridden.
-    let mut from_cache =
-        if from_bundle { lock::watch::files(&crate::cache::watched()) } else { watch.stop() };
+    let watch = (!from_bundle).then(|| lock::watch::Watch::start(&crate::cache::watched())).transpose()?;
+    let (staged, work) = stage(&plan, work, opts, ui)?;
+    let mut from_cache = match watch {
+        Some(w) => w.stop(),
+        None => lock::watch::files(&crate::cache::watched()),
+    };
     from_cache.extend(pulled.into_iter().flatten());
     let tree = staged.tree;
     let measure = ui.step("measure", || Ok(budget::measure(&tree)))?;

@@ -268,8 +268,7 @@ impl Registry {
 
     /// Uploads small bytes (a config, a signature) as a blob; its digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> anyhow::Result<String> {
-        use sha2::{Digest, Sha256};
-        let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::io::count::sha256_hex(bytes);
         let digest = format!("sha256:{hex}");
         if !self.has_blob(&digest)? {
             let url = self.upload_url(&digest)?;
