@@ -109,6 +109,24 @@ fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
     Ok(child)
 }
 
-fn finished(child: &Child) {
+/// Starts `cmd` in a process group of its own, stopped with the build, its stdin as the
+/// caller set it (a session driven through a pipe); call [`finished`] once it exited.
+pub fn start(cmd: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let mut reg = registry();
+    let child = cmd.process_group(0).spawn()?;
+    reg.groups.insert(child.id() as i32);
+    Ok(child)
+}
+
+/// Stops what is left of a child started with [`start`] (its whole group) and forgets it.
+pub fn kill(child: &mut Child) {
+    let group = child.id() as i32;
+    stop(&BTreeSet::from([group]));
+    let _ = child.wait();
+    finished(child);
+}
+
+pub fn finished(child: &Child) {
     registry().groups.remove(&(child.id() as i32));
 }

@@ -56,6 +56,7 @@ mod cache;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
+mod diskimage;
 mod distro;
 mod efi;
 mod element;

@@ -52,6 +52,9 @@ pub struct Plan {
     /// DIB's `DISTRO_NAME` for the image, and its family (pkg-map, package manager).
     pub distro: String,
     pub family: &'static str,
+    /// DIB's `DIB_RELEASE` and `DIB_INIT_SYSTEM`, as the base says them.
+    pub release: Option<String>,
+    pub init_system: Option<String>,
     /// The build's one time, for everything it dates: `SOURCE_DATE_EPOCH`, else the
     /// clock read once, here, so all of one build's timestamps are the same second.
     pub time: i64,
@@ -72,7 +75,7 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
     let params = merge_params(&file, &image, &resolved, &inputs.sets)?;
     let builtins = builtin::load(&resolved.elements, &params)?;
     let kernel = image.kernel.as_ref().map(kernel::plan).transpose()?;
-    let identity = builtins.identity();
+    let identity = builtins.identity(&image, inputs.offline)?;
     let distro =
         std::env::var("DISTRO_NAME").ok().or(identity.distro.clone()).unwrap_or_else(|| "debian".into());
     let family = distro::family(&distro);
@@ -112,6 +115,8 @@ pub fn make(inputs: &Inputs) -> anyhow::Result<Plan> {
         epoch: inputs.source_date_epoch,
         distro,
         family,
+        release: identity.release.clone(),
+        init_system: identity.init_system.clone(),
         time: inputs.source_date_epoch.unwrap_or_else(crate::ui::now),
         offline: inputs.offline,
         signer,

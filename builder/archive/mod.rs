@@ -72,20 +72,55 @@ fn host_spans(entries: impl Iterator<Item = Entry> + Clone) -> impl Iterator<Ite
     })
 }
 
-/// Writes the trees, one over the other, as a directory. Ownership cannot be set
-/// without privilege, and device nodes cannot be made: they are counted in `skipped`.
-pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
+/// Writes the trees, one over the other, as a directory: hard links as links, extended
+/// attributes set (a file capability needs root, or the owner in a user namespace), and
+/// owners too when smelt runs as root. Device nodes cannot be made without privilege:
+/// they are counted in `skipped`; the attributes the host refused are returned
+/// (`security.capability` of /usr/bin/ping: Operation not permitted).
+pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<(Written, Vec<String>)> {
     let entries = || layers.iter().flat_map(|t| t.iter().map(|(_, e)| e));
     let ahead = Prefetch::start(host_spans(entries()), || host_spans(entries()).collect());
     let pending = Pending::new(dest);
     let root = pending.temp_path().to_path_buf();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut linked: std::collections::HashMap<(u64, u64), PathBuf> = std::collections::HashMap::new();
     let mut skipped = 0;
     let mut bytes = 0;
+    let mut refused = Vec::new();
+    // Directories whose mode lacks the owner's bits get it once they are filled.
+    let mut closed = Vec::new();
     for tree in layers {
         for (path, entry) in tree.iter() {
-            if !write_entry(&entry, &root.join(path.as_str()))? {
+            let at = root.join(path.as_str());
+            if let Kind::File { link: Some(key), .. } = &entry.kind {
+                if let Some(first) = linked.get(key) {
+                    let _ = std::fs::remove_file(&at);
+                    std::fs::hard_link(first, &at).with_context(|| format!("linking {}", at.display()))?;
+                    continue;
+                }
+                linked.insert(*key, at.clone());
+            }
+            if !write_entry(&entry, &at)? {
                 skipped += 1;
+                continue;
+            }
+            if as_root {
+                std::os::unix::fs::lchown(&at, Some(entry.uid), Some(entry.gid))
+                    .with_context(|| format!("setting the owner of {}", at.display()))?;
+                if !matches!(entry.kind, Kind::Symlink(_)) {
+                    // chown clears set-id bits: the record's mode again.
+                    let mode = if matches!(entry.kind, Kind::Dir) { entry.mode | 0o700 } else { entry.mode };
+                    std::fs::set_permissions(&at, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                }
+            }
+            if matches!(entry.kind, Kind::Dir) && entry.mode & 0o700 != 0o700 {
+                closed.push((at.clone(), entry.mode));
+            }
+            for (name, value) in tree.xattrs(&path).into_iter().flatten() {
+                if let Err(e) = crate::tree::disk::set_xattr(&at, name, value) {
+                    refused.push(format!("{name} of {path}: {e}"));
+                }
             }
             bytes += entry.size();
             if let (Some(ahead), Kind::File { size, .. }) = (&ahead, &entry.kind) {
@@ -93,7 +128,11 @@ pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<Written> {
             }
         }
     }
-    Ok(Written { pending, bytes, sha256: None, skipped })
+    for (at, mode) in closed.iter().rev() {
+        std::fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+            .with_context(|| format!("setting the mode of {}", at.display()))?;
+    }
+    Ok((Written { pending, bytes, sha256: None, skipped }, refused))
 }
 
 /// An archive every per-node image starts with, hashed once: each node's image copies

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{BuiltIn, Context, Identity};
 use crate::element::Form;
+use crate::tree::tarball::Labels;
 use crate::tree::Tree;
 
 /// What a bootstrap is made of; its cached tarball is named by a hash of it.
@@ -62,11 +63,11 @@ impl BuiltIn for BaseDebian {
             }
             bootstrap(cx.element, &want, &cached)?;
         }
-        super::base_rootfs::add_tar(tree, &crate::lock::read(&cached), cx.element)
+        crate::tree::tarball::add_tar(tree, &crate::lock::read(&cached), cx.element, Labels::Dropped)
     }
 
-    fn identity(&self) -> Identity {
-        Identity { distro: Some("debian".into()), release: Some(self.suite.clone()), init_system: None }
+    fn identity(&self, _: &crate::config::image::Image, _: bool) -> anyhow::Result<Identity> {
+        Ok(Identity { distro: Some("debian".into()), release: Some(self.suite.clone()), init_system: None })
     }
 }
 

@@ -15,6 +15,7 @@ mod agent;
 mod base_busybox;
 mod base_debian;
 pub mod base_host;
+mod base_image;
 mod base_rootfs;
 mod dev_user;
 mod init;
@@ -58,9 +59,16 @@ pub trait BuiltIn: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// What it says of the image's distribution (a base element).
-    fn identity(&self) -> Identity {
-        Identity::default()
+    /// What it says of the image's distribution (a base element); a base that reads it
+    /// from what it stages (a disk image's os-release) may take that now.
+    fn identity(&self, _image: &Image, _offline: bool) -> anyhow::Result<Identity> {
+        Ok(Identity::default())
+    }
+
+    /// Package repositories the image's package manager sees while the install phases
+    /// run (a base's `repositories` param), as given.
+    fn repositories(&self) -> &[String] {
+        &[]
     }
 
     /// The secrets it puts into images on purpose, which are not warned about.
@@ -138,15 +146,25 @@ impl BuiltIns {
     }
 
     /// The first base's identity.
-    pub fn identity(&self) -> Identity {
-        let found = self.0.iter().map(|(_, b)| b.identity());
-        found
-            .reduce(|a, b| Identity {
-                distro: a.distro.or(b.distro),
-                release: a.release.or(b.release),
-                init_system: a.init_system.or(b.init_system),
-            })
-            .unwrap_or_default()
+    pub fn identity(&self, image: &Image, offline: bool) -> anyhow::Result<Identity> {
+        let mut found = Identity::default();
+        for (_, b) in &self.0 {
+            let i = b.identity(image, offline)?;
+            found = Identity {
+                distro: found.distro.or(i.distro),
+                release: found.release.or(i.release),
+                init_system: found.init_system.or(i.init_system),
+            };
+        }
+        Ok(found)
+    }
+
+    /// Every base's package repositories (element, as given), in build order.
+    pub fn repositories(&self) -> Vec<(&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|(n, b)| b.repositories().iter().map(move |r| (n.as_str(), r.as_str())))
+            .collect()
     }
 
     /// Every hook the built-ins generate.
@@ -173,11 +191,12 @@ impl BuiltIns {
 type Load = fn(&Params) -> Result<Box<dyn BuiltIn>, serde_json::Error>;
 
 /// Every built-in element with Rust work, by name.
-const REGISTRY: [(&str, Load); 14] = [
+const REGISTRY: [(&str, Load); 15] = [
     ("agent", typed::<agent::Agent>),
     ("base-busybox", typed::<base_busybox::BaseBusybox>),
     ("base-debian", typed::<base_debian::BaseDebian>),
     ("base-host", typed::<base_host::BaseHost>),
+    ("base-image", typed::<base_image::BaseImage>),
     ("base-rootfs", typed::<base_rootfs::BaseRootfs>),
     ("dev-user", typed::<dev_user::DevUser>),
     ("init", typed::<init::Init>),

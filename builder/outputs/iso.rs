@@ -41,6 +41,7 @@ impl Outputs<'_> {
                 })?
             }
             _ => ui.step("iso tree", || {
+                super::dropped_xattrs(&v.layers, "iso", ui);
                 let start_up = start_up_elements(plan);
                 let data: Vec<Cow<Tree>> = v.layers.iter().map(|l| data_iso_part(l, &start_up)).collect();
                 let mut layers: Vec<&Tree> = data.iter().map(|c| c.as_ref()).collect();

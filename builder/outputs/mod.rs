@@ -239,6 +239,7 @@ impl<'a> Outputs<'a> {
         let file = format!("{}.cpio{}", v.stem, compression.suffix());
         let dest =
             if self.wants(OutputKind::Initramfs) { self.outdir.join(&file) } else { self.work.join(&file) };
+        dropped_xattrs(&v.layers, "initramfs", ui);
         match v.layers.as_slice() {
             [whole] => {
                 let bar = ui.bytes_bar(whole.iter().map(|(_, e)| e.size()).sum(), "initramfs");
@@ -273,7 +274,13 @@ impl<'a> Outputs<'a> {
     /// The tree as a directory; device nodes need privilege and are left out.
     fn dir(&self, v: &Variant) -> anyhow::Result<Made> {
         let dest = self.outdir.join(format!("{}.dir", v.stem));
-        let out = self.ui.step("dir", || archive::dir(&v.layers, &dest))?;
+        let (out, refused) = self.ui.step("dir", || archive::dir(&v.layers, &dest))?;
+        if let [first, ..] = refused.as_slice() {
+            self.ui.warn(&format!(
+                "dir: {} extended attributes could not be set (run smelt as root to keep file capabilities), first {first}",
+                refused.len()
+            ));
+        }
         if out.skipped > 0 {
             self.ui.warn(&format!(
                 "dir: {} device nodes cannot be made without privilege and were left out",
@@ -343,4 +350,25 @@ fn verdict(check: Option<&budget::Check>) -> &'static str {
         Some(_) => "over",
         None => "unchecked",
     }
+}
+
+/// Says which extended attributes an archive that cannot carry them (newc, ISO 9660)
+/// leaves out: a ramdisk runs as root, where a file capability is not needed.
+pub fn dropped_xattrs(layers: &[&Tree], what: &str, ui: &Ui) {
+    let all: Vec<String> = layers
+        .iter()
+        .flat_map(|t| t.with_xattrs())
+        .map(|(path, x)| {
+            let names: Vec<&str> = x.iter().map(|(n, _)| n.as_str()).collect();
+            format!("{path} ({})", names.join(", "))
+        })
+        .collect();
+    if all.is_empty() {
+        return;
+    }
+    let more = if all.len() > 4 { format!(" and {} more", all.len() - 4) } else { String::new() };
+    ui.info(&format!(
+        "{what}: extended attributes cannot ride in it and are left out: {}{more} (the dir output keeps them)",
+        all[..all.len().min(4)].join(", ")
+    ));
 }

@@ -389,7 +389,7 @@ impl Outputs<'_> {
             tree(plan, &loaders, kernel, boots, plan.time)
         })?;
         let dest = self.outdir.join(format!("{}.netboot", plan.image.name));
-        let out = self.ui.step("netboot", || archive::dir(&[&tree], &dest))?;
+        let (out, _) = self.ui.step("netboot", || archive::dir(&[&tree], &dest))?;
         self.record(OutputKind::Netboot, out);
         Ok(())
     }

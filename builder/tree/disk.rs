@@ -147,6 +147,19 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Sets one extended attribute on a path, not following a symlink there.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let n = std::ffi::CString::new(name)?;
+    // SAFETY: valid C strings and a buffer of `value.len()` bytes, for the call's duration.
+    let rc = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets a path's mtime.
 pub fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;

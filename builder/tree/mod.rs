@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod disk;
 mod store;
+pub mod tarball;
 
 use store::{Peek, Store};
 
@@ -230,7 +231,13 @@ pub struct Tree {
     /// Paths that belong to one node of the client (rendered per node), for per-node
     /// images: `--per-node` stamps them onto the shared part, node by node.
     nodes: BTreeMap<ImagePath, String>,
+    /// Extended attributes (`security.capability`, SELinux labels) of the few entries
+    /// that have any, as the base recorded them; gone when the entry is replaced.
+    xattrs: BTreeMap<ImagePath, Xattrs>,
 }
+
+/// An entry's extended attributes: names and values, in name order.
+pub type Xattrs = Vec<(String, Vec<u8>)>;
 
 /// How deep symlinks may nest while resolving a path (the kernel's limit is 40).
 const MAX_LINK_DEPTH: usize = 40;
@@ -268,7 +275,28 @@ impl Tree {
     }
 
     pub fn remove(&mut self, path: &ImagePath) -> Option<Entry> {
+        self.xattrs.remove(path);
         self.entries.remove(path.as_str())
+    }
+
+    /// Gives the entry at `path` extended attributes (none: it has none).
+    pub fn set_xattrs(&mut self, path: ImagePath, mut xattrs: Xattrs) {
+        xattrs.sort();
+        if xattrs.is_empty() {
+            self.xattrs.remove(&path);
+        } else {
+            self.xattrs.insert(path, xattrs);
+        }
+    }
+
+    /// The extended attributes of the entry at `path`.
+    pub fn xattrs(&self, path: &ImagePath) -> Option<&Xattrs> {
+        self.xattrs.get(path)
+    }
+
+    /// Every entry that has extended attributes, in path order.
+    pub fn with_xattrs(&self) -> impl Iterator<Item = (&ImagePath, &Xattrs)> {
+        self.xattrs.iter()
     }
 
     /// Resolves symlinks among the parents of `path` as the image would, so that
@@ -356,7 +384,10 @@ impl Tree {
             (Some(Peek::Dir), _) if self.has_children(&path) => {
                 return Err(TreeError::NotEmpty { path, kind: describe(entry.kind.letter()) });
             }
-            _ => self.entries.put(path, &entry)?,
+            _ => {
+                self.xattrs.remove(&path);
+                self.entries.put(path, &entry)?
+            }
         }
         Ok(path)
     }
@@ -414,12 +445,17 @@ impl Tree {
                     while let Some(p) = parent.filter(|p| !p.is_root()) {
                         if let (Some(e), false) = (self.get(&p), part.entries.contains(p.as_str())) {
                             part.entries.put(p, &e)?;
+                            part.copy_xattrs(self, p);
                         }
                         parent = p.parent();
                     }
                     part.entries.put(path, &entry)?;
+                    part.copy_xattrs(self, path);
                 }
-                None => shared.entries.put(path, &entry)?,
+                None => {
+                    shared.entries.put(path, &entry)?;
+                    shared.copy_xattrs(self, path);
+                }
             }
         }
         Ok((shared, parts))
@@ -427,7 +463,18 @@ impl Tree {
 
     /// Removes every path `keep` refuses, returning how many.
     pub fn retain(&mut self, keep: impl FnMut(&ImagePath, &Entry) -> bool) -> usize {
-        self.entries.retain(keep)
+        let removed = self.entries.retain(keep);
+        if removed > 0 && !self.xattrs.is_empty() {
+            let entries = &self.entries;
+            self.xattrs.retain(|p, _| entries.contains(p.as_str()));
+        }
+        removed
+    }
+
+    fn copy_xattrs(&mut self, from: &Tree, path: ImagePath) {
+        if let Some(x) = from.xattrs.get(&path) {
+            self.xattrs.insert(path, x.clone());
+        }
     }
 }
 

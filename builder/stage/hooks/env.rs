@@ -122,6 +122,12 @@ fn dib_vars(
     set("IMAGE_NAME", plan.image.name.clone());
     set("ARCH", crate::platform::arch().into());
     set("DISTRO_NAME", plan.distro.clone());
+    // What the base says of itself, unless the caller says otherwise.
+    for (key, value) in [("DIB_RELEASE", &plan.release), ("DIB_INIT_SYSTEM", &plan.init_system)] {
+        if let (Some(v), None) = (value, std::env::var_os(key)) {
+            set(key, v.clone());
+        }
+    }
     if plan.offline {
         set("DIB_OFFLINE", "1".into());
         set("SMELT_OFFLINE", "1".into());
