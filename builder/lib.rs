@@ -65,6 +65,7 @@ mod inspect;
 mod io;
 mod kernel;
 mod lock;
+mod media;
 mod namespace;
 mod network;
 pub mod ops;

@@ -13,6 +13,7 @@ pub mod changes;
 pub mod hooks;
 pub mod overlay;
 pub mod prune;
+pub mod repos;
 pub mod sources;
 pub mod template;
 
@@ -59,7 +60,7 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
     check_isolation(plan)?;
     // The hook environment (built-in elements written out, environment.d sourced) is
     // only made for images that have hooks.
-    let env =
+    let mut env =
         if plan.hooks.by_phase.is_empty() { None } else { Some(hooks::env::hook_env(plan, work, &root)?) };
 
     let mut tree = Tree::default();
@@ -67,10 +68,22 @@ pub fn stage(plan: &Plan, work: &Path, ui: &Ui) -> anyhow::Result<Staged> {
         run_phase(plan, &mut tree, "root.d", env, ui, &mut found)?;
     }
     elements(plan, &mut tree, work, ui, &mut found)?;
-    if let Some(env) = env.as_ref().filter(|_| plan.hooks.any_after("root.d")) {
+    let installs = repos::PHASES.iter().any(|p| !plan.hooks.phase(p).is_empty());
+    let mut repos = if installs { repos::Repos::prepare(plan, ui)? } else { repos::Repos::default() };
+    if !installs && !plan.builtins.repositories().is_empty() {
+        ui.warn("repositories are given but no element has install-phase hooks: no package manager runs to use them");
+    }
+    if let Some(env) = env.as_mut().filter(|_| plan.hooks.any_after("root.d")) {
+        env.repos = std::mem::take(&mut repos.binds);
         changes::materialise(&mut tree, &root)?;
         for (phase, _) in &PHASES[1..] {
+            if *phase == repos::PHASES[0] {
+                repos.enter(&root)?;
+            }
             run_phase(plan, &mut tree, phase, env, ui, &mut found)?;
+            if *phase == repos::PHASES[2] {
+                repos.leave(&root, &mut tree)?;
+            }
         }
     }
     finish(plan, &mut tree, ui)?;

@@ -32,6 +32,9 @@ pub struct HookEnv {
     pub logs: PathBuf,
     pub no_network: bool,
     pub element_dirs: BTreeMap<String, PathBuf>,
+    /// Package repositories bound in for the install phases (host directory, where
+    /// hooks see it), see `stage::repos`.
+    pub repos: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The environment of every hook of `plan`, staged in `work` with the image at `root`.
@@ -69,6 +72,7 @@ pub fn hook_env(plan: &Plan, work: &Path, root: &Path) -> anyhow::Result<HookEnv
         logs: work.join("logs"),
         no_network: plan.offline,
         element_dirs,
+        repos: Vec::new(),
     })
 }
 

@@ -95,6 +95,9 @@ fn chroot_command(hook: &Hook, env: &HookEnv) -> anyhow::Result<(Command, Vec<Pa
         fs::create_dir_all(&made).with_context(|| format!("creating {}", made.display()))?;
         binds.push((host, PathBuf::from(inside)));
     }
+    if crate::stage::repos::PHASES.contains(&hook.phase) {
+        binds.extend(env.repos.iter().cloned());
+    }
     let mut made = Vec::new();
     for (_, inside) in &binds {
         made.extend(make_mount_point(&env.target_root, inside)?);
