@@ -8,9 +8,11 @@ packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio libarchive
           isolinux syslinux-common ovmf grub-efi-amd64-bin grub-common xorriso genisoimage cloud-init
           openssl tzdata python3 python3-venv mmdebstrap git groff-base binutils rpm createrepo-c curl
           pxelinux ipxe ipxe-qemu dnsmasq-base isc-dhcp-server shim-signed grub-efi-amd64-signed sbsigntool systemd-boot-efi osslsigncode
-          libvirt-daemon-system python3-libvirt skopeo openssh-client docker-registry iproute2)
+          libvirt-daemon-system python3-libvirt skopeo openssh-client docker-registry iproute2
+          libguestfs-tools libguestfs-xfs qemu-utils btrfs-progs xfsprogs dosfstools fdisk libcap2-bin)
 need_cmds=(qemu-system-x86_64 busybox cpio bsdtar zstd xz xorriso isoinfo grub-mkimage openssl /usr/bin/python3 mmdebstrap groff strip rpmbuild createrepo_c curl unshare
-           dnsmasq dhcpd sbverify sbsign osslsigncode objcopy objdump libvirtd virtlogd virsh skopeo ssh-keygen docker-registry ip)
+           dnsmasq dhcpd sbverify sbsign osslsigncode objcopy objdump libvirtd virtlogd virsh skopeo ssh-keygen docker-registry ip
+           guestfish qemu-img mkfs.btrfs btrfs mkfs.xfs mkfs.vfat sfdisk losetup setcap getcap)
 need_files=(/usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin /usr/lib/syslinux/modules/bios/ldlinux.c32
             /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/lib/grub/x86_64-efi/linux.mod
             /usr/lib/python3/dist-packages/cloudinit /usr/share/zoneinfo/Europe/Madrid /usr/lib/locale/C.utf8
@@ -19,7 +21,7 @@ need_files=(/usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin /usr/l
             /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
             /usr/lib/systemd/boot/efi/linuxx64.efi.stub /usr/share/OVMF/OVMF_CODE_4M.secboot.fd /usr/share/OVMF/OVMF_VARS_4M.ms.fd
             /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd /usr/share/ovmf/PkKek-1-snakeoil.key
-            /usr/lib/python3/dist-packages/libvirt.py)
+            /usr/lib/python3/dist-packages/libvirt.py /usr/lib/x86_64-linux-gnu/guestfs/supermin.d/packages-xfs)
 
 missing_cmds() {
   local m=()

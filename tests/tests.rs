@@ -1,6 +1,7 @@
 //! smelt's integration tests: one binary, run by `tests/run.sh` (which installs the
 //! system tools they check against: GNU cpio, bsdtar, QEMU, a kernel, busybox).
 
+mod base_image;
 mod boot;
 mod bundle;
 mod cli;

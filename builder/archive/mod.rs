@@ -74,8 +74,8 @@ fn host_spans(entries: impl Iterator<Item = Entry> + Clone) -> impl Iterator<Ite
 
 /// Writes the trees, one over the other, as a directory: hard links as links, extended
 /// attributes set (a file capability needs root, or the owner in a user namespace), and
-/// owners too when smelt runs as root. Device nodes cannot be made without privilege:
-/// they are counted in `skipped`; the attributes the host refused are returned
+/// owners and device nodes too when smelt runs as root (without, device nodes are
+/// counted in `skipped`); the attributes the host refused are returned
 /// (`security.capability` of /usr/bin/ping: Operation not permitted).
 pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<(Written, Vec<String>)> {
     let entries = || layers.iter().flat_map(|t| t.iter().map(|(_, e)| e));
@@ -102,8 +102,12 @@ pub fn dir(layers: &[&Tree], dest: &Path) -> anyhow::Result<(Written, Vec<String
                 linked.insert(*key, at.clone());
             }
             if !write_entry(&entry, &at)? {
-                skipped += 1;
-                continue;
+                if !as_root {
+                    skipped += 1;
+                    continue;
+                }
+                crate::tree::disk::make_node(&entry, &at)
+                    .with_context(|| format!("making {}", at.display()))?;
             }
             if as_root {
                 std::os::unix::fs::lchown(&at, Some(entry.uid), Some(entry.gid))

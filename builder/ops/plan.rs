@@ -28,6 +28,10 @@ pub fn plan(inputs: &Inputs, as_json: bool) -> anyhow::Result<String> {
             .collect();
         let doc = json!({
             "image": p.image.name,
+            "distro": p.distro,
+            "family": p.family,
+            "release": p.release,
+            "init_system": p.init_system,
             "elements": elements,
             "hooks": hooks,
             "outputs": p.image.outputs,

@@ -147,6 +147,24 @@ pub fn write_entry(entry: &Entry, dest: &Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Makes a device node or FIFO entry at `dest` (a device node needs privilege).
+pub fn make_node(entry: &Entry, dest: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let (kind, dev) = match entry.kind {
+        Kind::Char(ma, mi) => (libc::S_IFCHR, libc::makedev(ma, mi)),
+        Kind::Block(ma, mi) => (libc::S_IFBLK, libc::makedev(ma, mi)),
+        Kind::Fifo => (libc::S_IFIFO, 0),
+        _ => return Ok(()),
+    };
+    let _ = fs::remove_file(dest);
+    let c = std::ffi::CString::new(dest.as_os_str().as_bytes())?;
+    // SAFETY: a valid C string, for the call's duration.
+    if unsafe { libc::mknod(c.as_ptr(), kind | entry.mode, dev) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets one extended attribute on a path, not following a symlink there.
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;
