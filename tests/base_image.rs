@@ -20,10 +20,10 @@ const OS_RELEASE: &str =
 /// bits, a FIFO, and the os-release above. As a directory (`root/`) in the test cache.
 fn source_root() -> PathBuf {
     assert_eq!(unsafe { libc::geteuid() }, 0, "mmdebstrap and setcap need root: run tests/run.sh as root");
-    let dir = cached("base-image-root-bookworm-1", |dir| {
+    let dir = cached("base-image-root-bookworm-2", |dir| {
         std::fs::create_dir_all(dir).unwrap();
         sh(&format!(
-            "mmdebstrap --quiet --mode=root --variant=minbase --include=zypper,libcap2-bin \
+            "mmdebstrap --quiet --mode=root --variant=minbase --include=zypper,libcap2-bin,systemd \
              --aptopt='APT::Install-Recommends \"false\"' bookworm {}/root http://deb.debian.org/debian",
             dir.display()
         ));
@@ -46,7 +46,7 @@ fn source_root() -> PathBuf {
 /// and a decoy at the top level), `xfs.qcow2`.
 fn disks() -> PathBuf {
     let root = source_root();
-    cached("base-image-disks-1", |dir| {
+    cached("base-image-disks-2", |dir| {
         std::fs::create_dir_all(dir).unwrap();
         let d = dir.display();
         let r = root.display();
@@ -298,11 +298,37 @@ fn processes_naming(needle: &str) -> Vec<String> {
     found
 }
 
+/// The children of process `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // pid (comm) state ppid …: comm may hold spaces, so after the last ')'.
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            found.extend(e.file_name().to_string_lossy().parse::<i32>().ok());
+        }
+    }
+    found
+}
+
+fn command_of(pid: i32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+}
+
+/// Whether `pid` runs (a zombie has stopped running).
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+}
+
 /// What could be left behind on the host: mounts, loop and nbd devices in use.
 fn host_state() -> String {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let loops = sh("losetup -a -n -O BACK-FILE 2>/dev/null | sort || true");
-    let nbd = sh("ls /sys/block/ 2>/dev/null | grep '^nbd' | while read d; do [ -e /sys/block/$d/pid ] && echo $d; done; true");
+    let nbd = sh("for d in /sys/block/nbd*; do if [ -e \"$d/pid\" ]; then echo \"$d\"; fi; done");
     format!("{mounts}\n{loops}\n{nbd}")
 }
 
@@ -345,20 +371,32 @@ fn a_failed_or_stopped_build_leaves_no_mount_device_or_process() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // guestfish names the image; its QEMU names only an overlay of it: found as its child.
     let started = std::time::Instant::now();
-    while !processes_naming(&image).iter().any(|p| p.contains("qemu")) {
+    let session = loop {
+        let fish: Vec<i32> =
+            processes_naming(&image).iter().filter_map(|p| p.split(':').next()?.parse().ok()).collect();
+        let qemu: Vec<i32> = fish
+            .iter()
+            .flat_map(|&f| children_of(f))
+            .filter(|&c| command_of(c).contains("qemu-system"))
+            .collect();
+        if !qemu.is_empty() {
+            break [fish, qemu].concat();
+        }
         assert!(started.elapsed().as_secs() < 120, "the appliance never started");
         std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    };
     std::thread::sleep(std::time::Duration::from_secs(3));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    // libguestfs's own watchdog stops QEMU once guestfish is gone: a few seconds.
+    let alive = || session.iter().copied().filter(|&p| is_alive(p)).collect::<Vec<i32>>();
     let started = std::time::Instant::now();
-    while !processes_naming(&image).is_empty() && started.elapsed().as_secs() < 20 {
+    while !alive().is_empty() && started.elapsed().as_secs() < 20 {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    assert_eq!(alive(), Vec::<i32>::new(), "guestfish or its QEMU outlived the build");
     assert_eq!(processes_naming(&image), Vec::<String>::new());
     assert_eq!(host_state(), before);
     let litter = sh(&format!("find {} -name '*partial*' 2>/dev/null; true", other.display()));
@@ -367,7 +405,7 @@ fn a_failed_or_stopped_build_leaves_no_mount_device_or_process() {
 
 #[test]
 fn unreadable_images_are_refused_by_name() {
-    let dir = Dir::new();
+    let dir = Dir::heavy();
     let cache = dir.path("cache");
     let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap())];
     let build = |source: &str, extra: &str| {
@@ -386,15 +424,21 @@ fn unreadable_images_are_refused_by_name() {
         ),
         "{e}"
     );
+    // LUKS, made by cryptsetup on plain files: a whole image, and a volume in a GPT.
     sh(&format!(
-        "qemu-img create -q -f luks --object secret,id=s,data=pw -o key-secret=s {} 16M",
-        dir.path("locked.luks").display()
+        "set -e; cd {}; truncate -s 32M locked.img; \
+         echo -n pw | cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 locked.img -; \
+         truncate -s 40M volume.raw; printf 'label: gpt\\nstart=1MiB, size=4MiB\\nsize=32MiB\\n' | sfdisk -q volume.raw; \
+         dd if=locked.img of=volume.raw bs=1M seek=5 conv=notrunc status=none",
+        dir.path("").display()
     ));
-    let e = build("locked.luks", "");
+    let e = build("locked.img", "");
     assert!(
-        e.contains("locked.luks: the disk image is encrypted (luks); smelt does not unlock encrypted images"),
+        e.contains("locked.img: the disk image is encrypted (luks); smelt does not unlock encrypted images"),
         "{e}"
     );
+    let e = build("volume.raw", "");
+    assert!(e.contains("volume.raw: no root file system found; /dev/sda2 is an encrypted volume (LUKS), which smelt does not unlock"), "{e}");
     sh(&format!("qemu-img create -q -f qcow2 {} 16M", dir.path("blank.qcow2").display()));
     let e = build("blank.qcow2", "sha256 = \"0000\"");
     assert!(e.contains("blank.qcow2 has SHA-256 "), "{e}");

@@ -9,10 +9,10 @@ packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio libarchive
           openssl tzdata python3 python3-venv mmdebstrap git groff-base binutils rpm createrepo-c curl
           pxelinux ipxe ipxe-qemu dnsmasq-base isc-dhcp-server shim-signed grub-efi-amd64-signed sbsigntool systemd-boot-efi osslsigncode
           libvirt-daemon-system python3-libvirt skopeo openssh-client docker-registry iproute2
-          libguestfs-tools libguestfs-xfs qemu-utils btrfs-progs xfsprogs dosfstools fdisk libcap2-bin)
+          libguestfs-tools libguestfs-xfs qemu-utils btrfs-progs xfsprogs dosfstools fdisk libcap2-bin cryptsetup-bin)
 need_cmds=(qemu-system-x86_64 busybox cpio bsdtar zstd xz xorriso isoinfo grub-mkimage openssl /usr/bin/python3 mmdebstrap groff strip rpmbuild createrepo_c curl unshare
            dnsmasq dhcpd sbverify sbsign osslsigncode objcopy objdump libvirtd virtlogd virsh skopeo ssh-keygen docker-registry ip
-           guestfish qemu-img mkfs.btrfs btrfs mkfs.xfs mkfs.vfat sfdisk losetup setcap getcap)
+           guestfish qemu-img mkfs.btrfs btrfs mkfs.xfs mkfs.vfat sfdisk losetup setcap getcap cryptsetup)
 need_files=(/usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin /usr/lib/syslinux/modules/bios/ldlinux.c32
             /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/lib/grub/x86_64-efi/linux.mod
             /usr/lib/python3/dist-packages/cloudinit /usr/share/zoneinfo/Europe/Madrid /usr/lib/locale/C.utf8

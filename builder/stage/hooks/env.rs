@@ -337,7 +337,10 @@ fn environment_d(
         .output()
         .context("running bash to source environment.d")?;
     if !out.status.success() {
-        bail!("sourcing environment.d: {}", String::from_utf8_lossy(&out.stderr).trim());
+        // DIB's files say why on stdout as often as on stderr.
+        let said =
+            format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!("sourcing environment.d: {}", said.trim().replace('\n', "\n  "));
     }
     let mut vars = BTreeMap::new();
     for pair in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
