@@ -292,6 +292,8 @@ fn install_packages_tool(family: &str) -> String {
          command -v $pm >/dev/null 2>&1 || for pm in apt-get zypper dnf yum apk; do command -v $pm >/dev/null 2>&1 && break; done\n\
          command -v $pm >/dev/null 2>&1 || {{ echo \"install-packages: no package manager (apt-get, zypper, dnf, apk) in the image for: $*\" >&2; exit 1; }}\n\
          [ $# -gt 0 ] || exit 0\n\
+         # SQLite's shared-memory index beside the rpm database: made by every reader, never the same twice.\n\
+         rpm_tidy() {{ rm -f /usr/lib/sysimage/rpm/rpmdb.sqlite-shm /var/lib/rpm/rpmdb.sqlite-shm \"$HOME/.rpmdb/rpmdb.sqlite-shm\"; }}\n\
          case $pm in\n\
          apt-get)\n\
          \x20   if [ -n \"$list\" ]; then dpkg-query -L \"$@\" | grep -v '^/.$'; exit 0; fi\n\
@@ -307,13 +309,13 @@ fn install_packages_tool(family: &str) -> String {
          \x20   rm -f /var/log/dpkg.log /var/log/alternatives.log /var/log/apt/*.log /var/log/apt/eipp.log.xz \\\n\
          \x20         /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/cache/ldconfig/aux-cache /var/cache/apt/*.bin ;;\n\
          zypper)\n\
-         \x20   if [ -n \"$list\" ]; then rpm -ql \"$@\"; exit 0; fi\n\
+         \x20   if [ -n \"$list\" ]; then rc=0; rpm -ql \"$@\" || rc=$?; rpm_tidy; exit $rc; fi\n\
          \x20   if [ -n \"$erase\" ]; then zypper --non-interactive remove \"$@\"; else zypper --non-interactive install --no-recommends \"$@\"; fi\n\
-         \x20   rm -rf /var/log/zypper.log /var/log/zypp /var/cache/zypp /var/lib/zypp/AnonymousUniqueId ;;\n\
+         \x20   rm -rf /var/log/zypper.log /var/log/zypp /var/cache/zypp /var/lib/zypp/AnonymousUniqueId; rpm_tidy ;;\n\
          dnf|yum)\n\
-         \x20   if [ -n \"$list\" ]; then rpm -ql \"$@\"; exit 0; fi\n\
+         \x20   if [ -n \"$list\" ]; then rc=0; rpm -ql \"$@\" || rc=$?; rpm_tidy; exit $rc; fi\n\
          \x20   if [ -n \"$erase\" ]; then $pm remove -y \"$@\"; else $pm install -y --setopt=install_weak_deps=False \"$@\"; fi\n\
-         \x20   $pm clean all >/dev/null; rm -rf /var/log/dnf*.log /var/log/hawkey.log /var/cache/dnf /var/lib/dnf/history.sqlite* ;;\n\
+         \x20   $pm clean all >/dev/null; rm -rf /var/log/dnf*.log /var/log/hawkey.log /var/cache/dnf /var/lib/dnf/history.sqlite*; rpm_tidy ;;\n\
          apk)\n\
          \x20   if [ -n \"$list\" ]; then apk info -L \"$@\" | grep -v ' contains:$' | sed 's|^|/|'; exit 0; fi\n\
          \x20   if [ -n \"$erase\" ]; then apk del \"$@\"; else apk add --no-cache \"$@\"; fi ;;\n\

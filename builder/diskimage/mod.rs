@@ -22,7 +22,7 @@ use choose::{Fs, Wanted};
 use guestfish::{quote, Session};
 
 /// Changes whenever what [`take`] writes changes: part of the cache key.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The disk image formats smelt reads (`qemu-img info`'s names).
 pub const FORMATS: [&str; 5] = ["qcow2", "raw", "vmdk", "vhdx", "vpc"];
@@ -37,9 +37,36 @@ pub struct Options {
     pub selinux: bool,
 }
 
+impl Options {
+    /// What was asked, for the record: `default`, or `partition=3 subvolume=@`.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in
+            [("partition", &self.wanted.partition), ("lv", &self.wanted.lv), ("subvolume", &self.subvolume)]
+        {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        }
+        if self.selinux {
+            parts.push("selinux=keep".into());
+        }
+        if parts.is_empty() {
+            "default".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
 /// What was found in the image and taken from it, kept beside the tar.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta {
+    /// The image's SHA-256, and what was asked of it (`default`, `partition=3`, …).
+    #[serde(default)]
+    pub image_sha256: String,
+    #[serde(default)]
+    pub wanted: String,
     pub format: String,
     /// The root file system's device and type.
     pub root: String,
@@ -110,6 +137,8 @@ pub fn take(image: &Path, digest: &str, options: &Options) -> anyhow::Result<Tak
     session.tar_out("/", pending_tar.temp_path(), options.selinux)?;
     session.close()?;
     let meta = Meta {
+        image_sha256: digest.to_string(),
+        wanted: options.describe(),
         format,
         root: root.device.clone(),
         fstype: root.fstype.clone(),
@@ -177,7 +206,9 @@ fn list(session: &mut Session) -> anyhow::Result<Vec<Fs>> {
     // Partitions holding no file system it knows (LVM members, BIOS boot) are listed too.
     for p in session.call("list-partitions")? {
         if !listed.iter().any(|(d, _)| *d == p) {
-            listed.push((p, "unknown".into()));
+            // What blkid says it is (crypto_LUKS, LVM2_member), else unknown.
+            let kind = session.try_call(&format!("vfs-type {}", quote(&p))).join("");
+            listed.push((p, if kind.is_empty() { "unknown".into() } else { kind }));
         }
     }
     let gpt = session.try_call("part-get-parttype /dev/sda") == ["gpt"];
