@@ -15,15 +15,16 @@ use crate::util::{assert_same_bytes, cached, member, sh, Dir, Image};
 const OS_RELEASE: &str =
     "NAME=\"SLES\"\nVERSION=\"15-SP5\"\nVERSION_ID=\"15.5\"\nPRETTY_NAME=\"SUSE Linux Enterprise Server 15 SP5 (smelt test)\"\nID=\"sles\"\nID_LIKE=\"suse\"\n";
 
-/// A bookworm minbase root with zypper, made by mmdebstrap once, with what a tree must
+/// A bookworm minbase root with zypper, systemd and a kernel (the image's own, as a SLES
+/// image has it), made by mmdebstrap once, with what a tree must
 /// carry across: a file capability, a hard link pair, another owner's files, set-id
 /// bits, a FIFO, and the os-release above. As a directory (`root/`) in the test cache.
 fn source_root() -> PathBuf {
     assert_eq!(unsafe { libc::geteuid() }, 0, "mmdebstrap and setcap need root: run tests/run.sh as root");
-    let dir = cached("base-image-root-bookworm-2", |dir| {
+    let dir = cached("base-image-root-bookworm-3", |dir| {
         std::fs::create_dir_all(dir).unwrap();
         sh(&format!(
-            "mmdebstrap --quiet --mode=root --variant=minbase --include=zypper,libcap2-bin,systemd \
+            "mmdebstrap --quiet --mode=root --variant=minbase --include=zypper,libcap2-bin,systemd,linux-image-cloud-amd64 \
              --aptopt='APT::Install-Recommends \"false\"' bookworm {}/root http://deb.debian.org/debian",
             dir.display()
         ));
@@ -46,7 +47,7 @@ fn source_root() -> PathBuf {
 /// and a decoy at the top level), `xfs.qcow2`.
 fn disks() -> PathBuf {
     let root = source_root();
-    cached("base-image-disks-2", |dir| {
+    cached("base-image-disks-3", |dir| {
         std::fs::create_dir_all(dir).unwrap();
         let d = dir.display();
         let r = root.display();
@@ -238,17 +239,22 @@ fn a_sles_like_image_installs_from_its_media_iso_and_boots() {
     );
     dir.write("elements/greet/element.toml", "description = \"says what the ramdisk holds\"\n");
     dir.image(
-        &Image::new("sles", &["base-image", "init", "manifests", "dib-init-system", "our-rpms", "greet"])
-            .outputs(&["initramfs", "dir"])
-            .params(
-                "base-image",
-                &format!(
-                    "source = {:?}\nrepositories = [\"iso:{}\"]",
-                    disks.join("btrfs.qcow2").display().to_string(),
-                    iso.display()
-                ),
-            )
-            .params("init", "then = \"poweroff\""),
+        &Image::new(
+            "sles",
+            &["base-image", "init", "kernel-modules", "manifests", "dib-init-system", "our-rpms", "greet"],
+        )
+        .outputs(&["initramfs", "dir", "ramdisk-tar"])
+        .set("kernel", "\"image\"")
+        .params(
+            "base-image",
+            &format!(
+                "source = {:?}\nrepositories = [\"iso:{}\"]",
+                disks.join("btrfs.qcow2").display().to_string(),
+                iso.display()
+            ),
+        )
+        .params("init", "then = \"poweroff\"")
+        .params("kernel-modules", "modules = [\"isofs\"]"),
     );
     dir.write("size-budget.toml", "[output.initramfs]\nmax = \"400MiB\"\nmax-unpacked = \"2GiB\"\n");
     let cache = shared_cache();
@@ -293,8 +299,22 @@ fn a_sles_like_image_installs_from_its_media_iso_and_boots() {
         format!("{}/usr/local/bin/smelt-ping cap_net_raw=ep", x.display())
     );
 
+    // The kernel is the disk image's own, out of its /boot; its modules trimmed to what
+    // was asked for.
+    assert!(r.stderr.contains("kernel: the image's own, /boot/vmlinuz-"), "{}", r.stderr);
+    assert!(!listing.contains("boot/vmlinuz"), "the kernel stayed in the image");
+    assert!(listing.lines().any(|l| l.ends_with("kernel/fs/isofs/isofs.ko")), "isofs was asked for");
+    assert!(!listing.contains("kernel/drivers/net/"), "modules nobody asked for stayed");
+    sh(&format!(
+        "bsdtar -xf {} -C {} sles.kernel",
+        dir.path("out/sles.tar").display(),
+        dir.path("").display()
+    ));
+    let source = source_root();
+    let theirs = sh(&format!("ls {}/boot/vmlinuz-*", source.display()));
+    assert_eq!(std::fs::read(dir.path("sles.kernel")).unwrap(), std::fs::read(theirs.trim()).unwrap());
     // A Debian root unpacks to a few hundred MiB: more RAM than the usual guest.
-    let kernel = crate::util::kernel().display().to_string();
+    let kernel = dir.path("sles.kernel").display().to_string();
     let initrd = archive.display().to_string();
     let console = crate::util::qemu_sized(
         1536,
@@ -303,6 +323,7 @@ fn a_sles_like_image_installs_from_its_media_iso_and_boots() {
     );
     assert!(console.contains("greeting: hello from the media"), "{console}");
     assert!(console.contains("distro: sles 15.5"), "{console}");
+    assert!(console.contains("smelt-init: step 50-greet: ok"), "{console}");
 
     dir.build_offline(&args, &env);
     assert_same_bytes(&archive, &dir.path("offline/sles.cpio.zst"), "the offline rebuild");
