@@ -44,10 +44,11 @@ fn source_root() -> PathBuf {
 /// The disk images, made once from [`source_root`]: `ext4-gpt.qcow2` (an EFI partition,
 /// a larger empty `data` file system, the root last), `btrfs.qcow2` (SLES's layout: `@`,
 /// `@/.snapshots`, the root in `@/.snapshots/1/snapshot` set as the default subvolume,
-/// and a decoy at the top level), `xfs.qcow2`.
+/// and a decoy at the top level; a home subvolume), `xfs.qcow2`; and `tiny.qcow2`, a
+/// root of busybox alone, quick to read.
 fn disks() -> PathBuf {
     let root = source_root();
-    cached("base-image-disks-3", |dir| {
+    cached("base-image-disks-4", |dir| {
         std::fs::create_dir_all(dir).unwrap();
         let d = dir.display();
         let r = root.display();
@@ -71,13 +72,16 @@ fn disks() -> PathBuf {
              echo 'the top level, not the root' > m/NOT-THE-ROOT; \
              btrfs -q subvolume create m/@; btrfs -q subvolume create m/@/.snapshots; mkdir m/@/.snapshots/1; \
              btrfs -q subvolume create m/@/.snapshots/1/snapshot; btrfs -q subvolume create m/@/home; \
+             mkdir m/@/home/field; echo 'a home of its own' > m/@/home/field/notes; \
              tar -C {r} --xattrs --xattrs-include='*' -cf - . | tar -C m/@/.snapshots/1/snapshot --xattrs --xattrs-include='*' -xpf -; \
              id=$(btrfs subvolume list m | awk '$NF == \"@/.snapshots/1/snapshot\" {{print $2}}'); \
              btrfs subvolume set-default $id m; umount m; \
              qemu-img convert -O qcow2 btrfs.raw btrfs.qcow2; rm btrfs.raw; \
              truncate -s 1000M xfs.raw; mkfs.xfs -q xfs.raw; mount -o loop xfs.raw m; \
              tar -C {r} --xattrs --xattrs-include='*' -cf - . | tar -C m --xattrs --xattrs-include='*' -xpf -; umount m; \
-             qemu-img convert -O qcow2 xfs.raw xfs.qcow2; rm xfs.raw; rmdir m"
+             qemu-img convert -O qcow2 xfs.raw xfs.qcow2; rm xfs.raw; rmdir m; \
+             mkdir -p tiny/bin; cp /bin/busybox tiny/bin/busybox; ln -s busybox tiny/bin/sh; \
+             mke2fs -q -t ext4 -d tiny tiny.raw 16M; qemu-img convert -O qcow2 tiny.raw tiny.qcow2; rm -r tiny tiny.raw"
         ));
     })
 }
@@ -115,10 +119,7 @@ fn stage(dir: &Dir, source: &Path, params: &str) -> PathBuf {
             .params("base-image", &format!("source = {:?}\n{params}", source.display().to_string())),
     );
     let r = dir
-        .smelt_env(
-            &["build", "image.toml", "-o", "out"],
-            &[("SMELT_CACHE_DIR", dir.path("cache").to_str().unwrap())],
-        )
+        .smelt_env(&["build", "image.toml", "-o", "out"], &[("SMELT_CACHE_DIR", shared_cache().as_str())])
         .ok();
     assert!(!r.stderr.contains("could not be set"), "{}", r.stderr);
     dir.path("out/root.dir")
@@ -188,14 +189,11 @@ fn a_partition_and_a_subvolume_can_be_named() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["lost+found"]);
-    // The top level of the btrfs file system, by subvolume path.
+    // Another subvolume of the btrfs file system, by path.
     let dir = Dir::heavy();
-    let staged = stage(&dir, &disks.join("btrfs.qcow2"), "subvolume = \"/\"");
-    assert_eq!(
-        std::fs::read_to_string(staged.join("NOT-THE-ROOT")).unwrap(),
-        "the top level, not the root\n"
-    );
-    assert!(staged.join("@/home").is_dir());
+    let staged = stage(&dir, &disks.join("btrfs.qcow2"), "subvolume = \"@/home\"");
+    assert_eq!(std::fs::read_to_string(staged.join("field/notes")).unwrap(), "a home of its own\n");
+    assert!(!staged.join("etc").exists() && !staged.join("NOT-THE-ROOT").exists());
 }
 
 /// An rpm built here (rpmbuild), in a repository (createrepo_c) packed into an ISO
@@ -382,14 +380,19 @@ fn a_failed_or_stopped_build_leaves_no_mount_device_or_process() {
     let disks = disks();
     // A copy of its own: its path names only this test's processes.
     let dir = Dir::heavy();
+    std::fs::copy(disks.join("tiny.qcow2"), dir.path("tiny.qcow2")).unwrap();
     std::fs::copy(disks.join("ext4-gpt.qcow2"), dir.path("mine.qcow2")).unwrap();
     let before = host_state();
     dir.write("elements/fails/install.d/50-fail", "#!/bin/sh\necho 'failing on purpose'\nexit 1\n");
-    dir.image(
-        &Image::new("f", &["base-image", "fails"])
-            .outputs(&["dir"])
-            .params("base-image", "source = \"mine.qcow2\""),
-    );
+    let image_of = |source: &str| {
+        dir.image(
+            &Image::new("f", &["base-image", "fails"])
+                .outputs(&["dir"])
+                .params("base-image", &format!("source = {source:?}")),
+        )
+    };
+    // A hook fails after the image was read.
+    image_of("tiny.qcow2");
     let cache = dir.path("cache");
     let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap())];
     let r =
@@ -401,9 +404,10 @@ fn a_failed_or_stopped_build_leaves_no_mount_device_or_process() {
         r.stderr
     );
     assert_eq!(host_state(), before, "mounts, loop or nbd devices changed");
-    let image = dir.path("mine.qcow2").display().to_string();
-    assert_eq!(processes_naming(&image), Vec::<String>::new());
+    assert_eq!(processes_naming(&dir.path("tiny.qcow2").display().to_string()), Vec::<String>::new());
     assert!(!dir.path("out/f.dir").exists(), "an output was published");
+    let image = dir.path("mine.qcow2").display().to_string();
+    image_of("mine.qcow2");
 
     // Stopped while the appliance reads the image (another cache: it reads it again).
     let other = dir.path("cache2");
@@ -523,7 +527,7 @@ fn a_media_iso_without_a_repository_is_refused() {
     let e = dir
         .smelt_env(
             &["build", "image.toml", "--elements-path", "elements", "-o", "out"],
-            &[("SMELT_CACHE_DIR", dir.path("cache").to_str().unwrap())],
+            &[("SMELT_CACHE_DIR", shared_cache().as_str())],
         )
         .fails(1)
         .stderr;
