@@ -68,3 +68,40 @@ pub fn is_input(rel: &str) -> bool {
         || rel.contains("/partial/")
         || name == "lock")
 }
+
+/// The SHA-256 of a large file a build reads whole (a disk image, a media ISO),
+/// remembered in the cache under the file's identity — path, device, inode, size,
+/// mtime and ctime, which any change of its bytes moves — so a warm build does not read
+/// gigabytes again only to name them.
+pub fn file_digest(path: &std::path::Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    let id = format!(
+        "{}\n{}:{}:{}:{}.{}:{}.{}",
+        path.display(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    );
+    let memo = dir().join("digests").join(&crate::io::count::sha256_hex(id.as_bytes())[..32]);
+    if let Ok(known) = std::fs::read_to_string(&memo) {
+        if known.len() == 64 && known.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(known);
+        }
+    }
+    let digest = crate::io::count::sha256_file(path)?;
+    // Only a shortcut: a memo that cannot be written is read the long way next time.
+    if let Some(parent) = memo.parent() {
+        if std::fs::create_dir_all(parent).is_ok() {
+            let pending = crate::io::atomic::Pending::new(&memo);
+            if std::fs::write(pending.temp_path(), &digest).is_ok() {
+                let _ = pending.publish();
+            }
+        }
+    }
+    Ok(digest)
+}

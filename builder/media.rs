@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context as _};
 
 /// The unpacked copy of the ISO at `iso`, made now unless the cache has it.
 pub fn unpack(iso: &Path) -> anyhow::Result<PathBuf> {
-    let digest = crate::io::count::sha256_file(iso).with_context(|| format!("reading {}", iso.display()))?;
+    let digest = crate::cache::file_digest(iso).with_context(|| format!("reading {}", iso.display()))?;
     let dir = crate::cache::dir().join("media");
     let dest = dir.join(&digest[..32]);
     if dest.is_dir() {

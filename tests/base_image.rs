@@ -536,3 +536,61 @@ fn a_media_iso_without_a_repository_is_refused() {
         "{e}"
     );
 }
+
+/// A disk image named by URL: fetched once into the cache and pinned by `sha256` (a
+/// download that differs is refused and nothing is kept); `--offline` uses the cached
+/// copy, and without one says what to do.
+#[test]
+fn a_disk_image_from_a_url_is_fetched_once_and_pinned() {
+    let disks = disks();
+    let dir = Dir::heavy();
+    std::fs::create_dir(dir.path("www")).unwrap();
+    std::fs::copy(disks.join("tiny.qcow2"), dir.path("www/tiny.qcow2")).unwrap();
+    let port = sh("/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'");
+    let port = port.trim();
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", port, "--directory"])
+        .arg(dir.path("www"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/tiny.qcow2");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+        assert!(started.elapsed().as_secs() < 20, "the HTTP server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let digest = sh(&format!("sha256sum {}", dir.path("www/tiny.qcow2").display()));
+    let digest = digest.split_whitespace().next().unwrap().to_string();
+    let cache = dir.path("cache");
+    let env = [("SMELT_CACHE_DIR", cache.to_str().unwrap())];
+    let image = |pin: &str| {
+        dir.image(
+            &Image::new("u", &["base-image"])
+                .outputs(&["dir"])
+                .params("base-image", &format!("source = {url:?}\nsha256 = {pin:?}")),
+        )
+    };
+    image(&"0".repeat(64));
+    let e = dir.smelt_env(&["build", "image.toml", "-o", "out"], &env).fails(1).stderr;
+    assert!(
+        e.contains(&format!(
+            "{url} has SHA-256 {digest}, not the {} param `sha256` pins; nothing was kept",
+            "0".repeat(64)
+        )),
+        "{e}"
+    );
+    assert_eq!(sh(&format!("find {} -type f -name '*qcow2*' 2>/dev/null; true", cache.display())), "");
+    image(&digest);
+    let e = dir.smelt_env(&["build", "image.toml", "-o", "out", "--offline"], &env).fails(1).stderr;
+    assert!(e.contains(&format!("{url} is not in the cache")), "{e}");
+    assert!(e.contains("build once without --offline to fetch it"), "{e}");
+    dir.smelt_env(&["build", "image.toml", "-o", "out"], &env).ok();
+    assert!(dir.path("out/u.dir/bin/busybox").is_file());
+    let _ = server.kill();
+    let _ = server.wait();
+    // The server is gone: the cached copy serves, offline.
+    dir.smelt_env(&["build", "image.toml", "-o", "again", "--offline"], &env).ok();
+    assert!(dir.path("again/u.dir/bin/busybox").is_file());
+}

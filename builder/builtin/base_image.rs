@@ -65,7 +65,7 @@ impl BaseImage {
             return Ok(t);
         }
         let source = self.source_file(image, offline, element)?;
-        let digest = crate::io::count::sha256_file(&source)
+        let digest = crate::cache::file_digest(&source)
             .with_context(|| format!("element `{element}`: reading {}", source.display()))?;
         if let Some(want) = given(&self.sha256) {
             if !want.eq_ignore_ascii_case(&digest) {
