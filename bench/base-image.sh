@@ -71,7 +71,7 @@ else
 fi
 rm -rf "$work/copy"
 timed guestfs env LIBGUESTFS_BACKEND=direct virt-tar-out -a "$work/disk.qcow2" / "$work/virt.tar"
-timed floor cp -a "$work/root/." "$work/floor"
+timed floor cp -a "$work/root/." "$work/floor-copy"
 
 printf 'disk image: 2 GiB qcow2 (%s MiB), ext4 holding %s MiB of files\n' "$(du -m "$work/disk.qcow2" | cut -f1)" "$files"
 printf '%-60s %8s %7s\n' "" "seconds" "ratio"
