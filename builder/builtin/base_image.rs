@@ -4,7 +4,6 @@
 //! tarball. Its `/etc/os-release` says what the base is (`DISTRO_NAME`, `DIB_RELEASE`,
 //! `DIB_INIT_SYSTEM`) unless params say otherwise.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -145,14 +144,7 @@ fn download(url: &str, dest: &Path) -> anyhow::Result<()> {
     let response = ureq::get(url).call().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut body = response.into_body().into_reader();
     let mut out = std::io::BufWriter::new(std::fs::File::create(dest)?);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = body.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        std::io::Write::write_all(&mut out, &buf[..n])?;
-    }
+    std::io::copy(&mut body, &mut out)?;
     std::io::Write::flush(&mut out)?;
     Ok(())
 }

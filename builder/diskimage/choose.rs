@@ -113,12 +113,7 @@ fn inspected_root<'a>(
     // subvolume is the same root: keep the devices.
     let mut roots: Vec<&Fs> = inspected
         .iter()
-        .filter_map(|r| match r.strip_prefix("btrfsvol:") {
-            Some(v) => {
-                devices.iter().find(|f| v.strip_prefix(f.device.as_str()).is_some_and(|t| t.starts_with('/')))
-            }
-            None => devices.iter().find(|f| f.device == *r),
-        })
+        .filter_map(|r| devices.iter().find(|f| on_device(r, &f.device).is_some()))
         .copied()
         .collect();
     roots.dedup_by(|a, b| a.device == b.device);
@@ -149,6 +144,17 @@ fn no_root(seen: &[Fs], image: &str) -> anyhow::Error {
         READABLE.join(", "),
         listing(seen)
     )
+}
+
+/// Where a name libguestfs gives (`/dev/sda2`, or `btrfsvol:/dev/sda2/@/var` for a
+/// subvolume) lies on `device`: `Some("")` for the device itself, `Some("@/var")` for one
+/// of its subvolumes, `None` elsewhere.
+pub fn on_device<'n>(name: &'n str, device: &str) -> Option<&'n str> {
+    if name == device {
+        return Some("");
+    }
+    let rest = name.strip_prefix("btrfsvol:")?.strip_prefix(device)?;
+    rest.strip_prefix('/')
 }
 
 /// What the image holds, for errors: `partitions seen: /dev/sda1 vfat (EFI), …`.

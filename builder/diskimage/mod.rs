@@ -119,7 +119,7 @@ pub fn take(image: &Path, digest: &str, options: &Options) -> anyhow::Result<Tak
     let root = choose::root(&seen, &inspected, &options.wanted, &name)?.clone();
     let subvolume = mount_root(&mut session, &root, options.subvolume.as_deref(), &name)?;
     // The rest of the image's own layout (fstab's /boot, /var …), as inspection read it.
-    if let Some(as_inspected) = inspected.iter().find(|r| same_device(r, &root.device)) {
+    if let Some(as_inspected) = inspected.iter().find(|r| choose::on_device(r, &root.device).is_some()) {
         mount_the_rest(&mut session, as_inspected, &seen);
     }
     let mounted = session
@@ -242,15 +242,6 @@ fn partition_number(device: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Whether an inspected root names `device` (or one of its btrfs subvolumes).
-fn same_device(inspected: &str, device: &str) -> bool {
-    inspected == device
-        || inspected
-            .strip_prefix("btrfsvol:")
-            .and_then(|v| v.strip_prefix(device))
-            .is_some_and(|t| t.starts_with('/'))
-}
-
 /// Mounts the root read-only at `/`: for btrfs the named subvolume or the default one
 /// (what SLES and openSUSE boot: a snapshot set as default). Returns the subvolume taken.
 fn mount_root(
@@ -292,20 +283,15 @@ fn mount_the_rest(session: &mut Session, root: &str, seen: &[Fs]) {
         .collect();
     points.sort_by_key(|(m, _)| m.matches('/').count());
     for (point, device) in points {
-        let (dev, opts) = match device.strip_prefix("btrfsvol:") {
-            Some(v) => match seen
-                .iter()
-                .find(|f| v.strip_prefix(f.device.as_str()).is_some_and(|t| t.starts_with('/')))
-            {
-                Some(f) => (f.device.clone(), format!("ro,subvol={}", &v[f.device.len() + 1..])),
-                None => continue,
-            },
-            None => match seen.iter().find(|f| f.device == device) {
-                Some(f) if choose::READABLE.contains(&f.fstype.as_str()) => {
-                    (device.clone(), "ro".to_string())
-                }
-                _ => continue,
-            },
+        // The file system it is on (a subvolume's device), and how to mount it.
+        let Some((f, sub)) = seen.iter().find_map(|f| Some((f, choose::on_device(&device, &f.device)?)))
+        else {
+            continue;
+        };
+        let (dev, opts) = match sub {
+            "" if choose::READABLE.contains(&f.fstype.as_str()) => (f.device.clone(), "ro".to_string()),
+            "" => continue,
+            sub => (f.device.clone(), format!("ro,subvol={sub}")),
         };
         session.try_call(&format!("mount-options {} {} {}", quote(&opts), quote(&dev), quote(&point)));
     }
@@ -320,7 +306,8 @@ mod tests {
         assert_eq!(partition_number("/dev/sda3"), Some(3));
         assert_eq!(partition_number("/dev/sda"), None);
         assert_eq!(partition_number("/dev/vg0/root"), None);
-        assert!(same_device("btrfsvol:/dev/sda2/@/home", "/dev/sda2"));
-        assert!(!same_device("btrfsvol:/dev/sda22/@", "/dev/sda2"));
+        assert_eq!(choose::on_device("btrfsvol:/dev/sda2/@/home", "/dev/sda2"), Some("@/home"));
+        assert_eq!(choose::on_device("/dev/sda2", "/dev/sda2"), Some(""));
+        assert_eq!(choose::on_device("btrfsvol:/dev/sda22/@", "/dev/sda2"), None);
     }
 }
